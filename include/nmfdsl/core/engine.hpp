@@ -1,0 +1,142 @@
+#pragma once
+/// @file engine.hpp
+/// The runtime walk over a resolved list of leaf layers. The engine is stateless: parameters, buffers, options and
+/// the per-call workspace are passed in, so the same code serves the Model and the sub-networks inside Concat and
+/// Residual. Layers are visited with boost::hana::for_each (forward in order, backward in reverse).
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <tuple>
+
+#include <boost/hana/for_each.hpp>
+#include <boost/hana/reverse.hpp>
+#include <boost/hana/tuple.hpp>
+#include <boost/hana/type.hpp>
+
+#include "infer.hpp"
+#include "layer.hpp"
+#include "params.hpp"
+
+namespace nmfdsl::detail {
+
+/// A layer's runtime options: `L::options`, or `L::options_for<In>` for layers whose options depend on the input
+/// shape (Concat and Residual hold their sub-networks' options).
+template <class L, class In>
+struct options_of {
+    using type = typename L::options;
+};
+template <class L, class In>
+    requires requires { typename L::template options_for<In>; }
+struct options_of<L, In> {
+    using type = typename L::template options_for<In>;
+};
+template <class L, class In>
+using options_of_t = typename options_of<L, In>::type;
+
+template <class E, class T>
+using cache_of_t = typename E::layer::template cache<typename E::in, T>;
+
+template <class E>
+inline constexpr std::size_t padded_params_v = total_padded_size(E::layer::template param_tensors<typename E::in>);
+template <class E>
+inline constexpr std::size_t padded_buffers_v = total_padded_size(E::layer::template buffer_tensors<typename E::in>);
+
+template <class Entries>
+struct engine;
+
+template <class... Es>
+struct engine<type_list<Es...>> {
+    static constexpr std::size_t count = sizeof...(Es);
+    using options = std::tuple<options_of_t<typename Es::layer, typename Es::in>...>;
+
+    /// Offsets of each layer's block inside the flat parameter / buffer arrays (each block 64-byte aligned).
+    static constexpr std::array<std::size_t, count + 1> param_offsets = [] {
+        std::array<std::size_t, count + 1> o{};
+        constexpr std::array<std::size_t, count> sizes{padded_params_v<Es>...};
+        for (std::size_t i = 0; i < count; ++i)
+            o[i + 1] = o[i] + sizes[i];
+        return o;
+    }();
+    static constexpr std::array<std::size_t, count + 1> buffer_offsets = [] {
+        std::array<std::size_t, count + 1> o{};
+        constexpr std::array<std::size_t, count> sizes{padded_buffers_v<Es>...};
+        for (std::size_t i = 0; i < count; ++i)
+            o[i + 1] = o[i] + sizes[i];
+        return o;
+    }();
+    static constexpr std::size_t param_size = param_offsets[count];
+    static constexpr std::size_t buffer_size = buffer_offsets[count];
+    static constexpr std::size_t max_activation = std::max({std::size_t{1}, Es::in::size..., Es::out::size...});
+
+    template <class T>
+    struct workspace {
+        std::size_t batch = 0;
+        const T* input = nullptr;  ///< the caller's input of the last forward (must outlive backward)
+        std::array<aligned_vector<T>, count> outputs;
+        aligned_vector<T> grad_a, grad_b;
+        std::tuple<cache_of_t<Es, T>...> caches;
+    };
+
+    static constexpr auto entries = boost::hana::tuple_t<Es...>;
+
+    template <class T>
+    static void init(T* params, T* buffers, rng& g)
+    {
+        boost::hana::for_each(entries, [&](auto e) {
+            using E = typename decltype(e)::type;
+            E::layer::template init<typename E::in, T>(params + param_offsets[E::index],
+                                                        buffers + buffer_offsets[E::index], g);
+        });
+    }
+
+    /// Runs every layer; returns the output (owned by ws, batch × Out::size, channels-last).
+    template <class T>
+    static const T* forward(const options& opt, const T* params, T* buffers, const T* x, std::size_t batch,
+                            workspace<T>& ws, bool training)
+    {
+        ws.batch = batch;
+        ws.input = x;
+        const T* cur = x;
+        boost::hana::for_each(entries, [&](auto e) {
+            using E = typename decltype(e)::type;
+            constexpr std::size_t i = E::index;
+            auto& out = ws.outputs[i];
+            out.resize(batch * E::out::size);
+            const forward_args<T> a{batch, cur, out.data(), params + param_offsets[i], buffers + buffer_offsets[i],
+                                    training};
+            E::layer::template forward<typename E::in, T>(std::get<i>(opt), a, std::get<i>(ws.caches));
+            cur = out.data();
+        });
+        return cur;
+    }
+
+    /// Back-propagates dy (batch × Out::size) to dx (batch × In::size, overwritten); accumulates parameter gradients.
+    template <class T>
+    static void backward(const options& opt, const T* params, T* grads, const T* buffers, const T* dy, T* dx,
+                         workspace<T>& ws)
+    {
+        const std::size_t batch = ws.batch;
+        if constexpr (count == 0) {
+            return;
+        } else {
+            ws.grad_a.resize(batch * max_activation);
+            ws.grad_b.resize(batch * max_activation);
+            const T* g = dy;
+            T* spare = ws.grad_a.data();
+            T* other = ws.grad_b.data();
+            boost::hana::for_each(boost::hana::reverse(entries), [&](auto e) {
+                using E = typename decltype(e)::type;
+                constexpr std::size_t i = E::index;
+                const T* x = i == 0 ? ws.input : ws.outputs[i == 0 ? 0 : i - 1].data();
+                T* target = i == 0 ? dx : spare;
+                const backward_args<T> a{batch, x, ws.outputs[i].data(), g, target, params + param_offsets[i],
+                                         grads + param_offsets[i], buffers + buffer_offsets[i]};
+                E::layer::template backward<typename E::in, T>(std::get<i>(opt), a, std::get<i>(ws.caches));
+                g = target;
+                std::swap(spare, other);
+            });
+        }
+    }
+};
+
+} // namespace nmfdsl::detail

@@ -1,0 +1,30 @@
+#pragma once
+/// @file error.hpp
+/// The exception hierarchy. Every runtime check in nmfdsl throws one of these, with a message that starts with
+/// "nmfdsl:" and names the layer or file, what was expected and what was found.
+#include <stdexcept>
+#include <string>
+
+namespace nmfdsl {
+
+/// Base of every nmfdsl error.
+struct error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// A tensor reached a layer or entry point with a shape other than the one the network was built for.
+struct shape_error : error {
+    using error::error;
+};
+
+/// A non-finite or out-of-domain value was found where the numerics require finite (or non-negative) input.
+struct numeric_error : error {
+    using error::error;
+};
+
+/// A data file is missing, truncated or inconsistent.
+struct data_error : error {
+    using error::error;
+};
+
+} // namespace nmfdsl

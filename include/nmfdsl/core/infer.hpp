@@ -1,0 +1,254 @@
+#pragma once
+/// @file infer.hpp
+/// Networks as types: Seq, the static shape inference that flattens a network into a list of leaf layers with
+/// their input and output shapes, and the compile-time queries output_shape_t, parameter_count_v and is_valid_v.
+///
+/// Diagnostics: every rejected shape is reported by one static_assert whose condition is a named variable template
+/// over (flat layer index, layer, incoming shape), so g++ prints e.g.
+///   note: 'nmfdsl::kernel_fits_input_map<2, nmfdsl::Conv<32, 30>, nmfdsl::Shape<3, 28, 28> >' evaluates to false
+/// After a rejected layer the inference passes the *input* shape on (a cascade stopper), so one mistake gives one
+/// error.
+#include <cstddef>
+#include <type_traits>
+
+#include "layer.hpp"
+#include "shape.hpp"
+
+namespace nmfdsl {
+
+/// Why a layer rejects its input shape.
+enum class shape_issue {
+    none,
+    needs_map,           ///< a Shape<C,H,W> was required, a vector arrived
+    needs_vector,        ///< a flat Shape<N> was required (Dense), a map arrived
+    kernel_too_large,    ///< convolution kernel larger than the incoming map
+    window_too_large,    ///< pooling window larger than the incoming map
+    branches_disagree,   ///< Concat branches end at different spatial sizes
+    body_changes_shape,  ///< Residual body output differs from its input
+    branch_invalid,      ///< a nested branch is itself invalid (reported inside the branch)
+    rejected,            ///< a custom layer's `accepts` rule said no
+};
+
+template <class... Ts>
+struct type_list {
+    static constexpr std::size_t size = sizeof...(Ts);
+};
+
+/// A flat pipeline of layers. A Seq may hold Seqs (they are flattened); name blocks by inheriting:
+///   struct Block : nmfdsl::Seq<nmfdsl::Conv<32, 5>, nmfdsl::ReLU> {};
+template <class... Layers>
+struct Seq {
+    using seq_layers = type_list<Layers...>;
+};
+
+/// One resolved leaf layer: its flat index, the layer, and the shapes it sees and produces.
+template <std::size_t Index, class Layer, class In, class Out>
+struct entry {
+    static constexpr std::size_t index = Index;
+    using layer = Layer;
+    using in = In;
+    using out = Out;
+};
+
+namespace detail {
+
+template <class L>
+concept is_seq = requires { typename L::seq_layers; };
+
+template <class L, class In>
+concept is_composite = requires { typename L::template expand<In>; };
+
+template <class L, class In>
+concept has_shape_rule = requires { typename L::template output_shape<In>; };
+
+template <class L, class In>
+constexpr shape_issue raw_issue()
+{
+    if constexpr (!is_shape<In>)
+        return shape_issue::rejected;
+    else if constexpr (requires { L::template check<In>; })
+        return L::template check<In>;
+    else if constexpr (requires { L::template accepts<In>; })
+        return L::template accepts<In> ? shape_issue::none : shape_issue::rejected;
+    else
+        return shape_issue::none;
+}
+
+/// The issue a leaf's check (or accepts) rule has with In. The shape rule itself is asked only when this is `none`,
+/// so a rule like Shape<Out, In::h, In::w> never sees a shape its check rejected.
+template <class L, class In>
+constexpr shape_issue issue_of()
+{
+    return raw_issue<L, In>();
+}
+
+} // namespace detail
+
+// ---- The named conditions. Each is true unless the layer at flat index Index has that particular problem. ----
+
+template <std::size_t Index, class Layer, class InShape>
+inline constexpr bool layer_has_shape_rule =
+    detail::issue_of<Layer, InShape>() != shape_issue::none || detail::has_shape_rule<Layer, InShape>;
+template <std::size_t Index, class Layer, class InShape>
+inline constexpr bool layer_input_is_map = detail::issue_of<Layer, InShape>() != shape_issue::needs_map;
+template <std::size_t Index, class Layer, class InShape>
+inline constexpr bool layer_input_is_flat = detail::issue_of<Layer, InShape>() != shape_issue::needs_vector;
+template <std::size_t Index, class Layer, class InShape>
+inline constexpr bool kernel_fits_input_map = detail::issue_of<Layer, InShape>() != shape_issue::kernel_too_large;
+template <std::size_t Index, class Layer, class InShape>
+inline constexpr bool pool_window_fits_map = detail::issue_of<Layer, InShape>() != shape_issue::window_too_large;
+template <std::size_t Index, class Layer, class InShape>
+inline constexpr bool concat_branches_agree_spatially =
+    detail::issue_of<Layer, InShape>() != shape_issue::branches_disagree;
+template <std::size_t Index, class Layer, class InShape>
+inline constexpr bool residual_body_keeps_shape =
+    detail::issue_of<Layer, InShape>() != shape_issue::body_changes_shape;
+template <std::size_t Index, class Layer, class InShape>
+inline constexpr bool layer_accepts_input = detail::issue_of<Layer, InShape>() != shape_issue::rejected;
+template <class InShape>
+inline constexpr bool network_input_rank_is_1_or_3 = detail::is_shape<InShape> && (InShape::rank == 1 || InShape::rank == 3);
+
+namespace detail {
+
+struct no_children {};
+
+/// Layers holding sub-networks (Concat, Residual) name a type whose instantiation diagnoses those sub-networks.
+template <class L, class In>
+struct children_of {
+    using type = no_children;
+};
+template <class L, class In>
+    requires requires { typename L::template diagnose_children<In>; }
+struct children_of<L, In> {
+    using type = typename L::template diagnose_children<In>;
+};
+
+/// Instantiated only in diagnosing mode (as a base class, so that it is always instantiated); each static_assert
+/// names the problem and what to change.
+template <std::size_t I, class L, class In>
+struct diagnose_leaf : children_of<L, In>::type {
+    static_assert(layer_has_shape_rule<I, L, In>,
+                  "nmfdsl: this layer has no shape rule; give it `template <class In> using output_shape = "
+                  "nmfdsl::Shape<...>;` (see docs/custom-layers.md)");
+    static_assert(layer_input_is_map<I, L, In>,
+                  "nmfdsl: this layer needs a Shape<C,H,W> feature map but receives a flat vector; move it before "
+                  "Flatten or give the model a map input");
+    static_assert(layer_input_is_flat<I, L, In>,
+                  "nmfdsl: Dense needs a flat Shape<N> input but receives a feature map; insert nmfdsl::Flatten "
+                  "before it");
+    static_assert(kernel_fits_input_map<I, L, In>,
+                  "nmfdsl: the kernel is larger than the incoming feature map; use a smaller kernel, "
+                  "nmfdsl::whole_map, or pool less before this layer");
+    static_assert(pool_window_fits_map<I, L, In>,
+                  "nmfdsl: the pooling window is larger than the incoming feature map (a 1x1 map cannot be pooled); "
+                  "remove this pooling layer or use a smaller window");
+    static_assert(concat_branches_agree_spatially<I, L, In>,
+                  "nmfdsl: Concat branches end at different spatial sizes; make every branch produce the same "
+                  "height and width");
+    static_assert(residual_body_keeps_shape<I, L, In>,
+                  "nmfdsl: the Residual body changes the shape of its input; its output must have the input's "
+                  "channels, height and width");
+    static_assert(layer_accepts_input<I, L, In>,
+                  "nmfdsl: this layer's `accepts` rule rejects the incoming shape; change the shape before it");
+};
+
+struct quiet {};
+
+template <bool Loud, std::size_t I, class In, class Layers, class Acc>
+struct resolve_list;
+
+template <bool Loud, std::size_t I, class In, class L, class Acc>
+struct resolve_one;
+
+/// Resolution of a leaf layer.
+template <bool Loud, std::size_t I, class In, class L, class... Done>
+    requires(!is_seq<L> && !is_composite<L, In>)
+struct resolve_one<Loud, I, In, L, type_list<Done...>> : std::conditional_t<Loud, diagnose_leaf<I, L, In>, quiet> {
+    static constexpr shape_issue issue = raw_issue<L, In>();
+    static constexpr bool ok = [] {
+        if constexpr (issue != shape_issue::none)
+            return false;
+        else
+            return has_shape_rule<L, In>;
+    }();
+
+    template <bool Ok, class Dummy = void>
+    struct pick {
+        using type = In;
+    };
+    template <class Dummy>
+    struct pick<true, Dummy> {
+        using type = typename L::template output_shape<In>;
+    };
+    using out = typename pick<ok>::type;
+    /// A rejected layer is left out of the entries (its input passes on), so nothing else is asked of it.
+    using entries = std::conditional_t<ok, type_list<Done..., entry<I, L, In, out>>, type_list<Done...>>;
+    static constexpr std::size_t next_index = I + 1;
+    static constexpr bool valid = ok;
+};
+
+/// A Seq (or a block deriving from one) is flattened.
+template <bool Loud, std::size_t I, class In, class L, class Acc>
+    requires is_seq<L>
+struct resolve_one<Loud, I, In, L, Acc> : resolve_list<Loud, I, In, typename L::seq_layers, Acc> {};
+
+/// A composite layer expands, depending on its input shape, into a Seq that is flattened.
+template <bool Loud, std::size_t I, class In, class L, class Acc>
+    requires(!is_seq<L> && is_composite<L, In>)
+struct resolve_one<Loud, I, In, L, Acc> : resolve_list<Loud, I, In, typename L::template expand<In>::seq_layers, Acc> {
+};
+
+template <bool Loud, std::size_t I, class In, class Acc>
+struct resolve_list<Loud, I, In, type_list<>, Acc> {
+    using out = In;
+    using entries = Acc;
+    static constexpr std::size_t next_index = I;
+    static constexpr bool valid = true;
+};
+
+template <bool Loud, std::size_t I, class In, class L, class... Rest, class Acc>
+struct resolve_list<Loud, I, In, type_list<L, Rest...>, Acc> {
+    using head = resolve_one<Loud, I, In, L, Acc>;
+    using tail = resolve_list<Loud, head::next_index, typename head::out, type_list<Rest...>, typename head::entries>;
+    using out = typename tail::out;
+    using entries = typename tail::entries;
+    static constexpr std::size_t next_index = tail::next_index;
+    static constexpr bool valid = head::valid && tail::valid;
+};
+
+template <bool Loud, class Net, class In>
+struct resolve {
+    static_assert(!Loud || network_input_rank_is_1_or_3<In>,
+                  "nmfdsl: the network input must be nmfdsl::Shape<C,H,W> (an image) or nmfdsl::Shape<N> (a vector); "
+                  "the batch size is a runtime value and is not part of the shape");
+    static constexpr bool input_ok = network_input_rank_is_1_or_3<In>;
+    using list = resolve_list<Loud, 0, std::conditional_t<input_ok, In, Shape<1>>, type_list<Net>, type_list<>>;
+    using out = typename list::out;
+    using entries = typename list::entries;
+    static constexpr bool valid = input_ok && list::valid;
+};
+
+template <class Entries>
+struct entries_param_count;
+template <class... Es>
+struct entries_param_count<type_list<Es...>> {
+    static constexpr std::size_t value =
+        (std::size_t{0} + ... + total_size(Es::layer::template param_tensors<typename Es::in>));
+};
+
+} // namespace detail
+
+/// The per-sample output shape of Net applied to In (diagnoses an invalid network).
+template <class Net, class In>
+using output_shape_t = typename detail::resolve<true, Net, In>::out;
+
+/// True iff Net accepts In; never fails to compile (use it in tests and metaprograms).
+template <class Net, class In>
+inline constexpr bool is_valid_v = detail::resolve<false, Net, In>::valid;
+
+/// Number of trainable scalars of Net applied to In (diagnoses an invalid network).
+template <class Net, class In>
+inline constexpr std::size_t parameter_count_v =
+    detail::entries_param_count<typename detail::resolve<true, Net, In>::entries>::value;
+
+} // namespace nmfdsl

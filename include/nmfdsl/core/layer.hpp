@@ -1,0 +1,77 @@
+#pragma once
+/// @file layer.hpp
+/// The layer protocol. A layer is a stateless descriptor type; the Model owns its parameters, buffers, options and
+/// the per-call cache. A leaf layer L provides:
+///
+///   static std::string name();                                      // "Conv<32,5>", used in tables and errors
+///   template <class In> static constexpr shape_issue check;          // optional: why In is rejected (or none)
+///   template <class In> static constexpr bool accepts;               // optional, simpler alternative to check
+///   template <class In> using output_shape = Shape<...>;             // required: the shape rule
+///   template <class In> static constexpr std::array<param_spec, K> param_tensors;   // trainable tensors
+///   template <class In> static constexpr std::array<param_spec, K> buffer_tensors;  // non-trainable state
+///   using options = ...;                                             // runtime options (default: none)
+///   template <class In, class T> struct cache { ... };                // what backward needs, per call
+///   template <class In, class T> static void init(T* params, T* buffers, rng&);
+///   template <class In, class T> static void forward(const options&, const forward_args<T>&, cache<In, T>&);
+///   template <class In, class T> static void backward(const options&, const backward_args<T>&, cache<In, T>&);
+///
+/// Deriving from layer_base supplies the defaults. All tensors are channels-last inside the library: a batch of
+/// Shape<C,H,W> samples is stored as [N, H, W, C], so each position's channel vector is contiguous.
+/// backward *accumulates* into `grads` (call Model::zero_grad between steps) and *overwrites* `dx`.
+#include <array>
+#include <cstddef>
+#include <string>
+
+#include "params.hpp"
+#include "rng.hpp"
+#include "shape.hpp"
+
+namespace nmfdsl {
+
+struct no_options {};
+
+template <class T>
+struct forward_args {
+    std::size_t batch;  ///< number of samples, > 0
+    const T* x;         ///< input, batch × In::size, channels-last
+    T* y;               ///< output, batch × Out::size, channels-last
+    const T* params;    ///< the layer's parameter block (tensor k at tensor_offset(param_tensors, k))
+    T* buffers;         ///< the layer's buffer block (non-trainable state such as running statistics)
+    bool training;      ///< training or evaluation mode
+};
+
+template <class T>
+struct backward_args {
+    std::size_t batch;
+    const T* x;         ///< the input seen by forward
+    const T* y;         ///< the output forward produced
+    const T* dy;        ///< dL/dy, batch × Out::size
+    T* dx;              ///< dL/dx, overwritten, batch × In::size
+    const T* params;
+    T* grads;           ///< dL/dparams, accumulated (same layout as params)
+    const T* buffers;
+};
+
+/// Defaults for the optional parts of the layer protocol.
+struct layer_base {
+    using options = no_options;
+    template <class In>
+    static constexpr std::array<param_spec, 0> param_tensors{};
+    template <class In>
+    static constexpr std::array<param_spec, 0> buffer_tensors{};
+    template <class In, class T>
+    struct cache {};
+    template <class In, class T>
+    static void init(T*, T*, rng&)
+    {
+    }
+};
+
+namespace detail {
+inline std::string kernel_text(std::size_t k)
+{
+    return k == whole_map ? std::string("whole_map") : std::to_string(k);
+}
+} // namespace detail
+
+} // namespace nmfdsl

@@ -1,0 +1,313 @@
+#pragma once
+/// @file model.hpp
+/// Model<Net, In, T>: owns the parameters, their gradients and the buffers of a network (flat, 64-byte aligned
+/// arrays; every tensor tagged with a parameter group), the per-layer runtime options, and a default workspace.
+/// Tensors cross the API channels-first, as users hold them: a batch of Shape<C,H,W> is an xtensor [N, C, H, W], a
+/// batch of Shape<N> an xtensor [batch, N]. Inside, everything is channels-last.
+#include <cstddef>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include <xtensor/xtensor.hpp>
+
+#include "engine.hpp"
+#include "error.hpp"
+#include "infer.hpp"
+#include "summary.hpp"
+
+namespace nmfdsl {
+
+/// One trainable tensor of a model, with its gradient.
+template <class T>
+struct parameter_ref {
+    std::size_t layer;          ///< flat layer index
+    std::string layer_name;
+    std::string_view name;      ///< tensor name inside the layer ("weight", "bias", "gamma", ...)
+    group grp;
+    std::span<T> value;
+    std::span<T> grad;
+};
+
+namespace detail {
+
+/// [N, C, H, W] -> [N, H, W, C]
+template <class T>
+void to_channels_last(const T* src, std::size_t n, std::size_t c, std::size_t hw, T* dst)
+{
+    for (std::size_t b = 0; b < n; ++b)
+        for (std::size_t ch = 0; ch < c; ++ch) {
+            const T* s = src + (b * c + ch) * hw;
+            T* d = dst + b * c * hw + ch;
+            for (std::size_t p = 0; p < hw; ++p)
+                d[p * c] = s[p];
+        }
+}
+
+/// [N, H, W, C] -> [N, C, H, W]
+template <class T>
+void to_channels_first(const T* src, std::size_t n, std::size_t c, std::size_t hw, T* dst)
+{
+    for (std::size_t b = 0; b < n; ++b)
+        for (std::size_t ch = 0; ch < c; ++ch) {
+            const T* s = src + b * c * hw + ch;
+            T* d = dst + (b * c + ch) * hw;
+            for (std::size_t p = 0; p < hw; ++p)
+                d[p] = s[p * c];
+        }
+}
+
+template <std::size_t I, class List>
+struct nth_entry;
+template <std::size_t I, class H, class... R>
+struct nth_entry<I, type_list<H, R...>> : nth_entry<I - 1, type_list<R...>> {};
+template <class H, class... R>
+struct nth_entry<0, type_list<H, R...>> {
+    using type = H;
+};
+
+template <class S, class T>
+std::array<std::size_t, S::rank + 1> batch_shape(std::size_t n)
+{
+    if constexpr (S::rank == 3)
+        return {n, S::c, S::h, S::w};
+    else
+        return {n, S::size};
+}
+
+} // namespace detail
+
+template <class Net, class In, class T = float>
+class Model {
+    using resolved = detail::resolve<true, Net, In>;
+
+public:
+    using value_type = T;
+    using input_shape = In;
+    using output_shape = typename resolved::out;
+    using entries = std::conditional_t<resolved::valid, typename resolved::entries, type_list<>>;
+    using engine = detail::engine<entries>;
+    using options_tuple = typename engine::options;
+    using input_tensor = xt::xtensor<T, In::rank + 1>;
+    using output_tensor = xt::xtensor<T, output_shape::rank + 1>;
+    static constexpr std::size_t layer_count = engine::count;
+    static constexpr std::size_t parameter_count = detail::entries_param_count<entries>::value;
+
+    /// Per-call state: what backward needs. One per concurrent forward/backward pair.
+    struct workspace {
+        typename engine::template workspace<T> net;
+        aligned_vector<T> input;  ///< the batch, channels-last
+        aligned_vector<T> grad;   ///< dL/d output, channels-last
+        aligned_vector<T> grad_input;
+        std::size_t batch = 0;
+    };
+
+    explicit Model(seed s = seed{0})
+        : params_(engine::param_size), grads_(engine::param_size), buffers_(engine::buffer_size)
+    {
+        reset_parameters(s);
+    }
+
+    /// Re-initialises every parameter and buffer from the seed; gradients are zeroed.
+    void reset_parameters(seed s)
+    {
+        rng g(s);
+        std::fill(params_.begin(), params_.end(), T(0));
+        std::fill(buffers_.begin(), buffers_.end(), T(0));
+        engine::template init<T>(params_.data(), buffers_.data(), g);
+        zero_grad();
+    }
+
+    /// Runs the network on a batch [N, C, H, W] (or [N, features]). Throws shape_error for a wrong per-sample shape
+    /// or an empty batch.
+    template <class E>
+    output_tensor forward(const E& batch)
+    {
+        return forward(batch, default_ws_);
+    }
+
+    template <class E>
+    output_tensor forward(const E& batch, workspace& ws)
+    {
+        check_input(batch);
+        const std::size_t n = batch.shape()[0];
+        ws.batch = n;
+        ws.input.resize(n * In::size);
+        const auto contiguous = xt::eval(batch);
+        if constexpr (In::rank == 3)
+            detail::to_channels_last(contiguous.data(), n, In::c, In::h * In::w, ws.input.data());
+        else
+            std::copy(contiguous.data(), contiguous.data() + n * In::size, ws.input.data());
+        const T* y = engine::template forward<T>(options_, params_.data(), buffers_.data(), ws.input.data(), n, ws.net,
+                                                 training_);
+        output_tensor out(detail::batch_shape<output_shape, T>(n));
+        if constexpr (output_shape::rank == 3)
+            detail::to_channels_first(y, n, output_shape::c, output_shape::h * output_shape::w, out.data());
+        else
+            std::copy(y, y + n * output_shape::size, out.data());
+        return out;
+    }
+
+    /// Back-propagates dL/d(output) of the last forward; accumulates parameter gradients and returns dL/d(input).
+    template <class E>
+    input_tensor backward(const E& grad_out)
+    {
+        return backward(grad_out, default_ws_);
+    }
+
+    template <class E>
+    input_tensor backward(const E& grad_out, workspace& ws)
+    {
+        if (ws.batch == 0)
+            throw shape_error("nmfdsl: backward called before forward (the workspace holds no batch)");
+        const auto g = xt::eval(grad_out);
+        const auto expected = detail::batch_shape<output_shape, T>(ws.batch);
+        if (g.dimension() != expected.size() || !std::equal(expected.begin(), expected.end(), g.shape().begin()))
+            throw shape_error("nmfdsl: backward expects the gradient of the network output " +
+                              batch_shape_string<output_shape>(ws.batch) + ", got " + shape_text(g));
+        const std::size_t n = ws.batch;
+        ws.grad.resize(n * output_shape::size);
+        if constexpr (output_shape::rank == 3)
+            detail::to_channels_last(g.data(), n, output_shape::c, output_shape::h * output_shape::w, ws.grad.data());
+        else
+            std::copy(g.data(), g.data() + n * output_shape::size, ws.grad.data());
+        ws.grad_input.resize(n * In::size);
+        if constexpr (layer_count == 0)
+            std::copy(ws.grad.begin(), ws.grad.end(), ws.grad_input.begin());
+        else
+            engine::template backward<T>(options_, params_.data(), grads_.data(), buffers_.data(), ws.grad.data(),
+                                         ws.grad_input.data(), ws.net);
+        input_tensor dx(detail::batch_shape<In, T>(n));
+        if constexpr (In::rank == 3)
+            detail::to_channels_first(ws.grad_input.data(), n, In::c, In::h * In::w, dx.data());
+        else
+            std::copy(ws.grad_input.begin(), ws.grad_input.end(), dx.data());
+        return dx;
+    }
+
+    void zero_grad() { std::fill(grads_.begin(), grads_.end(), T(0)); }
+
+    /// Training mode (default) or evaluation mode; only layers with a mode-dependent rule (BatchNorm's running
+    /// statistics option) behave differently.
+    void set_training(bool on) { training_ = on; }
+    bool training() const { return training_; }
+
+    /// Every trainable tensor with its gradient, in layer order.
+    std::vector<parameter_ref<T>> parameters()
+    {
+        std::vector<parameter_ref<T>> out;
+        boost::hana::for_each(engine::entries, [&](auto e) {
+            using E = typename decltype(e)::type;
+            constexpr auto& specs = E::layer::template param_tensors<typename E::in>;
+            for (std::size_t k = 0; k < specs.size(); ++k) {
+                const std::size_t off = engine::param_offsets[E::index] + tensor_offset(specs, k);
+                out.push_back({E::index, E::layer::name(), specs[k].name, specs[k].grp,
+                               std::span<T>(params_.data() + off, specs[k].size),
+                               std::span<T>(grads_.data() + off, specs[k].size)});
+            }
+        });
+        return out;
+    }
+
+    /// Access to layer I: its name, shapes, options, and its tensors by position.
+    template <std::size_t I>
+    auto layer()
+    {
+        static_assert(I < layer_count, "nmfdsl: layer index out of range; see Model::layer_count or summary()");
+        return layer_ref<I>{this};
+    }
+
+    std::span<T> flat_parameters() { return {params_.data(), params_.size()}; }
+    std::span<T> flat_gradients() { return {grads_.data(), grads_.size()}; }
+    std::span<T> flat_buffers() { return {buffers_.data(), buffers_.size()}; }
+    options_tuple& options() { return options_; }
+
+    static std::string summary() { return detail::summary_table(entries{}); }
+
+private:
+    /// A handle to layer I: shapes, options and its tensors (by position or by name).
+    template <std::size_t I>
+    struct layer_ref {
+        Model* model;
+        using entry_type = typename detail::nth_entry<I, entries>::type;
+        using layer_type = typename entry_type::layer;
+        using in_shape = typename entry_type::in;
+        using out_shape = typename entry_type::out;
+        static constexpr auto& specs = layer_type::template param_tensors<in_shape>;
+
+        static std::string name() { return layer_type::name(); }
+        auto& options() { return std::get<I>(model->options_); }
+        static constexpr std::size_t tensor_count() { return specs.size(); }
+        std::span<T> params(std::size_t k) { return view(model->params_, k); }
+        std::span<T> grads(std::size_t k) { return view(model->grads_, k); }
+        std::span<T> params(std::string_view tensor) { return params(find(tensor)); }
+        std::span<T> grads(std::string_view tensor) { return grads(find(tensor)); }
+
+    private:
+        std::size_t find(std::string_view tensor) const
+        {
+            for (std::size_t k = 0; k < specs.size(); ++k)
+                if (specs[k].name == tensor)
+                    return k;
+            throw std::out_of_range("nmfdsl: layer " + std::to_string(I) + " (" + name() + ") has no tensor named '" +
+                                    std::string(tensor) + "'");
+        }
+        std::span<T> view(aligned_vector<T>& flat, std::size_t k) const
+        {
+            if (k >= specs.size())
+                throw std::out_of_range("nmfdsl: layer " + std::to_string(I) + " (" + name() + ") has " +
+                                        std::to_string(specs.size()) + " tensors, asked for tensor " +
+                                        std::to_string(k));
+            const std::size_t off = engine::param_offsets[I] + tensor_offset(specs, k);
+            return {flat.data() + off, specs[k].size};
+        }
+    };
+
+    template <class E>
+    static std::string shape_text(const E& t)
+    {
+        std::string s = "[";
+        for (std::size_t i = 0; i < t.dimension(); ++i)
+            s += (i ? ", " : "") + std::to_string(t.shape()[i]);
+        return s + "]";
+    }
+
+    template <class E>
+    void check_input(const E& batch) const
+    {
+        constexpr std::size_t rank = In::rank + 1;
+        const auto expected = detail::batch_shape<In, T>(batch.dimension() > 0 ? batch.shape()[0] : 0);
+        const std::string where = layer_count == 0 ? std::string("nmfdsl: the network")
+                                                   : "nmfdsl: layer 0 (" + first_layer_name() + ")";
+        bool ok = batch.dimension() == rank;
+        for (std::size_t i = 1; ok && i < rank; ++i)
+            ok = batch.shape()[i] == expected[i];
+        if (!ok)
+            throw shape_error(where + " expects input " + symbolic_batch_shape_string<In>() + ", got " +
+                              shape_text(batch));
+        if (batch.shape()[0] == 0)
+            throw shape_error(where + " got an empty batch (batch size 0); expected " +
+                              symbolic_batch_shape_string<In>() + " with N > 0");
+    }
+
+    static std::string first_layer_name()
+    {
+        std::string n;
+        boost::hana::for_each(engine::entries, [&](auto e) {
+            using E = typename decltype(e)::type;
+            if (E::index == 0)
+                n = E::layer::name();
+        });
+        return n;
+    }
+
+    aligned_vector<T> params_, grads_, buffers_;
+    options_tuple options_{};
+    workspace default_ws_{};
+    bool training_ = true;
+};
+
+} // namespace nmfdsl

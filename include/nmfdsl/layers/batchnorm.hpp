@@ -1,0 +1,134 @@
+#pragma once
+/// @file batchnorm.hpp
+/// BatchNorm over the channels of a map (statistics over batch × positions) or the features of a vector
+/// (statistics over the batch), affine (γ, β; group `norm`; γ = 1, β = 0 at init).
+///   y = γ (x − μ) / √(σ² + eps) + β,   σ² the biased variance.
+/// Modes (options.mode):
+///  - batch_statistics (default, the paper's: track_running_stats=False, deep-nmf-spec §3.2 / A6): μ, σ² are the
+///    statistics of the current batch in training *and* evaluation;
+///  - running_statistics (PyTorch's usual mode): training uses batch statistics and updates the running mean and
+///    unbiased variance with `momentum`; evaluation (Model::set_training(false)) normalises with the running values.
+/// Backward with batch statistics (M values per channel, x̂ the normalised input):
+///   dγ += Σ dy x̂,  dβ += Σ dy,  dx = γ/(M √(σ²+eps)) · (M dy − Σ dy − x̂ Σ dy x̂).
+#include <cmath>
+#include <string>
+
+#include "common.hpp"
+
+namespace nmfdsl {
+
+enum class bn_mode { batch_statistics, running_statistics };
+
+struct BatchNorm : layer_base {
+    struct options {
+        bn_mode mode = bn_mode::batch_statistics;
+        double eps = 1e-5;
+        double momentum = 0.1;
+    };
+    static std::string name() { return "BatchNorm"; }
+    template <class In>
+    using output_shape = In;
+    template <class In>
+    static constexpr std::array<param_spec, 2> param_tensors{
+        {{"gamma", group::norm, detail::channels<In>()}, {"beta", group::norm, detail::channels<In>()}}};
+    template <class In>
+    static constexpr std::array<param_spec, 2> buffer_tensors{
+        {{"running_mean", group::norm, detail::channels<In>()}, {"running_var", group::norm, detail::channels<In>()}}};
+
+    template <class In, class T>
+    struct cache {
+        aligned_vector<T> mean, inv_std;
+        bool used_running = false;
+    };
+
+    template <class In, class T>
+    static void init(T* p, T* b, rng&)
+    {
+        constexpr std::size_t C = detail::channels<In>();
+        std::fill(detail::tensor<BatchNorm, In>(p, 0), detail::tensor<BatchNorm, In>(p, 0) + C, T(1));
+        std::fill(b + tensor_offset(buffer_tensors<In>, 1), b + tensor_offset(buffer_tensors<In>, 1) + C, T(1));
+    }
+
+    template <class In, class T>
+    static void forward(const options& o, const forward_args<T>& a, cache<In, T>& c)
+    {
+        constexpr std::size_t C = detail::channels<In>();
+        const std::size_t rows = a.batch * detail::rows_per_sample<In>();
+        T* run_mean = a.buffers;
+        T* run_var = a.buffers + tensor_offset(buffer_tensors<In>, 1);
+        c.mean.assign(C, T(0));
+        c.inv_std.assign(C, T(0));
+        c.used_running = o.mode == bn_mode::running_statistics && !a.training;
+        if (c.used_running) {
+            for (std::size_t ch = 0; ch < C; ++ch) {
+                c.mean[ch] = run_mean[ch];
+                c.inv_std[ch] = T(1) / std::sqrt(run_var[ch] + T(o.eps));
+            }
+        } else {
+            aligned_vector<T> var(C, T(0));
+            for (std::size_t r = 0; r < rows; ++r)
+                for (std::size_t ch = 0; ch < C; ++ch)
+                    c.mean[ch] += a.x[r * C + ch];
+            for (std::size_t ch = 0; ch < C; ++ch)
+                c.mean[ch] /= T(rows);
+            for (std::size_t r = 0; r < rows; ++r)
+                for (std::size_t ch = 0; ch < C; ++ch) {
+                    const T d = a.x[r * C + ch] - c.mean[ch];
+                    var[ch] += d * d;
+                }
+            for (std::size_t ch = 0; ch < C; ++ch) {
+                var[ch] /= T(rows);
+                c.inv_std[ch] = T(1) / std::sqrt(var[ch] + T(o.eps));
+            }
+            if (o.mode == bn_mode::running_statistics && a.training) {
+                const T m = T(o.momentum);
+                const T unbias = rows > 1 ? T(rows) / T(rows - 1) : T(1);
+                for (std::size_t ch = 0; ch < C; ++ch) {
+                    run_mean[ch] = (T(1) - m) * run_mean[ch] + m * c.mean[ch];
+                    run_var[ch] = (T(1) - m) * run_var[ch] + m * var[ch] * unbias;
+                }
+            }
+        }
+        const T* gamma = detail::tensor<BatchNorm, In>(a.params, 0);
+        const T* beta = detail::tensor<BatchNorm, In>(a.params, 1);
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t ch = 0; ch < C; ++ch)
+                a.y[r * C + ch] = gamma[ch] * (a.x[r * C + ch] - c.mean[ch]) * c.inv_std[ch] + beta[ch];
+    }
+
+    template <class In, class T>
+    static void backward(const options&, const backward_args<T>& a, cache<In, T>& c)
+    {
+        constexpr std::size_t C = detail::channels<In>();
+        const std::size_t rows = a.batch * detail::rows_per_sample<In>();
+        const T* gamma = detail::tensor<BatchNorm, In>(a.params, 0);
+        T* dgamma = detail::tensor<BatchNorm, In>(a.grads, 0);
+        T* dbeta = detail::tensor<BatchNorm, In>(a.grads, 1);
+        aligned_vector<T> sum_dy(C, T(0)), sum_dy_xhat(C, T(0));
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t ch = 0; ch < C; ++ch) {
+                const T xhat = (a.x[r * C + ch] - c.mean[ch]) * c.inv_std[ch];
+                sum_dy[ch] += a.dy[r * C + ch];
+                sum_dy_xhat[ch] += a.dy[r * C + ch] * xhat;
+            }
+        for (std::size_t ch = 0; ch < C; ++ch) {
+            dgamma[ch] += sum_dy_xhat[ch];
+            dbeta[ch] += sum_dy[ch];
+        }
+        if (c.used_running) {
+            for (std::size_t r = 0; r < rows; ++r)
+                for (std::size_t ch = 0; ch < C; ++ch)
+                    a.dx[r * C + ch] = a.dy[r * C + ch] * gamma[ch] * c.inv_std[ch];
+            return;
+        }
+        const T m = T(rows);
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t ch = 0; ch < C; ++ch) {
+                const T xhat = (a.x[r * C + ch] - c.mean[ch]) * c.inv_std[ch];
+                a.dx[r * C + ch] = gamma[ch] * c.inv_std[ch] / m *
+                                   (m * a.dy[r * C + ch] - sum_dy[ch] - xhat * sum_dy_xhat[ch]);
+            }
+    }
+};
+
+} // namespace nmfdsl

@@ -1,0 +1,44 @@
+#pragma once
+/// @file common.hpp
+/// Helpers shared by the layer headers.
+#include <cstddef>
+#include <string>
+
+#include "../core/infer.hpp"
+#include "../core/layer.hpp"
+#include "../core/params.hpp"
+#include "../core/shape.hpp"
+
+namespace nmfdsl::detail {
+
+
+/// A channels-last batch is a matrix of rows: a map has H·W rows per sample of C channels, a vector one row of N.
+template <class S>
+constexpr std::size_t channels()
+{
+    if constexpr (S::rank == 3)
+        return S::c;
+    else
+        return S::size;
+}
+
+template <class S>
+constexpr std::size_t rows_per_sample()
+{
+    return S::size / channels<S>();
+}
+
+/// Pointer to tensor k of a layer's parameter block.
+template <class L, class In, class T>
+T* tensor(T* block, std::size_t k)
+{
+    return block + tensor_offset(L::template param_tensors<In>, k);
+}
+
+template <class T>
+constexpr T l1_eps()
+{
+    return T(1e-19);  // deep-nmf-spec §1.3 ("10e-20" in the reference code)
+}
+
+} // namespace nmfdsl::detail

@@ -1,0 +1,138 @@
+#pragma once
+/// @file conv.hpp
+/// Conv<Out, K, Stride, Norm>: a valid (unpadded) K×K convolution with bias, computed as im2col + GEMM.
+/// K may be nmfdsl::whole_map (the kernel covers the incoming map and the output is 1×1).
+/// With Norm = patch_norm::l1 each unfolded patch is L1-normalised before the GEMM (x̂ = x / (Σx + 1e-19)): this is
+/// the "neuron a" of the paper's CNN baselines (deep-nmf-spec §3.2, §6 A3); it requires x ≥ 0 (put a ReLU before).
+///   forward:  P = im2col(x) [positions, K·K·C];  P̂ = rownorm(P);  y = P̂ Wᵀ + b        (W: [Out, K·K·C])
+///   backward: dW += dyᵀ P̂;  db += Σ dy;  dP̂ = dy W;  dP = (dP̂ − Σ dP̂⊙P̂) / (ΣP + 1e-19);  dx = col2im(dP)
+/// Patch feature order is (ky, kx, c). Group `conv`; init U(±1/√(K·K·C)) as PyTorch's Conv2d.
+#include <string>
+
+#include "../kernels/gemm.hpp"
+#include "../kernels/im2col.hpp"
+#include "common.hpp"
+#include "dense.hpp"
+
+namespace nmfdsl {
+
+enum class patch_norm { none, l1 };
+
+namespace detail {
+
+template <class In, std::size_t K, std::size_t Stride>
+constexpr shape_issue window_check(shape_issue too_large)
+{
+    if constexpr (In::rank != 3)
+        return shape_issue::needs_map;
+    else if constexpr (K != whole_map && (K > In::h || K > In::w))
+        return too_large;
+    else if constexpr (Stride == 0)
+        return shape_issue::rejected;
+    else
+        return shape_issue::none;
+}
+
+template <class In, std::size_t K>
+inline constexpr std::size_t kernel_h = K == whole_map ? In::h : K;
+template <class In, std::size_t K>
+inline constexpr std::size_t kernel_w = K == whole_map ? In::w : K;
+
+template <class In, std::size_t K, std::size_t Stride>
+constexpr kernels::window window_of()
+{
+    return {In::h, In::w, In::c, kernel_h<In, K>, kernel_w<In, K>, Stride};
+}
+
+} // namespace detail
+
+template <std::size_t Out, std::size_t K, std::size_t Stride = 1, patch_norm Norm = patch_norm::none>
+struct Conv : layer_base {
+    static_assert(Out > 0, "nmfdsl: Conv<Out, K> needs Out > 0");
+    static std::string name()
+    {
+        std::string s = "Conv<" + std::to_string(Out) + "," + detail::kernel_text(K);
+        if (Stride != 1)
+            s += "," + std::to_string(Stride);
+        if (Norm == patch_norm::l1)
+            s += (Stride != 1 ? ",l1" : ",1,l1");
+        return s + ">";
+    }
+    template <class In>
+    static constexpr shape_issue check = detail::window_check<In, K, Stride>(shape_issue::kernel_too_large);
+    template <class In>
+    using output_shape = Shape<Out, valid_extent(In::h, detail::kernel_h<In, K>, Stride),
+                               valid_extent(In::w, detail::kernel_w<In, K>, Stride)>;
+    template <class In>
+    static constexpr std::size_t patch = detail::kernel_h<In, K> * detail::kernel_w<In, K> * In::c;
+    template <class In>
+    static constexpr std::array<param_spec, 2> param_tensors{
+        {{"weight", group::conv, Out * patch<In>}, {"bias", group::conv, Out}}};
+
+    template <class In, class T>
+    struct cache {
+        aligned_vector<T> cols;  ///< the (normalised) patches
+        aligned_vector<T> sums;  ///< Σ of each raw patch (patch_norm::l1 only)
+        aligned_vector<T> dcols;
+    };
+
+    template <class In, class T>
+    static void init(T* p, T*, rng& g)
+    {
+        detail::fan_in_uniform(detail::tensor<Conv, In>(p, 0), Out * patch<In>, detail::tensor<Conv, In>(p, 1), Out,
+                               patch<In>, g);
+    }
+
+    template <class In, class T>
+    static void forward(const options&, const forward_args<T>& a, cache<In, T>& c)
+    {
+        constexpr auto win = detail::window_of<In, K, Stride>();
+        constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
+        const std::size_t rows = a.batch * P;
+        c.cols.resize(rows * I);
+        kernels::im2col(a.x, a.batch, win, c.cols.data());
+        if constexpr (Norm == patch_norm::l1) {
+            c.sums.resize(rows);
+            for (std::size_t r = 0; r < rows; ++r) {
+                T* row = c.cols.data() + r * I;
+                T s = 0;
+                for (std::size_t i = 0; i < I; ++i)
+                    s += row[i];
+                c.sums[r] = s;
+                const T inv = T(1) / (s + detail::l1_eps<T>());
+                for (std::size_t i = 0; i < I; ++i)
+                    row[i] *= inv;
+            }
+        }
+        detail::affine_forward(rows, I, Out, c.cols.data(), detail::tensor<Conv, In>(a.params, 0),
+                               detail::tensor<Conv, In>(a.params, 1), a.y);
+    }
+
+    template <class In, class T>
+    static void backward(const options&, const backward_args<T>& a, cache<In, T>& c)
+    {
+        constexpr auto win = detail::window_of<In, K, Stride>();
+        constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
+        const std::size_t rows = a.batch * P;
+        c.dcols.resize(rows * I);
+        detail::affine_backward(rows, I, Out, c.cols.data(), detail::tensor<Conv, In>(a.params, 0), a.dy,
+                                c.dcols.data(), detail::tensor<Conv, In>(a.grads, 0),
+                                detail::tensor<Conv, In>(a.grads, 1));
+        if constexpr (Norm == patch_norm::l1) {
+            for (std::size_t r = 0; r < rows; ++r) {
+                T* d = c.dcols.data() + r * I;
+                const T* xh = c.cols.data() + r * I;
+                T dot = 0;
+                for (std::size_t i = 0; i < I; ++i)
+                    dot += d[i] * xh[i];
+                const T inv = T(1) / (c.sums[r] + detail::l1_eps<T>());
+                for (std::size_t i = 0; i < I; ++i)
+                    d[i] = (d[i] - dot) * inv;
+            }
+        }
+        std::fill(a.dx, a.dx + a.batch * In::size, T(0));
+        kernels::col2im_add(c.dcols.data(), a.batch, win, a.dx);
+    }
+};
+
+} // namespace nmfdsl

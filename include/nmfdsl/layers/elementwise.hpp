@@ -1,0 +1,143 @@
+#pragma once
+/// @file elementwise.hpp
+/// Parameter-free layers that keep the shape: ReLU, L1Norm, Softmax; and Flatten.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "common.hpp"
+
+namespace nmfdsl {
+
+/// y = max(x, 0). Any shape. Backward: dx = dy where x > 0, else 0.
+struct ReLU : layer_base {
+    static std::string name() { return "ReLU"; }
+    template <class In>
+    using output_shape = In;
+
+    template <class In, class T>
+    static void forward(const options&, const forward_args<T>& a, cache<In, T>&)
+    {
+        const std::size_t n = a.batch * In::size;
+        for (std::size_t i = 0; i < n; ++i)
+            a.y[i] = a.x[i] > T(0) ? a.x[i] : T(0);
+    }
+    template <class In, class T>
+    static void backward(const options&, const backward_args<T>& a, cache<In, T>&)
+    {
+        const std::size_t n = a.batch * In::size;
+        for (std::size_t i = 0; i < n; ++i)
+            a.dx[i] = a.x[i] > T(0) ? a.dy[i] : T(0);
+    }
+};
+
+/// L1 normalisation over the channels of each position (over the features of a vector), deep-nmf-spec §1.3:
+///   y_i = x_i / (Σ_j x_j + 1e-19).   Requires x ≥ 0 (put a ReLU before it).
+/// Backward: dx_i = (dy_i − Σ_j dy_j y_j) / (Σ_j x_j + 1e-19).
+struct L1Norm : layer_base {
+    static std::string name() { return "L1Norm"; }
+    template <class In>
+    using output_shape = In;
+
+    template <class In, class T>
+    static void forward(const options&, const forward_args<T>& a, cache<In, T>&)
+    {
+        constexpr std::size_t C = detail::channels<In>();
+        const std::size_t rows = a.batch * detail::rows_per_sample<In>();
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* x = a.x + r * C;
+            T* y = a.y + r * C;
+            T s = 0;
+            for (std::size_t c = 0; c < C; ++c)
+                s += x[c];
+            const T inv = T(1) / (s + detail::l1_eps<T>());
+            for (std::size_t c = 0; c < C; ++c)
+                y[c] = x[c] * inv;
+        }
+    }
+    template <class In, class T>
+    static void backward(const options&, const backward_args<T>& a, cache<In, T>&)
+    {
+        constexpr std::size_t C = detail::channels<In>();
+        const std::size_t rows = a.batch * detail::rows_per_sample<In>();
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* x = a.x + r * C;
+            const T* y = a.y + r * C;
+            const T* dy = a.dy + r * C;
+            T* dx = a.dx + r * C;
+            T s = 0, dot = 0;
+            for (std::size_t c = 0; c < C; ++c) {
+                s += x[c];
+                dot += dy[c] * y[c];
+            }
+            const T inv = T(1) / (s + detail::l1_eps<T>());
+            for (std::size_t c = 0; c < C; ++c)
+                dx[c] = (dy[c] - dot) * inv;
+        }
+    }
+};
+
+/// Softmax over the channels of each position (over the features of a vector): y = exp(x − max) / Σ exp(x − max).
+/// Backward: dx = y ⊙ (dy − Σ dy·y).
+struct Softmax : layer_base {
+    static std::string name() { return "Softmax"; }
+    template <class In>
+    using output_shape = In;
+
+    template <class In, class T>
+    static void forward(const options&, const forward_args<T>& a, cache<In, T>&)
+    {
+        constexpr std::size_t C = detail::channels<In>();
+        const std::size_t rows = a.batch * detail::rows_per_sample<In>();
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* x = a.x + r * C;
+            T* y = a.y + r * C;
+            const T m = *std::max_element(x, x + C);
+            T s = 0;
+            for (std::size_t c = 0; c < C; ++c) {
+                y[c] = std::exp(x[c] - m);
+                s += y[c];
+            }
+            const T inv = T(1) / s;
+            for (std::size_t c = 0; c < C; ++c)
+                y[c] *= inv;
+        }
+    }
+    template <class In, class T>
+    static void backward(const options&, const backward_args<T>& a, cache<In, T>&)
+    {
+        constexpr std::size_t C = detail::channels<In>();
+        const std::size_t rows = a.batch * detail::rows_per_sample<In>();
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* y = a.y + r * C;
+            const T* dy = a.dy + r * C;
+            T* dx = a.dx + r * C;
+            T dot = 0;
+            for (std::size_t c = 0; c < C; ++c)
+                dot += dy[c] * y[c];
+            for (std::size_t c = 0; c < C; ++c)
+                dx[c] = y[c] * (dy[c] - dot);
+        }
+    }
+};
+
+/// Shape<C,H,W> -> Shape<C·H·W> (a vector passes through). The feature order is the internal channels-last order
+/// (h, w, c); the data is not moved.
+struct Flatten : layer_base {
+    static std::string name() { return "Flatten"; }
+    template <class In>
+    using output_shape = Shape<In::size>;
+
+    template <class In, class T>
+    static void forward(const options&, const forward_args<T>& a, cache<In, T>&)
+    {
+        std::copy(a.x, a.x + a.batch * In::size, a.y);
+    }
+    template <class In, class T>
+    static void backward(const options&, const backward_args<T>& a, cache<In, T>&)
+    {
+        std::copy(a.dy, a.dy + a.batch * In::size, a.dx);
+    }
+};
+
+} // namespace nmfdsl

@@ -1,0 +1,35 @@
+#pragma once
+/// @file patch_conv.hpp
+/// PatchConv<Out, K, Stride>: the "neuron a" of the paper's CNN baselines (deep-nmf-spec §3.2, §6 A3), the
+/// convolutional twin of CNMF:
+///   ReLU → Conv<Out, K, Stride, patch_norm::l1> (conv on L1-normalised patches, with bias)
+///   → BatchNorm, the last only when the output map is larger than 1×1.
+/// A composite: it expands, for its input shape, into those leaf layers.
+#include <type_traits>
+
+#include "batchnorm.hpp"
+#include "conv.hpp"
+#include "elementwise.hpp"
+#include "mix1x1.hpp"
+
+namespace nmfdsl {
+
+template <std::size_t Out, std::size_t K, std::size_t Stride = 1>
+struct PatchConv {
+private:
+    using conv = Conv<Out, K, Stride, patch_norm::l1>;
+    template <class In>
+    static constexpr bool normalise_output()
+    {
+        if constexpr (detail::window_check<In, K, Stride>(shape_issue::kernel_too_large) == shape_issue::none)
+            return detail::map_larger_than_1x1<typename conv::template output_shape<In>>();
+        else
+            return false;
+    }
+
+public:
+    template <class In>
+    using expand = std::conditional_t<normalise_output<In>(), Seq<ReLU, conv, BatchNorm>, Seq<ReLU, conv>>;
+};
+
+} // namespace nmfdsl

@@ -1,0 +1,22 @@
+#pragma once
+/// @file nmfdsl.hpp
+/// Umbrella header: everything public.
+#include "core/error.hpp"
+#include "core/infer.hpp"
+#include "core/layer.hpp"
+#include "core/model.hpp"
+#include "core/params.hpp"
+#include "core/rng.hpp"
+#include "core/shape.hpp"
+#include "core/summary.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/im2col.hpp"
+#include "layers/batchnorm.hpp"
+#include "layers/conv.hpp"
+#include "layers/dense.hpp"
+#include "layers/elementwise.hpp"
+#include "layers/graph.hpp"
+#include "layers/mix1x1.hpp"
+#include "layers/patch_conv.hpp"
+#include "layers/pool.hpp"
+#include "train/loss.hpp"
