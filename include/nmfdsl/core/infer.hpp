@@ -82,13 +82,22 @@ constexpr shape_issue issue_of()
     return raw_issue<L, In>();
 }
 
+/// True only when the layer's check passes and it has no shape rule (the rule is not looked at otherwise).
+template <class L, class In>
+constexpr bool rule_is_missing()
+{
+    if constexpr (raw_issue<L, In>() != shape_issue::none)
+        return false;
+    else
+        return !has_shape_rule<L, In>;
+}
+
 } // namespace detail
 
 // ---- The named conditions. Each is true unless the layer at flat index Index has that particular problem. ----
 
 template <std::size_t Index, class Layer, class InShape>
-inline constexpr bool layer_has_shape_rule =
-    detail::issue_of<Layer, InShape>() != shape_issue::none || detail::has_shape_rule<Layer, InShape>;
+inline constexpr bool layer_has_shape_rule = detail::rule_is_missing<Layer, InShape>() == false;
 template <std::size_t Index, class Layer, class InShape>
 inline constexpr bool layer_input_is_map = detail::issue_of<Layer, InShape>() != shape_issue::needs_map;
 template <std::size_t Index, class Layer, class InShape>
@@ -216,13 +225,19 @@ struct resolve_list<Loud, I, In, type_list<L, Rest...>, Acc> {
     static constexpr bool valid = head::valid && tail::valid;
 };
 
-template <bool Loud, class Net, class In>
-struct resolve {
-    static_assert(!Loud || network_input_rank_is_1_or_3<In>,
+template <class In>
+struct diagnose_input {
+    static_assert(network_input_rank_is_1_or_3<In>,
                   "nmfdsl: the network input must be nmfdsl::Shape<C,H,W> (an image) or nmfdsl::Shape<N> (a vector); "
                   "the batch size is a runtime value and is not part of the shape");
+};
+
+template <bool Loud, class Net, class In>
+struct resolve : std::conditional_t<Loud, diagnose_input<In>, quiet> {
     static constexpr bool input_ok = network_input_rank_is_1_or_3<In>;
-    using list = resolve_list<Loud, 0, std::conditional_t<input_ok, In, Shape<1>>, type_list<Net>, type_list<>>;
+    /// With an unusable input shape no layer is checked (one mistake, one error).
+    using list = resolve_list<Loud, 0, std::conditional_t<input_ok, In, Shape<1>>,
+                              std::conditional_t<input_ok, type_list<Net>, type_list<>>, type_list<>>;
     using out = typename list::out;
     using entries = typename list::entries;
     static constexpr bool valid = input_ok && list::valid;

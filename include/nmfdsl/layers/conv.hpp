@@ -34,9 +34,17 @@ constexpr shape_issue window_check(shape_issue too_large)
 }
 
 template <class In, std::size_t K>
-inline constexpr std::size_t kernel_h = K == whole_map ? In::h : K;
+constexpr std::size_t kernel_extent(bool height)
+{
+    if constexpr (In::rank != 3)
+        return 0;
+    else
+        return K != whole_map ? K : (height ? In::h : In::w);
+}
 template <class In, std::size_t K>
-inline constexpr std::size_t kernel_w = K == whole_map ? In::w : K;
+inline constexpr std::size_t kernel_h = kernel_extent<In, K>(true);
+template <class In, std::size_t K>
+inline constexpr std::size_t kernel_w = kernel_extent<In, K>(false);
 
 template <class In, std::size_t K, std::size_t Stride>
 constexpr kernels::window window_of()
