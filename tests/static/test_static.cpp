@@ -46,3 +46,11 @@ static_assert(!nd::is_valid_v<nd::Concat<nd::Conv<3, 3>, nd::Conv<3, 5>>, nd::Sh
 static_assert(!nd::is_valid_v<nd::Residual<nd::Pointwise<5>>, nd::Shape<4, 3, 3>>);
 static_assert(!nd::is_valid_v<NoRule, nd::Shape<4, 3, 3>>);
 static_assert(!nd::is_valid_v<nd::ReLU, nd::Shape<4, 3>>);
+
+// The tutorial's example network (docs/tutorial.md §2–3).
+struct TutorialNet : nd::Seq<nd::Conv<8, 3>, nd::BatchNorm, nd::ReLU, nd::MaxPool<2>, nd::Flatten, nd::Dense<10>,
+                             nd::Softmax> {};
+static_assert(is_same_v<nd::output_shape_t<TutorialNet, nd::Shape<1, 28, 28>>, nd::Shape<10>>);
+static_assert(nd::parameter_count_v<TutorialNet, nd::Shape<1, 28, 28>> == 80 + 16 + 10 * 1352 + 10);
+static_assert(nd::is_valid_v<TutorialNet, nd::Shape<1, 28, 28>>);
+static_assert(!nd::is_valid_v<TutorialNet, nd::Shape<1, 2, 2>>);
