@@ -1,8 +1,8 @@
 #pragma once
 /// @file paper_models.hpp
-/// The networks of the deep-NMF paper (deep-nmf-spec §3.2–3.3) as type expressions. The CNMF and CNMF+1×1 models
-/// arrive with the CNMF layer; here are the two CNN baselines, whose "neuron a" is a convolution on L1-normalised
-/// patches (PatchConv) and whose "+1×1" module is Mix1x1.
+/// The four networks of the deep-NMF paper (deep-nmf-spec §3.2–3.3) as type expressions: CNMF and CNMF+1×1, and the
+/// CNN baselines of equal size, whose "neuron a" is a convolution on L1-normalised patches (PatchConv). The "+1×1"
+/// module is Mix1x1.
 #include <nmfdsl/nmfdsl.hpp>
 
 namespace paper {
@@ -25,16 +25,39 @@ struct CNN1x1 : nd::Seq<ConvMixBlock<32, 5>, nd::AvgPool<2>,
                         ConvMixBlock<10, 1>,
                         nd::Softmax, nd::Flatten> {};
 
+/// CNMF: four CNMF modules, average pooling after the first two, Softmax read-out (on an NMF output, as in the
+/// reference code, spec §6 A7).
+struct CNMF : nd::Seq<nd::CNMF<32, 5>, nd::AvgPool<2>,
+                      nd::CNMF<64, 5>, nd::AvgPool<2>,
+                      nd::CNMF<96, nd::whole_map>,
+                      nd::CNMF<10, 1>,
+                      nd::Softmax, nd::Flatten> {};
+
+/// One CNMF+1×1 block: the NMF module followed by the mixing module.
+template <std::size_t Out, std::size_t K>
+struct NmfMixBlock : nd::Seq<nd::CNMF<Out, K>, nd::Mix1x1<Out>> {};
+
+struct CNMF1x1 : nd::Seq<NmfMixBlock<32, 5>, nd::AvgPool<2>,
+                         NmfMixBlock<64, 5>, nd::AvgPool<2>,
+                         NmfMixBlock<96, nd::whole_map>,
+                         NmfMixBlock<10, 1>,
+                         nd::Softmax, nd::Flatten> {};
+
 using CifarInput = nd::Shape<3, 28, 28>;   // CIFAR-10 crops (spec §4)
 using MnistInput = nd::Shape<1, 28, 28>;   // Fashion-MNIST
 
 // The paper's parameter counts (spec §3.3).
 static_assert(nd::parameter_count_v<CNN, CifarInput> == 153'258);
 static_assert(nd::parameter_count_v<CNN1x1, CifarInput> == 168'088);
+static_assert(nd::parameter_count_v<CNMF, CifarInput> == 153'056);
+static_assert(nd::parameter_count_v<CNMF1x1, CifarInput> == 167'886);
+static_assert(std::is_same_v<nd::output_shape_t<CNMF1x1, CifarInput>, nd::Shape<10>>);
 static_assert(std::is_same_v<nd::output_shape_t<CNN, CifarInput>, nd::Shape<10>>);
 static_assert(std::is_same_v<nd::output_shape_t<CNN1x1, CifarInput>, nd::Shape<10>>);
 // One input channel: the first block sees 25 instead of 75 values per patch (32·50 = 1,600 fewer weights).
 static_assert(nd::parameter_count_v<CNN, MnistInput> == 153'258 - 1'600);
 static_assert(nd::parameter_count_v<CNN1x1, MnistInput> == 168'088 - 1'600);
+static_assert(nd::parameter_count_v<CNMF, MnistInput> == 153'056 - 1'600);
+static_assert(nd::parameter_count_v<CNMF1x1, MnistInput> == 167'886 - 1'600);
 
 } // namespace paper

@@ -1,6 +1,7 @@
 #pragma once
 /// @file nmfdsl.hpp
 /// Umbrella header: everything public.
+#include "config.hpp"
 #include "core/error.hpp"
 #include "core/infer.hpp"
 #include "core/layer.hpp"
@@ -11,7 +12,10 @@
 #include "core/summary.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/im2col.hpp"
+#include "kernels/nmf.hpp"
+#include "kernels/nmf_backward.hpp"
 #include "layers/batchnorm.hpp"
+#include "layers/cnmf.hpp"
 #include "layers/conv.hpp"
 #include "layers/dense.hpp"
 #include "layers/elementwise.hpp"

@@ -103,7 +103,7 @@ struct engine<type_list<Es...>> {
             auto& out = ws.outputs[i];
             out.resize(batch * E::out::size);
             const forward_args<T> a{batch, cur, out.data(), params + param_offsets[i], buffers + buffer_offsets[i],
-                                    training};
+                                    training, i};
             E::layer::template forward<typename E::in, T>(std::get<i>(opt), a, std::get<i>(ws.caches));
             cur = out.data();
         });
@@ -130,7 +130,7 @@ struct engine<type_list<Es...>> {
                 const T* x = i == 0 ? ws.input : ws.outputs[i == 0 ? 0 : i - 1].data();
                 T* target = i == 0 ? dx : spare;
                 const backward_args<T> a{batch, x, ws.outputs[i].data(), g, target, params + param_offsets[i],
-                                         grads + param_offsets[i], buffers + buffer_offsets[i]};
+                                         grads + param_offsets[i], buffers + buffer_offsets[i], i};
                 E::layer::template backward<typename E::in, T>(std::get<i>(opt), a, std::get<i>(ws.caches));
                 g = target;
                 std::swap(spare, other);

@@ -38,6 +38,7 @@ struct forward_args {
     const T* params;    ///< the layer's parameter block (tensor k at tensor_offset(param_tensors, k))
     T* buffers;         ///< the layer's buffer block (non-trainable state such as running statistics)
     bool training;      ///< training or evaluation mode
+    std::size_t layer;  ///< the layer's flat index (inside a Concat/Residual branch: its index in the branch)
 };
 
 template <class T>
@@ -50,6 +51,7 @@ struct backward_args {
     const T* params;
     T* grads;           ///< dL/dparams, accumulated (same layout as params)
     const T* buffers;
+    std::size_t layer;
 };
 
 /// Defaults for the optional parts of the layer protocol.

@@ -220,6 +220,13 @@ public:
         return layer_ref<I>{this};
     }
 
+    /// Calls f(layer<I>()) for every layer index I, in order.
+    template <class F>
+    void for_each_layer(F&& f)
+    {
+        [&]<std::size_t... I>(std::index_sequence<I...>) { (f(layer<I>()), ...); }(std::make_index_sequence<layer_count>{});
+    }
+
     std::span<T> flat_parameters() { return {params_.data(), params_.size()}; }
     std::span<T> flat_gradients() { return {grads_.data(), grads_.size()}; }
     std::span<T> flat_buffers() { return {buffers_.data(), buffers_.size()}; }

@@ -20,10 +20,11 @@ struct window {
 };
 
 /// cols[n·OH·OW + oy·OW + ox][(ky·KW + kx)·C + c] = x[n][oy·S + ky][ox·S + kx][c].
+/// `row_stride` (≥ patch, default patch) lets callers pad each row; the padding is left untouched.
 template <class T>
-void im2col(const T* x, std::size_t batch, const window& g, T* cols)
+void im2col(const T* x, std::size_t batch, const window& g, T* cols, std::size_t row_stride = 0)
 {
-    const std::size_t oh = g.oh(), ow = g.ow(), run = g.kw * g.c, patch = g.patch();
+    const std::size_t oh = g.oh(), ow = g.ow(), run = g.kw * g.c, patch = row_stride ? row_stride : g.patch();
     for (std::size_t n = 0; n < batch; ++n) {
         const T* xs = x + n * g.h * g.w * g.c;
         for (std::size_t oy = 0; oy < oh; ++oy)
@@ -40,9 +41,9 @@ void im2col(const T* x, std::size_t batch, const window& g, T* cols)
 /// The adjoint of im2col: dx[n][y][x][c] += Σ over the patches containing (y, x) of their column entry.
 /// dx is accumulated into (zero it first for a plain col2im).
 template <class T>
-void col2im_add(const T* cols, std::size_t batch, const window& g, T* dx)
+void col2im_add(const T* cols, std::size_t batch, const window& g, T* dx, std::size_t row_stride = 0)
 {
-    const std::size_t oh = g.oh(), ow = g.ow(), run = g.kw * g.c, patch = g.patch();
+    const std::size_t oh = g.oh(), ow = g.ow(), run = g.kw * g.c, patch = row_stride ? row_stride : g.patch();
     for (std::size_t n = 0; n < batch; ++n) {
         T* xs = dx + n * g.h * g.w * g.c;
         for (std::size_t oy = 0; oy < oh; ++oy)

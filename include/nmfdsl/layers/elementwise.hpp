@@ -9,7 +9,8 @@
 
 namespace nmfdsl {
 
-/// y = max(x, 0). Any shape. Backward: dx = dy where x > 0, else 0.
+/// y = max(x, 0), NaN passes through (so checked builds see it downstream). Any shape.
+/// Backward: dx = dy where x > 0, else 0.
 struct ReLU : layer_base {
     static std::string name() { return "ReLU"; }
     template <class In>
@@ -20,7 +21,7 @@ struct ReLU : layer_base {
     {
         const std::size_t n = a.batch * In::size;
         for (std::size_t i = 0; i < n; ++i)
-            a.y[i] = a.x[i] > T(0) ? a.x[i] : T(0);
+            a.y[i] = a.x[i] < T(0) ? T(0) : a.x[i];
     }
     template <class In, class T>
     static void backward(const options&, const backward_args<T>& a, cache<In, T>&)

@@ -2,6 +2,7 @@
 /// @file naive.hpp
 /// Naive reference twins of the optimised kernels: the obvious loops, written for clarity, used by the tests.
 #include <cstddef>
+#include <vector>
 
 #include "../kernels/im2col.hpp"
 
@@ -61,6 +62,46 @@ void naive_col2im(const T* cols, std::size_t batch, const kernels::window& g, T*
                             const std::size_t y = oy * g.stride + ky, xx = ox * g.stride + kx;
                             dx[((n * g.h + y) * g.w + xx) * g.c + c] += cols[row * g.patch() + col];
                         }
+}
+
+} // namespace nmfdsl::testing
+
+namespace nmfdsl::testing {
+
+/// The NMF inference of deep-nmf-spec §1.6 written exactly as the reference pseudo-code, one row at a time.
+/// xhat [rows × I], W [H × I] (row-normalised), h [rows × H] out.
+template <class T>
+void naive_nmf_forward(const T* xhat, const T* W, std::size_t rows, std::size_t I, std::size_t H,
+                       std::size_t iterations, const T* eps, T* h)
+{
+    std::vector<T> r(I), u(H);
+    for (std::size_t n = 0; n < rows; ++n) {
+        T* hn = h + n * H;
+        const T* x = xhat + n * I;
+        for (std::size_t k = 0; k < H; ++k)
+            hn[k] = T(1) / T(H);
+        for (std::size_t t = 0; t < iterations; ++t) {
+            for (std::size_t i = 0; i < I; ++i) {
+                T s = 0;
+                for (std::size_t k = 0; k < H; ++k)
+                    s += hn[k] * W[k * I + i];
+                r[i] = s + T(1e-20);
+            }
+            for (std::size_t k = 0; k < H; ++k) {
+                T s = 0;
+                for (std::size_t i = 0; i < I; ++i)
+                    s += W[k * I + i] * x[i] / r[i];
+                u[k] = s;
+            }
+            T sum = 0;
+            for (std::size_t k = 0; k < H; ++k) {
+                hn[k] = eps ? hn[k] * (T(1) + *eps * u[k]) : hn[k] * u[k];
+                sum += hn[k];
+            }
+            for (std::size_t k = 0; k < H; ++k)
+                hn[k] /= sum + T(1e-19);
+        }
+    }
 }
 
 } // namespace nmfdsl::testing

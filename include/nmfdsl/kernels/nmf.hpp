@@ -1,0 +1,202 @@
+#pragma once
+/// @file nmf.hpp
+/// The NMF inference kernel (deep-nmf-spec §1.6–1.7). For every row n (a sample × position) with normalised input
+/// x̂_n ∈ R^I and row-normalised weights W ∈ R^{H×I}:
+///   h⁰ = 1/H;  repeat T times:  r = h W + 1e-20;  u = (x̂ ⊘ r) Wᵀ;  h̃ = h ⊙ u  (or h ⊙ (1 + ε u));
+///                               h = h̃ / (Σ h̃ + 1e-19)
+/// The kernel is fused: rows are processed in tiles of `tile_rows`, and all T iterations run on one tile before the
+/// next, so the tile of x̂, the quotient x̂ ⊘ r, h and the weights stay in cache. Both products are register-tiled
+/// broadcast-FMA micro-kernels over xsimd batches: r = h·W reads W's rows, u = q·Wᵀ reads a transposed copy.
+/// Every extent is padded to the SIMD width with zeros (I → Ip, H → Hp, rows → a multiple of the tile), so there is
+/// no remainder code: zero columns of x̂ give q = 0, zero columns of h stay 0. The naive twin is
+/// nmfdsl::testing::naive_nmf_forward.
+#include <algorithm>
+#include <cstddef>
+#include <optional>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+#include "../core/params.hpp"
+
+namespace nmfdsl::kernels {
+
+template <class T>
+struct nmf_layout {
+    using batch = xsimd::batch<T>;
+    static constexpr std::size_t lanes = batch::size;
+    static constexpr std::size_t tile_rows = 12;  ///< rows per tile: a multiple of every micro-kernel's MR
+    static constexpr std::size_t pad(std::size_t n) { return (n + lanes - 1) / lanes * lanes; }
+    static constexpr std::size_t pad_rows(std::size_t n) { return (n + tile_rows - 1) / tile_rows * tile_rows; }
+};
+
+/// The weights in the two padded layouts the kernel reads: w [H × Ip] and wt [Ip × Hp], zero padded.
+template <class T>
+struct nmf_weights {
+    std::size_t h = 0, i = 0, hp = 0, ip = 0;
+    aligned_vector<T> w, wt;
+
+    /// Copies the row-normalised weights W [H × I] (row-major, unpadded).
+    void assign(const T* W, std::size_t out, std::size_t in)
+    {
+        h = out;
+        i = in;
+        hp = nmf_layout<T>::pad(out);
+        ip = nmf_layout<T>::pad(in);
+        w.assign(h * ip, T(0));
+        wt.assign(ip * hp, T(0));
+        for (std::size_t k = 0; k < h; ++k)
+            for (std::size_t j = 0; j < i; ++j) {
+                w[k * ip + j] = W[k * i + j];
+                wt[j * hp + k] = W[k * i + j];
+            }
+    }
+};
+
+namespace detail {
+
+/// acc[r][j] = Σ_k A[r·lda + k] · B[k·ldb + j·L], for MR rows and NB vectors of columns.
+template <class T, std::size_t MR, std::size_t NB>
+inline void bcast_tile(std::size_t K, const T* A, std::size_t lda, const T* B, std::size_t ldb,
+                       xsimd::batch<T> (&acc)[MR][NB])
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t L = batch::size;
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+        for (std::size_t j = 0; j < NB; ++j)
+            acc[r][j] = batch(T(0));
+    for (std::size_t k = 0; k < K; ++k) {
+        batch b[NB];
+#pragma GCC unroll 8
+        for (std::size_t j = 0; j < NB; ++j)
+            b[j] = batch::load_aligned(B + k * ldb + j * L);
+#pragma GCC unroll 16
+        for (std::size_t r = 0; r < MR; ++r) {
+            const batch a(A[r * lda + k]);
+#pragma GCC unroll 8
+            for (std::size_t j = 0; j < NB; ++j)
+                acc[r][j] = xsimd::fma(a, b[j], acc[r][j]);
+        }
+    }
+}
+
+/// q[rows, c0 : c0 + NB·L] = x̂ / (h·W + 1e-20) for MR rows.
+template <class T, std::size_t MR, std::size_t NB>
+inline void quotient_block(const nmf_weights<T>& wts, const T* h, const T* xhat, T* q, std::size_t c0)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t L = batch::size;
+    batch acc[MR][NB];
+    bcast_tile<T, MR, NB>(wts.h, h, wts.hp, wts.w.data() + c0, wts.ip, acc);
+    const batch eps(T(1e-20));
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+        for (std::size_t j = 0; j < NB; ++j) {
+            const std::size_t at = r * wts.ip + c0 + j * L;
+            (batch::load_aligned(xhat + at) / (acc[r][j] + eps)).store_aligned(q + at);
+        }
+}
+
+/// h̃[rows, c0 : c0 + NB·L] = h ⊙ (q·Wᵀ) (or h ⊙ (1 + ε q·Wᵀ)) for MR rows, written to hn.
+template <class T, std::size_t MR, std::size_t NB>
+inline void update_block(const nmf_weights<T>& wts, const T* h, const T* q, T* hn, std::size_t c0,
+                         const std::optional<T>& eps)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t L = batch::size;
+    batch acc[MR][NB];
+    bcast_tile<T, MR, NB>(wts.i, q, wts.ip, wts.wt.data() + c0, wts.hp, acc);
+    if (eps) {
+        const batch e(*eps), one(T(1));
+        for (std::size_t r = 0; r < MR; ++r)
+            for (std::size_t j = 0; j < NB; ++j) {
+                const std::size_t at = r * wts.hp + c0 + j * L;
+                (batch::load_aligned(h + at) * xsimd::fma(e, acc[r][j], one)).store_aligned(hn + at);
+            }
+    } else {
+#pragma GCC unroll 16
+        for (std::size_t r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+            for (std::size_t j = 0; j < NB; ++j) {
+                const std::size_t at = r * wts.hp + c0 + j * L;
+                (batch::load_aligned(h + at) * acc[r][j]).store_aligned(hn + at);
+            }
+    }
+}
+
+template <class T, std::size_t MR, std::size_t NBMax, class Block>
+inline void for_column_blocks(std::size_t cols, Block&& block)
+{
+    constexpr std::size_t L = xsimd::batch<T>::size;
+    std::size_t c0 = 0;
+    for (; c0 + NBMax * L <= cols; c0 += NBMax * L)
+        block(std::integral_constant<std::size_t, NBMax>{}, c0);
+    const std::size_t rest = (cols - c0) / L;
+    if constexpr (NBMax > 1) {
+        if (rest != 0)
+            [&]<std::size_t... N>(std::index_sequence<N...>) {
+                ((rest == N + 1 ? (block(std::integral_constant<std::size_t, N + 1>{}, c0), 0) : 0), ...);
+            }(std::make_index_sequence<NBMax - 1>{});
+    }
+}
+
+} // namespace detail
+
+/// Scratch for one tile (reused across tiles and calls).
+template <class T>
+struct nmf_scratch {
+    aligned_vector<T> q, h, hn;
+};
+
+/// Runs the T-step NMF inference for `rows` rows. xhat is [pad_rows(rows) × Ip] (zero padded; padded rows all
+/// zero); h_out receives [rows × H] (unpadded). Requires iterations ≥ 1.
+template <class T>
+void nmf_forward(const nmf_weights<T>& wts, const T* xhat, std::size_t rows, std::size_t iterations,
+                 std::type_identity_t<std::optional<T>> eps, T* h_out, nmf_scratch<T>& s)
+{
+    using lay = nmf_layout<T>;
+    constexpr std::size_t NT = lay::tile_rows;
+    constexpr std::size_t MR_R = 6, NB_R = 4;  // r = h·W: 24 accumulators
+    constexpr std::size_t MR_U = 6, NB_U = 4;  // u = q·Wᵀ
+    s.q.resize(NT * wts.ip);
+    s.h.resize(NT * wts.hp);
+    s.hn.resize(NT * wts.hp);
+    const T h0 = T(1) / T(wts.h);
+    for (std::size_t t0 = 0; t0 < rows; t0 += NT) {
+        const T* xt = xhat + t0 * wts.ip;
+        for (std::size_t r = 0; r < NT; ++r)
+            for (std::size_t k = 0; k < wts.hp; ++k)
+                s.h[r * wts.hp + k] = k < wts.h ? h0 : T(0);
+        for (std::size_t it = 0; it < iterations; ++it) {
+            for (std::size_t r0 = 0; r0 < NT; r0 += MR_R)
+                detail::for_column_blocks<T, MR_R, NB_R>(wts.ip, [&](auto nb, std::size_t c0) {
+                    detail::quotient_block<T, MR_R, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp,
+                                                                         xt + r0 * wts.ip, s.q.data() + r0 * wts.ip, c0);
+                });
+            for (std::size_t r0 = 0; r0 < NT; r0 += MR_U)
+                detail::for_column_blocks<T, MR_U, NB_U>(wts.hp, [&](auto nb, std::size_t c0) {
+                    detail::update_block<T, MR_U, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp,
+                                                                       s.q.data() + r0 * wts.ip,
+                                                                       s.hn.data() + r0 * wts.hp, c0, eps);
+                });
+            for (std::size_t r = 0; r < NT; ++r) {
+                T* hr = s.hn.data() + r * wts.hp;
+                T sum = 0;
+                for (std::size_t k = 0; k < wts.h; ++k)
+                    sum += hr[k];
+                const T inv = T(1) / (sum + T(1e-19));
+                T* dst = s.h.data() + r * wts.hp;
+                for (std::size_t k = 0; k < wts.hp; ++k)
+                    dst[k] = hr[k] * inv;
+            }
+        }
+        const std::size_t valid = std::min(NT, rows - t0);
+        for (std::size_t r = 0; r < valid; ++r)
+            std::copy(s.h.data() + r * wts.hp, s.h.data() + r * wts.hp + wts.h, h_out + (t0 + r) * wts.h);
+    }
+}
+
+} // namespace nmfdsl::kernels

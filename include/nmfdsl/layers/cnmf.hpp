@@ -1,0 +1,265 @@
+#pragma once
+/// @file cnmf.hpp
+/// The convolutional NMF module (deep-nmf-spec §1–§3).
+///  - CNMFCore<Out, K, Stride>: unfold K×K patches → L1 over each patch (eps 1e-19) → NMF inference with
+///    W = |V| / (rowsum|V| + 1e-19), h⁰ = 1/Out, T multiplicative updates (kernels/nmf.hpp). Output: h, one simplex
+///    vector of Out values per position. Parameter V [Out, K·K·C] (group `nmf`), initialised U[0, 1).
+///    Backward in the mode chosen by options().gradient(): approximate (the paper's, eq. (1), (2)), unrolled (exact,
+///    through all T iterations), or implicit (at the fixed point) — kernels/nmf_backward.hpp — then the chain to V
+///    (through abs and the row normalisation):
+///      dV = sign(V) ⊙ (GW − rowsum(GW ⊙ W)) / S,   S = rowsum|V| + 1e-19,
+///    and back through the patch L1 norm and col2im.
+///  - CNMF<Out, K, Stride>: the paper's module, ReLU → CNMFCore → BatchNorm when the output map is larger than 1×1.
+/// K may be nmfdsl::whole_map. With NMFDSL_CHECKED, non-finite or negative input throws numeric_error.
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "../config.hpp"
+#include "../core/error.hpp"
+#include "../kernels/im2col.hpp"
+#include "../kernels/nmf.hpp"
+#include "../kernels/nmf_backward.hpp"
+#include "batchnorm.hpp"
+#include "common.hpp"
+#include "conv.hpp"
+#include "elementwise.hpp"
+#include "mix1x1.hpp"
+
+namespace nmfdsl {
+
+enum class nmf_gradient { approximate, unrolled, implicit };
+
+constexpr const char* gradient_name(nmf_gradient g)
+{
+    switch (g) {
+    case nmf_gradient::unrolled: return "unrolled";
+    case nmf_gradient::implicit: return "implicit";
+    default: return "approximate";
+    }
+}
+
+/// Runtime options of an NMF layer; the setters validate and throw std::invalid_argument naming the option.
+class cnmf_options {
+public:
+    std::size_t iterations() const { return iterations_; }
+    std::optional<double> epsilon() const { return epsilon_; }
+    nmf_gradient gradient() const { return gradient_; }
+
+    /// Number of multiplicative updates T (default 20); must be ≥ 1.
+    cnmf_options& iterations(std::size_t t)
+    {
+        if (t == 0)
+            throw std::invalid_argument("nmfdsl: CNMF option 'iterations' must be at least 1, got 0");
+        iterations_ = t;
+        return *this;
+    }
+    /// Damped update h ⊙ (1 + ε u) with ε ≥ 0 (default: off, the standard update h ⊙ u).
+    cnmf_options& epsilon(std::optional<double> e)
+    {
+        if (e && !(std::isfinite(*e) && *e >= 0.0))
+            throw std::invalid_argument("nmfdsl: CNMF option 'epsilon' must be a finite value >= 0 (or none), got " +
+                                        std::to_string(*e));
+        epsilon_ = e;
+        return *this;
+    }
+    cnmf_options& gradient(nmf_gradient g)
+    {
+        gradient_ = g;
+        return *this;
+    }
+
+private:
+    std::size_t iterations_ = 20;
+    std::optional<double> epsilon_;
+    nmf_gradient gradient_ = nmf_gradient::approximate;
+};
+
+namespace detail {
+template <class T>
+void check_nmf_input(const T* x, std::size_t n, std::size_t per_sample, std::size_t layer, const std::string& name)
+{
+    for (std::size_t i = 0; i < n; ++i)
+        if (!std::isfinite(x[i]) || x[i] < T(0))
+            throw numeric_error("nmfdsl: layer " + std::to_string(layer) + " (" + name + "): input value " +
+                                std::to_string(x[i]) + " at sample " + std::to_string(i / per_sample) + ", element " +
+                                std::to_string(i % per_sample) + " reaches the NMF, which needs finite, non-negative "
+                                "input (put a ReLU before it and check the data)");
+}
+} // namespace detail
+
+template <std::size_t Out, std::size_t K, std::size_t Stride = 1>
+struct CNMFCore : layer_base {
+    static_assert(Out > 0, "nmfdsl: CNMF<Out, K> needs Out > 0");
+    using options = cnmf_options;
+    static std::string name()
+    {
+        std::string s = "CNMF<" + std::to_string(Out) + "," + detail::kernel_text(K);
+        if (Stride != 1)
+            s += "," + std::to_string(Stride);
+        return s + ">";
+    }
+    template <class In>
+    static constexpr shape_issue check = detail::window_check<In, K, Stride>(shape_issue::kernel_too_large);
+    template <class In>
+    using output_shape = Shape<Out, valid_extent(In::h, detail::kernel_h<In, K>, Stride),
+                               valid_extent(In::w, detail::kernel_w<In, K>, Stride)>;
+    template <class In>
+    static constexpr std::size_t patch = detail::kernel_h<In, K> * detail::kernel_w<In, K> * In::c;
+    template <class In>
+    static constexpr std::array<param_spec, 1> param_tensors{{{"V", group::nmf, Out * patch<In>}}};
+
+    template <class In, class T>
+    struct cache {
+        kernels::nmf_weights<T> wts;
+        aligned_vector<T> w, row_sum;     ///< W [Out × I] and S = rowsum|V| + 1e-19
+        aligned_vector<T> xhat, patch_sum;  ///< normalised patches [pad_rows(rows) × Ip], Σ of each raw patch
+        aligned_vector<T> gx, gw;
+        kernels::nmf_scratch<T> scratch;
+        kernels::nmf_backward_scratch<T> bscratch;
+        kernels::nmf_trace<T> trace;      ///< unrolled mode only
+        nmf_gradient recorded = nmf_gradient::approximate;
+        /// Bytes kept between forward and backward beyond the weights: x̂ and the patch sums (h is the layer's
+        /// output), plus the iteration trace in unrolled mode.
+        std::size_t saved_bytes(std::size_t rows) const
+        {
+            return (xhat.size() + patch_sum.size() + rows * Out) * sizeof(T) + trace.bytes();
+        }
+    };
+
+    template <class In, class T>
+    static void init(T* p, T*, rng& g)
+    {
+        for (std::size_t i = 0; i < Out * patch<In>; ++i)
+            p[i] = g.uniform01<T>();
+    }
+
+    template <class In, class T>
+    static void forward(const options& o, const forward_args<T>& a, cache<In, T>& c)
+    {
+        constexpr auto win = detail::window_of<In, K, Stride>();
+        constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
+        using lay = kernels::nmf_layout<T>;
+        if constexpr (NMFDSL_CHECKED)
+            detail::check_nmf_input(a.x, a.batch * In::size, In::size, a.layer, name());
+        // W = |V| / (rowsum|V| + 1e-19)   (spec §1.4)
+        c.w.resize(Out * I);
+        c.row_sum.resize(Out);
+        for (std::size_t k = 0; k < Out; ++k) {
+            T s = 0;
+            for (std::size_t i = 0; i < I; ++i)
+                s += std::abs(a.params[k * I + i]);
+            s += detail::l1_eps<T>();
+            c.row_sum[k] = s;
+            for (std::size_t i = 0; i < I; ++i)
+                c.w[k * I + i] = std::abs(a.params[k * I + i]) / s;
+        }
+        c.wts.assign(c.w.data(), Out, I);
+        // x̂: unfolded patches, each L1-normalised (spec §1.2–1.3)
+        const std::size_t rows = a.batch * P, Ip = c.wts.ip;
+        c.xhat.assign(lay::pad_rows(rows) * Ip, T(0));
+        kernels::im2col(a.x, a.batch, win, c.xhat.data(), Ip);
+        c.patch_sum.resize(rows);
+        for (std::size_t r = 0; r < rows; ++r) {
+            T* row = c.xhat.data() + r * Ip;
+            T s = 0;
+            for (std::size_t i = 0; i < I; ++i)
+                s += row[i];
+            c.patch_sum[r] = s;
+            const T inv = T(1) / (s + detail::l1_eps<T>());
+            for (std::size_t i = 0; i < I; ++i)
+                row[i] *= inv;
+        }
+        const std::optional<T> eps = o.epsilon() ? std::optional<T>(T(*o.epsilon())) : std::nullopt;
+        c.recorded = o.gradient();
+        if (o.gradient() == nmf_gradient::unrolled) {
+            kernels::nmf_forward_recording(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y, c.trace);
+        } else {
+            c.trace = {};
+            kernels::nmf_forward(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y, c.scratch);
+        }
+    }
+
+    template <class In, class T>
+    static void backward(const options& o, const backward_args<T>& a, cache<In, T>& c)
+    {
+        constexpr auto win = detail::window_of<In, K, Stride>();
+        constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
+        const std::size_t rows = a.batch * P, Ip = c.wts.ip;
+        c.gx.resize(rows * Ip);
+        c.gw.resize(Out * Ip);
+        switch (c.recorded) {
+        case nmf_gradient::unrolled: {
+            const std::optional<T> eps = o.epsilon() ? std::optional<T>(T(*o.epsilon())) : std::nullopt;
+            kernels::nmf_backward_unrolled(c.wts, c.xhat.data(), a.y, a.dy, c.trace, eps, c.gx.data(), c.gw.data());
+            break;
+        }
+        case nmf_gradient::implicit:
+            kernels::nmf_backward_implicit(c.wts, c.xhat.data(), a.y, a.dy, rows, c.gx.data(), c.gw.data(),
+                                           c.bscratch);
+            break;
+        default:
+            kernels::nmf_backward_approx(c.wts, c.xhat.data(), a.y, a.dy, rows, c.gx.data(), c.gw.data(),
+                                         c.bscratch);
+        }
+        // dV = sign(V) ⊙ (GW − rowsum(GW ⊙ W)) / S
+        for (std::size_t k = 0; k < Out; ++k) {
+            T dot = 0;
+            for (std::size_t i = 0; i < I; ++i)
+                dot += c.gw[k * Ip + i] * c.w[k * I + i];
+            for (std::size_t i = 0; i < I; ++i) {
+                const T v = a.params[k * I + i];
+                const T sign = v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
+                a.grads[k * I + i] += sign * (c.gw[k * Ip + i] - dot) / c.row_sum[k];
+            }
+        }
+        // through the patch L1 norm: dx = (gx − Σ gx·x̂) / (Σx + 1e-19), then col2im
+        for (std::size_t r = 0; r < rows; ++r) {
+            T* g = c.gx.data() + r * Ip;
+            const T* xh = c.xhat.data() + r * Ip;
+            T dot = 0;
+            for (std::size_t i = 0; i < I; ++i)
+                dot += g[i] * xh[i];
+            const T inv = T(1) / (c.patch_sum[r] + detail::l1_eps<T>());
+            for (std::size_t i = 0; i < I; ++i)
+                g[i] = (g[i] - dot) * inv;
+        }
+        std::fill(a.dx, a.dx + a.batch * In::size, T(0));
+        kernels::col2im_add(c.gx.data(), a.batch, win, a.dx, Ip);
+    }
+};
+
+/// The paper's CNMF module: ReLU → CNMFCore<Out, K, Stride> → BatchNorm when the output map is larger than 1×1.
+template <std::size_t Out, std::size_t K, std::size_t Stride = 1>
+struct CNMF {
+private:
+    using core = CNMFCore<Out, K, Stride>;
+    template <class In>
+    static constexpr bool normalise_output()
+    {
+        if constexpr (detail::window_check<In, K, Stride>(shape_issue::kernel_too_large) == shape_issue::none)
+            return detail::map_larger_than_1x1<typename core::template output_shape<In>>();
+        else
+            return false;
+    }
+
+public:
+    template <class In>
+    using expand = std::conditional_t<normalise_output<In>(), Seq<ReLU, core, BatchNorm>, Seq<ReLU, core>>;
+};
+
+/// Applies f(cnmf_options&) to every NMF layer of a model, e.g.
+///   nmfdsl::configure_nmf(model, [](auto& o) { o.iterations(5).gradient(nmfdsl::nmf_gradient::unrolled); });
+template <class M, class F>
+void configure_nmf(M& model, F&& f)
+{
+    model.for_each_layer([&](auto layer) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(layer.options())>, cnmf_options>)
+            f(layer.options());
+    });
+}
+
+} // namespace nmfdsl

@@ -1,0 +1,442 @@
+// The CNMF module: golden values of deep-nmf-spec Appendix A, the fused kernel against its naive twin, the three
+// gradient modes against finite differences, degenerate input, options and checked-build errors.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include <nmfdsl/nmfdsl.hpp>
+#include <nmfdsl/testing/gradcheck.hpp>
+#include <nmfdsl/testing/naive.hpp>
+
+#include "../../examples/paper_models.hpp"
+
+namespace nd = nmfdsl;
+namespace k = nmfdsl::kernels;
+
+namespace {
+
+// ---- Appendix A: I = 6, H = 4 ----
+constexpr std::size_t gI = 6, gH = 4;
+const double x_hat_golden[gI] = {0.0841584158, 0.2326732673, 0.0346534653, 0.1831683168, 0.3316831683, 0.1336633663};
+const double h_T1[gH] = {0.2055011122, 0.2931071611, 0.2286790161, 0.2727127106};
+const double h_T5[gH] = {0.0908351053, 0.4195442056, 0.1565326129, 0.3330880763};
+const double h_T20[gH] = {0.0067338216, 0.4968519041, 0.0658940661, 0.4305202082};
+const double h_T20_eps[gH] = {0.1788128072, 0.3227976029, 0.2124278606, 0.2859617293};
+const double dx_hat[gI] = {-0.1470911051, -0.1334358911, -0.0071501628, -0.0652507583, -0.1413504258, -0.0500274041};
+const double dx_raw[gI] = {-0.0131319820, -0.0083999772, 0.0353624039, 0.0152285342, -0.0111426377, 0.0205039540};
+const double dW[gH][gI] = {{0.0014073675, 0.0026002637, 0.0010244721, 0.0030361323, 0.0047603517, 0.0023619637},
+                           {-0.0122886880, -0.0294644269, -0.0474606861, -0.0826458879, -0.0466751486, -0.0746703933},
+                           {0.0199324923, 0.0371860365, 0.0165527690, 0.0459785661, 0.0676917252, 0.0363195289},
+                           {0.0094772490, 0.0128244090, -0.0197998757, -0.0184674459, 0.0285146087, -0.0215593182}};
+const double dV[gH][gI] = {{-0.0003305851, 0.0001500691, -0.0004848652, 0.0003256938, 0.0010204343, 0.0000540508},
+                           {0.0087365937, 0.0033843804, -0.0022235190, -0.0131877462, -0.0019787340, -0.0107024646},
+                           {-0.0056988716, 0.0001769484, -0.0068498610, 0.0031713083, 0.0105658826, -0.0001181471},
+                           {0.0021962630, 0.0031098798, -0.0057950118, -0.0054313213, 0.0073925646, -0.0062752566}};
+const double upstream[gH] = {0.3, -0.2, 0.5, -0.1};
+
+double golden_x_raw(std::size_t i) { return 0.10 + double((3 * i + 1) % 7) / 7.0; }
+double golden_v(std::size_t h, std::size_t i) { return 0.05 + double((5 * h + 3 * i + 2) % 11) / 11.0; }
+
+/// |a − e| ≤ rel·|e| + 5e-11: the published values carry 10 decimals, so half a unit of the last one is allowed.
+template <class T>
+bool close(T actual, double expected, double rel)
+{
+    return std::abs(double(actual) - expected) <= rel * std::abs(expected) + 5e-11;
+}
+
+template <class T>
+struct golden_setup {
+    std::vector<T> W = std::vector<T>(gH * gI);
+    typename k::nmf_weights<T> wts;
+    nd::aligned_vector<T> xhat;
+    golden_setup()
+    {
+        for (std::size_t h = 0; h < gH; ++h) {
+            double s = 0;
+            for (std::size_t i = 0; i < gI; ++i)
+                s += golden_v(h, i);
+            for (std::size_t i = 0; i < gI; ++i)
+                W[h * gI + i] = T(golden_v(h, i) / (s + 1e-19));
+        }
+        wts.assign(W.data(), gH, gI);
+        double s = 0;
+        for (std::size_t i = 0; i < gI; ++i)
+            s += golden_x_raw(i);
+        xhat.assign(k::nmf_layout<T>::pad_rows(1) * wts.ip, T(0));
+        for (std::size_t i = 0; i < gI; ++i)
+            xhat[i] = T(golden_x_raw(i) / (s + 1e-19));
+    }
+    std::vector<T> forward(std::size_t iterations, std::optional<T> eps = std::nullopt)
+    {
+        std::vector<T> h(gH);
+        k::nmf_scratch<T> s;
+        k::nmf_forward(wts, xhat.data(), 1, iterations, eps, h.data(), s);
+        return h;
+    }
+};
+
+template <class T>
+constexpr double golden_tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-9;
+
+} // namespace
+
+TEMPLATE_TEST_CASE("Appendix A: forward h for T = 1, 5, 20 and the damped update", "[cnmf][golden]", float, double)
+{
+    using T = TestType;
+    golden_setup<T> g;
+    for (std::size_t i = 0; i < gI; ++i)
+        CHECK(close(g.xhat[i], x_hat_golden[i], golden_tolerance<T>));
+    CHECK(close(g.W[0], 0.0934065934, golden_tolerance<T>));
+    const std::pair<std::size_t, const double*> cases[] = {{1, h_T1}, {5, h_T5}, {20, h_T20}};
+    for (const auto& [iterations, expected] : cases) {
+        const auto h = g.forward(iterations);
+        for (std::size_t j = 0; j < gH; ++j) {
+            INFO("T = " << iterations << ", h[" << j << "] = " << h[j] << ", expected " << expected[j]);
+            CHECK(close(h[j], expected[j], golden_tolerance<T>));
+        }
+    }
+    const auto he = g.forward(20, T(0.1));
+    for (std::size_t j = 0; j < gH; ++j)
+        CHECK(close(he[j], h_T20_eps[j], golden_tolerance<T>));
+}
+
+TEMPLATE_TEST_CASE("Appendix A: approximate backward dL/dx̂ and dL/dW", "[cnmf][golden]", float, double)
+{
+    using T = TestType;
+    golden_setup<T> g;
+    const auto h = g.forward(20);
+    const std::vector<T> G(upstream, upstream + gH);
+    std::vector<T> gx(g.wts.ip), gw(gH * g.wts.ip);
+    k::nmf_backward_scratch<T> s;
+    k::nmf_backward_approx(g.wts, g.xhat.data(), h.data(), G.data(), 1, gx.data(), gw.data(), s);
+    for (std::size_t i = 0; i < gI; ++i) {
+        INFO("dL/dx̂[" << i << "] = " << gx[i]);
+        CHECK(close(gx[i], dx_hat[i], golden_tolerance<T>));
+    }
+    for (std::size_t r = 0; r < gH; ++r)
+        for (std::size_t i = 0; i < gI; ++i) {
+            INFO("dL/dW[" << r << "][" << i << "] = " << gw[r * g.wts.ip + i]);
+            CHECK(close(gw[r * g.wts.ip + i], dW[r][i], golden_tolerance<T>));
+        }
+}
+
+TEMPLATE_TEST_CASE("Appendix A through the layer: dL/dx_raw and dL/dV", "[cnmf][golden]", float, double)
+{
+    using T = TestType;
+    using In = nd::Shape<gI, 1, 1>;  // a whole-map kernel on a 1×1 map: one patch of 6 channels
+    nd::Model<nd::CNMFCore<gH, nd::whole_map>, In, T> model;
+    auto V = model.template layer<0>().params("V");
+    for (std::size_t h = 0; h < gH; ++h)
+        for (std::size_t i = 0; i < gI; ++i)
+            V[h * gI + i] = T(golden_v(h, i));
+    xt::xtensor<T, 4> x = xt::xtensor<T, 4>::from_shape({1, gI, 1, 1});
+    for (std::size_t i = 0; i < gI; ++i)
+        x(0, i, 0, 0) = T(golden_x_raw(i));
+    const auto h = model.forward(x);
+    for (std::size_t j = 0; j < gH; ++j)
+        CHECK(close(h(0, j, 0, 0), h_T20[j], golden_tolerance<T>));
+    xt::xtensor<T, 4> G = xt::xtensor<T, 4>::from_shape({1, gH, 1, 1});
+    for (std::size_t j = 0; j < gH; ++j)
+        G(0, j, 0, 0) = T(upstream[j]);
+    const auto dx = model.backward(G);
+    for (std::size_t i = 0; i < gI; ++i) {
+        INFO("dL/dx_raw[" << i << "] = " << dx(0, i, 0, 0));
+        CHECK(close(dx(0, i, 0, 0), dx_raw[i], golden_tolerance<T>));
+    }
+    const auto gV = model.template layer<0>().grads("V");
+    for (std::size_t r = 0; r < gH; ++r)
+        for (std::size_t i = 0; i < gI; ++i) {
+            INFO("dL/dV[" << r << "][" << i << "] = " << gV[r * gI + i]);
+            CHECK(close(gV[r * gI + i], dV[r][i], golden_tolerance<T>));
+        }
+}
+
+TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "[cnmf][kernels]", float, double)
+{
+    using T = TestType;
+    nd::rng g(nd::seed{11});
+    const std::size_t shapes[][3] = {{7, 3, 1}, {13, 10, 13}, {75, 17, 25}, {33, 33, 12}, {5, 97, 7}, {130, 2, 3}};
+    for (const auto& sh : shapes) {
+        const std::size_t I = sh[0], H = sh[1], rows = sh[2];
+        std::vector<T> W(H * I), x(rows * I);
+        for (std::size_t r = 0; r < H; ++r) {
+            T s = 0;
+            for (std::size_t i = 0; i < I; ++i)
+                s += W[r * I + i] = g.uniform01<T>();
+            for (std::size_t i = 0; i < I; ++i)
+                W[r * I + i] /= s;
+        }
+        k::nmf_weights<T> wts;
+        wts.assign(W.data(), H, I);
+        nd::aligned_vector<T> xp(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0));
+        for (std::size_t n = 0; n < rows; ++n) {
+            T s = 0;
+            for (std::size_t i = 0; i < I; ++i)
+                s += x[n * I + i] = g.uniform01<T>();
+            for (std::size_t i = 0; i < I; ++i)
+                xp[n * wts.ip + i] = x[n * I + i] /= s;
+        }
+        for (std::optional<T> eps : {std::optional<T>{}, std::optional<T>(T(0.3))}) {
+            std::vector<T> fast(rows * H), slow(rows * H), rec(rows * H);
+            k::nmf_scratch<T> s;
+            k::nmf_forward(wts, xp.data(), rows, 9, eps, fast.data(), s);
+            nd::testing::naive_nmf_forward(x.data(), W.data(), rows, I, H, 9, eps ? &*eps : nullptr, slow.data());
+            k::nmf_trace<T> tr;
+            k::nmf_forward_recording(wts, xp.data(), rows, 9, eps, rec.data(), tr);
+            double worst = 0, worst_rec = 0;
+            for (std::size_t i = 0; i < rows * H; ++i) {
+                worst = std::max(worst, std::abs(double(fast[i]) - double(slow[i])));
+                worst_rec = std::max(worst_rec, std::abs(double(rec[i]) - double(slow[i])));
+            }
+            INFO("I=" << I << " H=" << H << " rows=" << rows << " eps=" << (eps ? double(*eps) : -1.0));
+            CHECK(worst < (std::is_same_v<T, float> ? 1e-5 : 1e-13));
+            CHECK(worst_rec < (std::is_same_v<T, float> ? 1e-5 : 1e-13));
+        }
+    }
+}
+
+namespace {
+/// A small random problem in double: x̂ on the simplex, W row-normalised.
+struct problem {
+    std::size_t I, H;
+    std::vector<double> W, x;
+    std::vector<double> G;
+    problem(std::size_t i, std::size_t h, std::uint64_t s) : I(i), H(h), W(h * i), x(i), G(h)
+    {
+        nd::rng g(nd::seed{s});
+        for (std::size_t r = 0; r < H; ++r) {
+            double sum = 0;
+            for (std::size_t c = 0; c < I; ++c)
+                sum += W[r * I + c] = 0.1 + g.uniform01<double>();
+            for (std::size_t c = 0; c < I; ++c)
+                W[r * I + c] /= sum;
+        }
+        double sum = 0;
+        for (auto& v : x)
+            sum += v = 0.1 + g.uniform01<double>();
+        for (auto& v : x)
+            v /= sum;
+        for (auto& v : G)
+            v = g.uniform(-1.0, 1.0);
+    }
+    k::nmf_weights<double> weights() const
+    {
+        k::nmf_weights<double> w;
+        w.assign(W.data(), H, I);
+        return w;
+    }
+    nd::aligned_vector<double> padded_x(const k::nmf_weights<double>& w) const
+    {
+        nd::aligned_vector<double> p(k::nmf_layout<double>::pad_rows(1) * w.ip, 0.0);
+        std::copy(x.begin(), x.end(), p.begin());
+        return p;
+    }
+    /// G · h_T for the current x, W.
+    double objective(std::size_t T, std::optional<double> eps = std::nullopt) const
+    {
+        const auto w = weights();
+        const auto xp = padded_x(w);
+        std::vector<double> h(H);
+        k::nmf_scratch<double> s;
+        k::nmf_forward(w, xp.data(), 1, T, eps, h.data(), s);
+        double f = 0;
+        for (std::size_t k = 0; k < H; ++k)
+            f += G[k] * h[k];
+        return f;
+    }
+};
+
+/// Central differences of f over every entry of x and W; returns the worst relative error against (gx, gw).
+template <class F>
+double fd_error(problem& p, F&& f, const std::vector<double>& gx, const std::vector<double>& gw, std::size_t ip,
+                double step = 1e-6)
+{
+    double worst = 0;
+    auto compare = [&](double analytic, double& v) {
+        const double keep = v;
+        v = keep + step;
+        const double fp = f();
+        v = keep - step;
+        const double fm = f();
+        v = keep;
+        worst = std::max(worst, nd::testing::detail::relative_error(analytic, (fp - fm) / (2 * step)));
+    };
+    for (std::size_t i = 0; i < p.I; ++i)
+        compare(gx[i], p.x[i]);
+    for (std::size_t r = 0; r < p.H; ++r)
+        for (std::size_t i = 0; i < p.I; ++i)
+            compare(gw[r * ip + i], p.W[r * p.I + i]);
+    return worst;
+}
+} // namespace
+
+TEST_CASE("unrolled gradient matches finite differences of the T-step forward", "[cnmf][gradients]")
+{
+    for (std::uint64_t seed : {1, 2, 3})
+        for (std::optional<double> eps : {std::optional<double>{}, std::optional<double>(0.25)}) {
+            problem p(7, 3, seed);
+            const auto w = p.weights();
+            const auto xp = p.padded_x(w);
+            std::vector<double> h(p.H), gx(w.ip), gw(p.H * w.ip);
+            k::nmf_trace<double> tr;
+            k::nmf_forward_recording(w, xp.data(), 1, 5, eps, h.data(), tr);
+            k::nmf_backward_unrolled(w, xp.data(), h.data(), p.G.data(), tr, eps, gx.data(), gw.data());
+            const double err = fd_error(p, [&] { return p.objective(5, eps); }, gx, gw, w.ip);
+            INFO("seed " << seed << ", error " << err);
+            CHECK(err < 1e-7);
+        }
+}
+
+TEST_CASE("approximate gradient matches finite differences of one update with h held fixed", "[cnmf][gradients]")
+{
+    // Spec §2.2: eq. (1), (2) are the exact derivatives of G · (h ⊙ u(h; x̂, W)), h fixed at the final state.
+    for (std::uint64_t seed : {4, 5, 6}) {
+        problem p(9, 4, seed);
+        const auto w = p.weights();
+        const auto xp = p.padded_x(w);
+        std::vector<double> h(p.H), gx(w.ip), gw(p.H * w.ip);
+        k::nmf_scratch<double> s;
+        k::nmf_forward(w, xp.data(), 1, 20, std::nullopt, h.data(), s);
+        k::nmf_backward_scratch<double> bs;
+        k::nmf_backward_approx(w, xp.data(), h.data(), p.G.data(), 1, gx.data(), gw.data(), bs);
+        auto one_step = [&] {
+            double f = 0;
+            for (std::size_t kk = 0; kk < p.H; ++kk) {
+                double u = 0;
+                for (std::size_t i = 0; i < p.I; ++i) {
+                    double r = 1e-20;
+                    for (std::size_t m = 0; m < p.H; ++m)
+                        r += h[m] * p.W[m * p.I + i];
+                    u += p.W[kk * p.I + i] * p.x[i] / r;
+                }
+                f += p.G[kk] * h[kk] * u;
+            }
+            return f;
+        };
+        const double err = fd_error(p, one_step, gx, gw, w.ip);
+        INFO("seed " << seed << ", error " << err);
+        CHECK(err < 1e-7);
+    }
+}
+
+TEST_CASE("implicit gradient matches finite differences of a converged forward", "[cnmf][gradients]")
+{
+    // x̂ is an exact mixture of W's rows, so the iteration converges to an interior fixed point.
+    for (std::uint64_t seed : {7, 8}) {
+        problem p(6, 3, seed);
+        const double mix[3] = {0.5, 0.3, 0.2};
+        for (std::size_t i = 0; i < p.I; ++i) {
+            p.x[i] = 0;
+            for (std::size_t r = 0; r < 3; ++r)
+                p.x[i] += mix[r] * p.W[r * p.I + i];
+        }
+        const std::size_t T = 4000;
+        const auto w = p.weights();
+        const auto xp = p.padded_x(w);
+        std::vector<double> h(p.H), gx(w.ip), gw(p.H * w.ip);
+        k::nmf_scratch<double> s;
+        k::nmf_forward(w, xp.data(), 1, T, std::nullopt, h.data(), s);
+        CHECK(h[0] == Approx(0.5).epsilon(1e-6));
+        k::nmf_backward_scratch<double> bs;
+        k::nmf_backward_implicit(w, xp.data(), h.data(), p.G.data(), 1, gx.data(), gw.data(), bs);
+        const double err = fd_error(p, [&] { return p.objective(T); }, gx, gw, w.ip);
+        INFO("seed " << seed << ", error " << err);
+        CHECK(err < 1e-5);
+    }
+}
+
+TEST_CASE("the whole CNMF chain (V, patch L1, col2im) passes a layer gradient check in unrolled mode",
+          "[cnmf][gradients]")
+{
+    nd::testing::gradcheck_options o;
+    o.input_min = 0.05;
+    auto unrolled = [](auto& m) {
+        nd::configure_nmf(m, [](nd::cnmf_options& opt) { opt.iterations(4).gradient(nd::nmf_gradient::unrolled); });
+    };
+    const auto r = nd::testing::check_gradients<nd::CNMFCore<3, 3>, nd::Shape<2, 5, 6>>(o, unrolled);
+    INFO(r.worst << " " << r.input_error << " " << r.param_error);
+    CHECK(r.input_error < 1e-6);
+    CHECK(r.param_error < 1e-6);
+    const auto r2 = nd::testing::check_gradients<nd::CNMF<4, 2, 2>, nd::Shape<3, 6, 6>>(o, unrolled);
+    INFO(r2.worst << " " << r2.input_error << " " << r2.param_error);
+    CHECK(r2.input_error < 1e-6);
+    CHECK(r2.param_error < 1e-6);
+}
+
+TEST_CASE("all-zero patches and all-zero input give finite outputs and gradients in every mode", "[cnmf]")
+{
+    for (auto mode : {nd::nmf_gradient::approximate, nd::nmf_gradient::unrolled, nd::nmf_gradient::implicit}) {
+        INFO("mode " << nd::gradient_name(mode));
+        nd::Model<nd::CNMFCore<4, 2>, nd::Shape<2, 4, 4>> core;
+        nd::configure_nmf(core, [&](auto& o) { o.gradient(mode); });
+        xt::xtensor<float, 4> x = xt::zeros<float>({2, 2, 4, 4});
+        x(1, 0, 3, 3) = 1.f;  // sample 1 has one non-zero value, so most of its patches are all-zero
+        const auto y = core.forward(x);
+        const auto dx = core.backward(xt::ones_like(y));
+        CHECK(std::all_of(y.begin(), y.end(), [](float v) { return std::isfinite(v); }));
+        CHECK(std::all_of(dx.begin(), dx.end(), [](float v) { return std::isfinite(v); }));
+        const auto gv = core.flat_gradients();
+        CHECK(std::all_of(gv.begin(), gv.end(), [](float v) { return std::isfinite(v); }));
+        CHECK(y(0, 0, 0, 0) == 0.f);  // an all-zero patch explains nothing
+
+        nd::Model<paper::CNMF1x1, paper::MnistInput> net{nd::seed{3}};
+        nd::configure_nmf(net, [&](auto& o) { o.gradient(mode); });
+        xt::xtensor<float, 4> zeros = xt::zeros<float>({3, 1, 28, 28});
+        const auto p = net.forward(zeros);
+        const auto d = net.backward(xt::ones_like(p));
+        CHECK(std::all_of(p.begin(), p.end(), [](float v) { return std::isfinite(v); }));
+        CHECK(std::all_of(d.begin(), d.end(), [](float v) { return std::isfinite(v); }));
+        const auto g = net.flat_gradients();
+        CHECK(std::all_of(g.begin(), g.end(), [](float v) { return std::isfinite(v); }));
+    }
+}
+
+TEST_CASE("options are validated and name the option", "[cnmf]")
+{
+    nd::cnmf_options o;
+    CHECK(o.iterations() == 20);
+    CHECK(!o.epsilon());
+    CHECK(o.gradient() == nd::nmf_gradient::approximate);
+    CHECK_THROWS_AS(o.iterations(0), std::invalid_argument);
+    CHECK_THROWS_WITH(o.iterations(0), Catch::Contains("'iterations'") && Catch::Contains("got 0"));
+    CHECK_THROWS_WITH(o.epsilon(-0.5), Catch::Contains("'epsilon'") && Catch::Contains("-0.5"));
+    CHECK_THROWS_AS(o.epsilon(std::nan("")), std::invalid_argument);
+    CHECK(o.iterations() == 20);  // a rejected value leaves the option unchanged
+    o.iterations(5).epsilon(0.1);
+    CHECK(o.iterations() == 5);
+    CHECK(*o.epsilon() == 0.1);
+}
+
+TEST_CASE("checked builds: non-finite or negative values reaching an NMF layer throw numeric_error", "[cnmf]")
+{
+    static_assert(NMFDSL_CHECKED, "the unit tests are compiled with NMFDSL_CHECKED=1");
+    nd::Model<nd::Seq<nd::Pointwise<2>, nd::CNMF<4, 3>>, nd::Shape<2, 5, 5>> model;
+    xt::xtensor<float, 4> x = xt::ones<float>({2, 2, 5, 5});
+    x(1, 0, 2, 2) = std::numeric_limits<float>::infinity();
+    CHECK_THROWS_AS(model.forward(x), nd::numeric_error);
+    CHECK_THROWS_WITH(model.forward(x), Catch::StartsWith("nmfdsl: layer 2 (CNMF<4,3>)") && Catch::Contains("sample 1"));
+    nd::Model<nd::CNMFCore<4, 3>, nd::Shape<2, 5, 5>> core;
+    xt::xtensor<float, 4> bad = xt::ones<float>({1, 2, 5, 5});
+    bad(0, 1, 0, 0) = std::nanf("");
+    CHECK_THROWS_WITH(core.forward(bad), Catch::StartsWith("nmfdsl: layer 0 (CNMF<4,3>)") && Catch::Contains("nan"));
+    bad(0, 1, 0, 0) = -1.f;
+    CHECK_THROWS_AS(core.forward(bad), nd::numeric_error);
+}
+
+TEST_CASE("unrolled mode keeps far more state than the approximate one", "[cnmf]")
+{
+    using In = nd::Shape<3, 28, 28>;
+    using L = nd::CNMFCore<32, 5>;
+    nd::Model<L, In> model;
+    xt::xtensor<float, 4> x = xt::ones<float>({2, 3, 28, 28});
+    typename nd::Model<L, In>::workspace ws;
+    model.forward(x, ws);
+    const std::size_t rows = 2 * 24 * 24;
+    const std::size_t approx = std::get<0>(ws.net.caches).saved_bytes(rows);
+    nd::configure_nmf(model, [](auto& o) { o.gradient(nd::nmf_gradient::unrolled); });
+    model.forward(x, ws);
+    const std::size_t unrolled = std::get<0>(ws.net.caches).saved_bytes(rows);
+    INFO("approximate " << approx << " bytes, unrolled " << unrolled << " bytes");
+    CHECK(unrolled >= 20 * approx);
+}
