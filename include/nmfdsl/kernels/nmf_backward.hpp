@@ -17,6 +17,8 @@
 #include <optional>
 #include <vector>
 
+#include <xsimd/xsimd.hpp>
+
 #include "gemm.hpp"
 #include "nmf.hpp"
 
@@ -26,13 +28,15 @@ inline constexpr double nmf_degenerate_sum = 1e-18;  ///< Σh̃ at or below this
 
 template <class T>
 struct nmf_backward_scratch {
-    aligned_vector<T> r, hg_w, hg, qx, z;
+    aligned_vector<T> r, hg_w, hg, qx, z;            // the GEMM formulation
+    aligned_vector<T> hp, hgp, qz, at, gw_acc;       // the fused tile formulation
 };
 
-/// Approximate gradient (eq. (1), (2)). xhat [rows × Ip], h and g [rows × H]; writes gx [rows × Ip] and
-/// gw [H × Ip] (both overwritten).
+/// Approximate gradient (eq. (1), (2)) as four GEMMs over the whole batch: the straightforward formulation, kept as
+/// the reference the fused kernel is tested against. xhat [rows × Ip], h and g [rows × H]; writes gx [rows × Ip]
+/// and gw [H × Ip] (both overwritten).
 template <class T>
-void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows, T* gx,
+void nmf_backward_approx_gemm(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows, T* gx,
                          T* gw, nmf_backward_scratch<T>& s)
 {
     const std::size_t H = wts.h, Ip = wts.ip;
@@ -56,6 +60,76 @@ void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, c
         }
     gemm<T>(true, false, H, Ip, rows, T(1), s.hg.data(), H, s.qx.data(), Ip, T(0), gw, Ip);
     gemm<T>(true, false, H, Ip, rows, T(-1), h, H, s.z.data(), Ip, T(1), gw, Ip);
+}
+
+/// Approximate gradient (eq. (1), (2)), fused over tiles of `tile_rows` rows like the forward: per tile, r = hW and
+/// (h⊙G)W come from the broadcast micro-kernel, then P, GX, Qx = X̂⊙P and Z = Qx⊙GX are formed in registers, and
+/// GW += [h⊙G; −h]ᵀ · [Qx; Z] is accumulated with the same micro-kernel. xhat [pad_rows(rows) × Ip]; h, g
+/// [rows × H]; gx [pad_rows(rows) × Ip] and gw [H × Ip] are overwritten.
+template <class T>
+void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows, T* gx,
+                         T* gw, nmf_backward_scratch<T>& s)
+{
+    using batch = xsimd::batch<T>;
+    using lay = nmf_layout<T>;
+    constexpr std::size_t L = batch::size, NT = lay::tile_rows, MR = 6, NB = 4;
+    static_assert(NT % MR == 0);
+    const std::size_t H = wts.h, Hp = wts.hp, Ip = wts.ip;
+    const std::size_t Hr = (H + MR - 1) / MR * MR;  // GW rows, padded to the micro-kernel height
+    s.hp.assign(NT * Hp, T(0));
+    s.hgp.assign(NT * Hp, T(0));
+    s.qz.resize(2 * NT * Ip);
+    s.at.assign(Hr * 2 * NT, T(0));
+    s.gw_acc.assign(Hr * Ip, T(0));
+    for (std::size_t t0 = 0; t0 < rows; t0 += NT) {
+        const std::size_t valid = std::min(NT, rows - t0);
+        for (std::size_t r = 0; r < NT; ++r)
+            for (std::size_t k = 0; k < H; ++k) {
+                const bool in = r < valid;
+                const T hv = in ? h[(t0 + r) * H + k] : T(0), gv = in ? g[(t0 + r) * H + k] : T(0);
+                s.hp[r * Hp + k] = hv;
+                s.hgp[r * Hp + k] = hv * gv;
+                s.at[k * 2 * NT + r] = hv * gv;     // [HG; −h]ᵀ
+                s.at[k * 2 * NT + NT + r] = -hv;
+            }
+        const T* xt = xhat + t0 * Ip;
+        T* gxt = gx + t0 * Ip;
+        T* q = s.qz.data();
+        T* z = s.qz.data() + NT * Ip;
+        for (std::size_t r0 = 0; r0 < NT; r0 += MR)
+            detail::for_column_blocks<T, MR, NB>(Ip, [&](auto nbc, std::size_t c0) {
+                constexpr std::size_t nb = decltype(nbc)::value;
+                batch acc[MR][nb];
+                detail::bcast_tile<T, MR, nb>(H, s.hp.data() + r0 * Hp, Hp, wts.w.data() + c0, Ip, acc);
+                batch p[MR][nb];
+                const batch eps(T(1e-20)), one(T(1));
+                for (std::size_t r = 0; r < MR; ++r)
+                    for (std::size_t j = 0; j < nb; ++j)
+                        p[r][j] = one / (acc[r][j] + eps);
+                detail::bcast_tile<T, MR, nb>(H, s.hgp.data() + r0 * Hp, Hp, wts.w.data() + c0, Ip, acc);
+                for (std::size_t r = 0; r < MR; ++r)
+                    for (std::size_t j = 0; j < nb; ++j) {
+                        const std::size_t at = (r0 + r) * Ip + c0 + j * L;
+                        const batch gxv = acc[r][j] * p[r][j];
+                        const batch qv = batch::load_aligned(xt + at) * p[r][j];
+                        gxv.store_aligned(gxt + at);
+                        qv.store_aligned(q + at);
+                        (qv * gxv).store_aligned(z + at);
+                    }
+            });
+        for (std::size_t k0 = 0; k0 < Hr; k0 += MR)
+            detail::for_column_blocks<T, MR, NB>(Ip, [&](auto nbc, std::size_t c0) {
+                constexpr std::size_t nb = decltype(nbc)::value;
+                batch acc[MR][nb];
+                detail::bcast_tile<T, MR, nb>(2 * NT, s.at.data() + k0 * 2 * NT, 2 * NT, s.qz.data() + c0, Ip, acc);
+                for (std::size_t r = 0; r < MR; ++r)
+                    for (std::size_t j = 0; j < nb; ++j) {
+                        T* dst = s.gw_acc.data() + (k0 + r) * Ip + c0 + j * L;
+                        (batch::load_aligned(dst) + acc[r][j]).store_aligned(dst);
+                    }
+            });
+    }
+    std::copy(s.gw_acc.begin(), s.gw_acc.begin() + H * Ip, gw);
 }
 
 /// What the unrolled gradient needs: every iteration's incoming h, its reconstruction r and back-projection u, and
@@ -241,7 +315,7 @@ void nmf_backward_implicit(const nmf_weights<T>& wts, const T* xhat, const T* h,
         for (std::size_t k = 0; k < H; ++k)
             lam_scaled[n * H + k] = static_cast<T>((lam[k] - dot) / sum);
     }
-    nmf_backward_approx(wts, xhat, h, lam_scaled.data(), rows, gx, gw, s);
+    nmf_backward_approx_gemm(wts, xhat, h, lam_scaled.data(), rows, gx, gw, s);
 }
 
 } // namespace nmfdsl::kernels

@@ -130,6 +130,15 @@ struct CNMFCore : layer_base {
         }
     };
 
+    template <class T>
+    static std::optional<T> epsilon_of(const options& o)
+    {
+        std::optional<T> e;
+        if (const auto v = o.epsilon())
+            e.emplace(static_cast<T>(*v));
+        return e;
+    }
+
     template <class In, class T>
     static void init(T* p, T*, rng& g)
     {
@@ -173,7 +182,7 @@ struct CNMFCore : layer_base {
             for (std::size_t i = 0; i < I; ++i)
                 row[i] *= inv;
         }
-        const std::optional<T> eps = o.epsilon() ? std::optional<T>(T(*o.epsilon())) : std::nullopt;
+        const std::optional<T> eps = epsilon_of<T>(o);
         c.recorded = o.gradient();
         if (o.gradient() == nmf_gradient::unrolled) {
             kernels::nmf_forward_recording(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y, c.trace);
@@ -189,11 +198,11 @@ struct CNMFCore : layer_base {
         constexpr auto win = detail::window_of<In, K, Stride>();
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         const std::size_t rows = a.batch * P, Ip = c.wts.ip;
-        c.gx.resize(rows * Ip);
+        c.gx.resize(kernels::nmf_layout<T>::pad_rows(rows) * Ip);
         c.gw.resize(Out * Ip);
         switch (c.recorded) {
         case nmf_gradient::unrolled: {
-            const std::optional<T> eps = o.epsilon() ? std::optional<T>(T(*o.epsilon())) : std::nullopt;
+            const std::optional<T> eps = epsilon_of<T>(o);
             kernels::nmf_backward_unrolled(c.wts, c.xhat.data(), a.y, a.dy, c.trace, eps, c.gx.data(), c.gw.data());
             break;
         }
