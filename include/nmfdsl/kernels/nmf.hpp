@@ -55,10 +55,11 @@ struct nmf_weights {
 
 namespace detail {
 
-/// acc[r][j] = Σ_k A[r·lda + k] · B[k·ldb + j·L], for MR rows and NB vectors of columns.
+/// acc[r][j] = Σ_k A[r·lda + k·ak] · B[k·ldb + j·L], for MR rows and NB vectors of columns (ak = 1: A row-major;
+/// lda = 1, ak = stride: A read transposed).
 template <class T, std::size_t MR, std::size_t NB>
 inline void bcast_tile(std::size_t K, const T* A, std::size_t lda, const T* B, std::size_t ldb,
-                       xsimd::batch<T> (&acc)[MR][NB])
+                       xsimd::batch<T> (&acc)[MR][NB], std::size_t ak = 1)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t L = batch::size;
@@ -74,7 +75,7 @@ inline void bcast_tile(std::size_t K, const T* A, std::size_t lda, const T* B, s
             b[j] = batch::load_aligned(B + k * ldb + j * L);
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < MR; ++r) {
-            const batch a(A[r * lda + k]);
+            const batch a(A[r * lda + k * ak]);
 #pragma GCC unroll 8
             for (std::size_t j = 0; j < NB; ++j)
                 acc[r][j] = xsimd::fma(a, b[j], acc[r][j]);

@@ -62,67 +62,128 @@ void nmf_backward_approx_gemm(const nmf_weights<T>& wts, const T* xhat, const T*
     gemm<T>(true, false, H, Ip, rows, T(-1), h, H, s.z.data(), Ip, T(1), gw, Ip);
 }
 
-/// Approximate gradient (eq. (1), (2)), fused over tiles of `tile_rows` rows like the forward: per tile, r = hW and
-/// (h⊙G)W come from the broadcast micro-kernel, then P, GX, Qx = X̂⊙P and Z = Qx⊙GX are formed in registers, and
-/// GW += [h⊙G; −h]ᵀ · [Qx; Z] is accumulated with the same micro-kernel. xhat [pad_rows(rows) × Ip]; h, g
-/// [rows × H]; gx [pad_rows(rows) × Ip] and gw [H × Ip] are overwritten.
+namespace detail {
+
+/// For MR rows and NB vectors of columns starting at c0: r = h·W and y = (h⊙G)·W in one pass over W, then
+/// P = 1 ⊘ (r + 1e-20), gx = y ⊙ P, q = x̂ ⊙ P, z = q ⊙ gx.
+template <class T, std::size_t MR, std::size_t NB>
+inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, std::size_t Hp, const T* xhat, T* gx,
+                          T* q, T* z, std::size_t c0)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t L = batch::size;
+    const std::size_t Ip = wts.ip;
+    batch ar[MR][NB], ag[MR][NB];
+    for (std::size_t r = 0; r < MR; ++r)
+        for (std::size_t j = 0; j < NB; ++j)
+            ar[r][j] = ag[r][j] = batch(T(0));
+    for (std::size_t k = 0; k < wts.h; ++k) {
+        batch b[NB];
+#pragma GCC unroll 8
+        for (std::size_t j = 0; j < NB; ++j)
+            b[j] = batch::load_aligned(wts.w.data() + k * Ip + c0 + j * L);
+#pragma GCC unroll 16
+        for (std::size_t r = 0; r < MR; ++r) {
+            const batch hv(hp[r * Hp + k]), gv(hgp[r * Hp + k]);
+#pragma GCC unroll 8
+            for (std::size_t j = 0; j < NB; ++j) {
+                ar[r][j] = xsimd::fma(hv, b[j], ar[r][j]);
+                ag[r][j] = xsimd::fma(gv, b[j], ag[r][j]);
+            }
+        }
+    }
+    const batch eps(T(1e-20)), one(T(1));
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+        for (std::size_t j = 0; j < NB; ++j) {
+            const std::size_t at = r * Ip + c0 + j * L;
+            const batch p = one / (ar[r][j] + eps);
+            const batch g = ag[r][j] * p;
+            const batch qv = batch::load_aligned(xhat + at) * p;
+            g.store_aligned(gx + at);
+            qv.store_aligned(q + at);
+            (qv * g).store_aligned(z + at);
+        }
+}
+
+} // namespace detail
+
+/// Approximate gradient (eq. (1), (2)), fused over blocks of rows like the forward: per group of MR rows, r = hW and
+/// (h⊙G)W come from one pass over W, and P, GX, Qx = X̂⊙P and Z = Qx⊙GX are formed in registers; per block of
+/// `block_rows` rows, GW += [h⊙G; −h]ᵀ · [Qx; Z] is accumulated with the broadcast micro-kernel.
+/// xhat [pad_rows(rows) × Ip]; h, g [rows × H]; gx [pad_rows(rows) × Ip] and gw [H × Ip] are overwritten.
+/// If `patch_sum` is given (Σ of each raw patch before its L1 normalisation), gx is returned already taken back
+/// through that normalisation: gx ← (gx − Σ gx ⊙ x̂) / (patch_sum + 1e-19), while the row is still in cache.
 template <class T>
 void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows, T* gx,
-                         T* gw, nmf_backward_scratch<T>& s)
+                         T* gw, nmf_backward_scratch<T>& s, const T* patch_sum = nullptr)
 {
     using batch = xsimd::batch<T>;
     using lay = nmf_layout<T>;
-    constexpr std::size_t L = batch::size, NT = lay::tile_rows, MR = 6, NB = 4;
-    static_assert(NT % MR == 0);
-    const std::size_t H = wts.h, Hp = wts.hp, Ip = wts.ip;
-    const std::size_t Hr = (H + MR - 1) / MR * MR;  // GW rows, padded to the micro-kernel height
-    s.hp.assign(NT * Hp, T(0));
-    s.hgp.assign(NT * Hp, T(0));
-    s.qz.resize(2 * NT * Ip);
-    s.at.assign(Hr * 2 * NT, T(0));
+    constexpr std::size_t L = batch::size, MR = 6, NB = 2, MRW = 4, NBW = 5;
+    constexpr std::size_t block_rows = 4 * lay::tile_rows;  // rows per GW update (K = 2·block_rows)
+    static_assert(lay::tile_rows % MR == 0);
+    const std::size_t H = wts.h, Ip = wts.ip;
+    const std::size_t Hr = (H + MRW - 1) / MRW * MRW;  // GW rows, padded to the micro-kernel height
+    const std::size_t Hq = std::max(Hr, wts.hp);        // row stride of the h blocks; columns ≥ H stay zero
+    const std::size_t padded_rows = lay::pad_rows(rows);
+    // ab = [h⊙G; −h] for the block (2·block_rows × Hq); read transposed it is the A operand of the GW update
+    s.at.assign(2 * block_rows * Hq, T(0));
+    s.hp.assign(block_rows * Hq, T(0));
+    s.qz.assign(2 * block_rows * Ip, T(0));
     s.gw_acc.assign(Hr * Ip, T(0));
-    for (std::size_t t0 = 0; t0 < rows; t0 += NT) {
-        const std::size_t valid = std::min(NT, rows - t0);
-        for (std::size_t r = 0; r < NT; ++r)
-            for (std::size_t k = 0; k < H; ++k) {
-                const bool in = r < valid;
-                const T hv = in ? h[(t0 + r) * H + k] : T(0), gv = in ? g[(t0 + r) * H + k] : T(0);
-                s.hp[r * Hp + k] = hv;
-                s.hgp[r * Hp + k] = hv * gv;
-                s.at[k * 2 * NT + r] = hv * gv;     // [HG; −h]ᵀ
-                s.at[k * 2 * NT + NT + r] = -hv;
+    T* hgp = s.at.data();
+    T* hneg = s.at.data() + block_rows * Hq;
+    T* q = s.qz.data();
+    T* z = s.qz.data() + block_rows * Ip;
+    for (std::size_t b0 = 0; b0 < padded_rows; b0 += block_rows) {
+        const std::size_t in_block = std::min(block_rows, padded_rows - b0);  // a multiple of tile_rows
+        for (std::size_t r = 0; r < block_rows; ++r) {
+            T* hr = s.hp.data() + r * Hq;
+            T* gr = hgp + r * Hq;
+            T* nr = hneg + r * Hq;
+            if (b0 + r < rows) {
+                const T* hs = h + (b0 + r) * H;
+                const T* gs = g + (b0 + r) * H;
+                for (std::size_t k = 0; k < H; ++k) {
+                    hr[k] = hs[k];
+                    gr[k] = hs[k] * gs[k];
+                    nr[k] = -hs[k];
+                }
+            } else {
+                std::fill(hr, hr + H, T(0));
+                std::fill(gr, gr + H, T(0));
+                std::fill(nr, nr + H, T(0));
             }
-        const T* xt = xhat + t0 * Ip;
-        T* gxt = gx + t0 * Ip;
-        T* q = s.qz.data();
-        T* z = s.qz.data() + NT * Ip;
-        for (std::size_t r0 = 0; r0 < NT; r0 += MR)
+        }
+        if (in_block < block_rows) {  // the last block: rows past the padded end contribute nothing
+            std::fill(q + in_block * Ip, q + block_rows * Ip, T(0));
+            std::fill(z + in_block * Ip, z + block_rows * Ip, T(0));
+        }
+        for (std::size_t r0 = 0; r0 < in_block; r0 += MR)
             detail::for_column_blocks<T, MR, NB>(Ip, [&](auto nbc, std::size_t c0) {
-                constexpr std::size_t nb = decltype(nbc)::value;
-                batch acc[MR][nb];
-                detail::bcast_tile<T, MR, nb>(H, s.hp.data() + r0 * Hp, Hp, wts.w.data() + c0, Ip, acc);
-                batch p[MR][nb];
-                const batch eps(T(1e-20)), one(T(1));
-                for (std::size_t r = 0; r < MR; ++r)
-                    for (std::size_t j = 0; j < nb; ++j)
-                        p[r][j] = one / (acc[r][j] + eps);
-                detail::bcast_tile<T, MR, nb>(H, s.hgp.data() + r0 * Hp, Hp, wts.w.data() + c0, Ip, acc);
-                for (std::size_t r = 0; r < MR; ++r)
-                    for (std::size_t j = 0; j < nb; ++j) {
-                        const std::size_t at = (r0 + r) * Ip + c0 + j * L;
-                        const batch gxv = acc[r][j] * p[r][j];
-                        const batch qv = batch::load_aligned(xt + at) * p[r][j];
-                        gxv.store_aligned(gxt + at);
-                        qv.store_aligned(q + at);
-                        (qv * gxv).store_aligned(z + at);
-                    }
+                detail::backward_rows<T, MR, decltype(nbc)::value>(wts, s.hp.data() + r0 * Hq, hgp + r0 * Hq, Hq,
+                                                                   xhat + (b0 + r0) * Ip, gx + (b0 + r0) * Ip,
+                                                                   q + r0 * Ip, z + r0 * Ip, c0);
             });
-        for (std::size_t k0 = 0; k0 < Hr; k0 += MR)
-            detail::for_column_blocks<T, MR, NB>(Ip, [&](auto nbc, std::size_t c0) {
+        if (patch_sum != nullptr)
+            for (std::size_t r = b0; r < std::min(rows, b0 + in_block); ++r) {
+                T* gr = gx + r * Ip;
+                const T* xr = xhat + r * Ip;
+                batch dot(T(0));
+                for (std::size_t i = 0; i < Ip; i += L)
+                    dot = xsimd::fma(batch::load_aligned(gr + i), batch::load_aligned(xr + i), dot);
+                const batch d(xsimd::hadd(dot)), inv(T(1) / (patch_sum[r] + T(1e-19)));
+                for (std::size_t i = 0; i < Ip; i += L)
+                    ((batch::load_aligned(gr + i) - d) * inv).store_aligned(gr + i);
+            }
+        for (std::size_t k0 = 0; k0 < Hr; k0 += MRW)
+            detail::for_column_blocks<T, MRW, NBW>(Ip, [&](auto nbc, std::size_t c0) {
                 constexpr std::size_t nb = decltype(nbc)::value;
-                batch acc[MR][nb];
-                detail::bcast_tile<T, MR, nb>(2 * NT, s.at.data() + k0 * 2 * NT, 2 * NT, s.qz.data() + c0, Ip, acc);
-                for (std::size_t r = 0; r < MR; ++r)
+                batch acc[MRW][nb];
+                detail::bcast_tile<T, MRW, nb>(2 * block_rows, s.at.data() + k0, 1, s.qz.data() + c0, Ip, acc, Hq);
+                for (std::size_t r = 0; r < MRW; ++r)
                     for (std::size_t j = 0; j < nb; ++j) {
                         T* dst = s.gw_acc.data() + (k0 + r) * Ip + c0 + j * L;
                         (batch::load_aligned(dst) + acc[r][j]).store_aligned(dst);

@@ -210,9 +210,9 @@ struct CNMFCore : layer_base {
             kernels::nmf_backward_implicit(c.wts, c.xhat.data(), a.y, a.dy, rows, c.gx.data(), c.gw.data(),
                                            c.bscratch);
             break;
-        default:
+        default:  // the patch L1 backward is fused into the kernel
             kernels::nmf_backward_approx(c.wts, c.xhat.data(), a.y, a.dy, rows, c.gx.data(), c.gw.data(),
-                                         c.bscratch);
+                                         c.bscratch, c.patch_sum.data());
         }
         // dV = sign(V) ⊙ (GW − rowsum(GW ⊙ W)) / S
         for (std::size_t k = 0; k < Out; ++k) {
@@ -226,7 +226,7 @@ struct CNMFCore : layer_base {
             }
         }
         // through the patch L1 norm: dx = (gx − Σ gx·x̂) / (Σx + 1e-19), then col2im
-        for (std::size_t r = 0; r < rows; ++r) {
+        for (std::size_t r = 0; r < rows && c.recorded != nmf_gradient::approximate; ++r) {
             T* g = c.gx.data() + r * Ip;
             const T* xh = c.xhat.data() + r * Ip;
             T dot = 0;
