@@ -7,6 +7,7 @@
 /// The kernel is fused: rows are processed in tiles of `tile_rows`, and all T iterations run on one tile before the
 /// next, so the tile of x̂, the quotient x̂ ⊘ r, h and the weights stay in cache. Both products are register-tiled
 /// broadcast-FMA micro-kernels over xsimd batches: r = h·W reads W's rows, u = q·Wᵀ reads a transposed copy.
+/// Caller buffers (x̂, h) need no particular alignment; the kernel's own buffers are 64-byte aligned.
 /// Every extent is padded to the SIMD width with zeros (I → Ip, H → Hp, rows → a multiple of the tile), so there is
 /// no remainder code: zero columns of x̂ give q = 0, zero columns of h stay 0. The naive twin is
 /// nmfdsl::testing::naive_nmf_forward.
@@ -97,7 +98,7 @@ inline void quotient_block(const nmf_weights<T>& wts, const T* h, const T* xhat,
 #pragma GCC unroll 8
         for (std::size_t j = 0; j < NB; ++j) {
             const std::size_t at = r * wts.ip + c0 + j * L;
-            (batch::load_aligned(xhat + at) / (acc[r][j] + eps)).store_aligned(q + at);
+            (batch::load_unaligned(xhat + at) / (acc[r][j] + eps)).store_aligned(q + at);
         }
 }
 

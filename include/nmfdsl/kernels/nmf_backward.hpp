@@ -100,8 +100,8 @@ inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, 
             const std::size_t at = r * Ip + c0 + j * L;
             const batch p = one / (ar[r][j] + eps);
             const batch g = ag[r][j] * p;
-            const batch qv = batch::load_aligned(xhat + at) * p;
-            g.store_aligned(gx + at);
+            const batch qv = batch::load_unaligned(xhat + at) * p;
+            g.store_unaligned(gx + at);
             qv.store_aligned(q + at);
             (qv * g).store_aligned(z + at);
         }
@@ -173,10 +173,10 @@ void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, c
                 const T* xr = xhat + r * Ip;
                 batch dot(T(0));
                 for (std::size_t i = 0; i < Ip; i += L)
-                    dot = xsimd::fma(batch::load_aligned(gr + i), batch::load_aligned(xr + i), dot);
+                    dot = xsimd::fma(batch::load_unaligned(gr + i), batch::load_unaligned(xr + i), dot);
                 const batch d(xsimd::hadd(dot)), inv(T(1) / (patch_sum[r] + T(1e-19)));
                 for (std::size_t i = 0; i < Ip; i += L)
-                    ((batch::load_aligned(gr + i) - d) * inv).store_aligned(gr + i);
+                    ((batch::load_unaligned(gr + i) - d) * inv).store_unaligned(gr + i);
             }
         for (std::size_t k0 = 0; k0 < Hr; k0 += MRW)
             detail::for_column_blocks<T, MRW, NBW>(Ip, [&](auto nbc, std::size_t c0) {
