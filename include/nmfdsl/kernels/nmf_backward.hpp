@@ -134,12 +134,14 @@ void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, c
     s.qz.assign(2 * block_rows * Ip, T(0));
     s.gw_acc.assign(Hr * Ip, T(0));
     T* hgp = s.at.data();
-    T* hneg = s.at.data() + block_rows * Hq;
     T* q = s.qz.data();
-    T* z = s.qz.data() + block_rows * Ip;
     for (std::size_t b0 = 0; b0 < padded_rows; b0 += block_rows) {
-        const std::size_t in_block = std::min(block_rows, padded_rows - b0);  // a multiple of tile_rows
-        for (std::size_t r = 0; r < block_rows; ++r) {
+        // rows of this block: a multiple of tile_rows; −h and Z follow h⊙G and Qx directly, so the GW update runs
+        // over K = 2·in_block rows with no gap
+        const std::size_t in_block = std::min(block_rows, padded_rows - b0);
+        T* hneg = hgp + in_block * Hq;
+        T* z = q + in_block * Ip;
+        for (std::size_t r = 0; r < in_block; ++r) {
             T* hr = s.hp.data() + r * Hq;
             T* gr = hgp + r * Hq;
             T* nr = hneg + r * Hq;
@@ -156,10 +158,6 @@ void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, c
                 std::fill(gr, gr + H, T(0));
                 std::fill(nr, nr + H, T(0));
             }
-        }
-        if (in_block < block_rows) {  // the last block: rows past the padded end contribute nothing
-            std::fill(q + in_block * Ip, q + block_rows * Ip, T(0));
-            std::fill(z + in_block * Ip, z + block_rows * Ip, T(0));
         }
         for (std::size_t r0 = 0; r0 < in_block; r0 += MR)
             detail::for_column_blocks<T, MR, NB>(Ip, [&](auto nbc, std::size_t c0) {
@@ -182,7 +180,7 @@ void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, c
             detail::for_column_blocks<T, MRW, NBW>(Ip, [&](auto nbc, std::size_t c0) {
                 constexpr std::size_t nb = decltype(nbc)::value;
                 batch acc[MRW][nb];
-                detail::bcast_tile<T, MRW, nb>(2 * block_rows, s.at.data() + k0, 1, s.qz.data() + c0, Ip, acc, Hq);
+                detail::bcast_tile<T, MRW, nb>(2 * in_block, s.at.data() + k0, 1, s.qz.data() + c0, Ip, acc, Hq);
                 for (std::size_t r = 0; r < MRW; ++r)
                     for (std::size_t j = 0; j < nb; ++j) {
                         T* dst = s.gw_acc.data() + (k0 + r) * Ip + c0 + j * L;

@@ -216,13 +216,17 @@ struct CNMFCore : layer_base {
         }
         // dV = sign(V) ⊙ (GW − rowsum(GW ⊙ W)) / S
         for (std::size_t k = 0; k < Out; ++k) {
+            const T* gw = c.gw.data() + k * Ip;
+            const T* w = c.w.data() + k * I;
+            const T* v = a.params + k * I;
+            T* gv = a.grads + k * I;
             T dot = 0;
             for (std::size_t i = 0; i < I; ++i)
-                dot += c.gw[k * Ip + i] * c.w[k * I + i];
+                dot += gw[i] * w[i];
+            const T inv = T(1) / c.row_sum[k];
             for (std::size_t i = 0; i < I; ++i) {
-                const T v = a.params[k * I + i];
-                const T sign = v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
-                a.grads[k * I + i] += sign * (c.gw[k * Ip + i] - dot) / c.row_sum[k];
+                const T sign = T(v[i] > T(0)) - T(v[i] < T(0));  // sign(0) = 0, as abs' derivative in the reference
+                gv[i] += sign * (gw[i] - dot) * inv;
             }
         }
         // through the patch L1 norm: dx = (gx − Σ gx·x̂) / (Σx + 1e-19), then col2im
