@@ -70,8 +70,7 @@ struct golden_setup {
     std::vector<T> forward(std::size_t iterations, std::optional<T> eps = std::nullopt)
     {
         std::vector<T> h(gH);
-        k::nmf_scratch<T> s;
-        k::nmf_forward(wts, xhat.data(), 1, iterations, eps, h.data(), s);
+        k::nmf_forward(wts, xhat.data(), 1, iterations, eps, h.data());
         return h;
     }
 };
@@ -179,8 +178,7 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
         }
         for (std::optional<T> eps : {std::optional<T>{}, std::optional<T>(T(0.3))}) {
             std::vector<T> fast(rows * H), slow(rows * H), rec(rows * H);
-            k::nmf_scratch<T> s;
-            k::nmf_forward(wts, xp.data(), rows, 9, eps, fast.data(), s);
+            k::nmf_forward(wts, xp.data(), rows, 9, eps, fast.data());
             nd::testing::naive_nmf_forward(x.data(), W.data(), rows, I, H, 9, eps ? &*eps : nullptr, slow.data());
             k::nmf_trace<T> tr;
             k::nmf_forward_recording(wts, xp.data(), rows, 9, eps, rec.data(), tr);
@@ -238,8 +236,7 @@ struct problem {
         const auto w = weights();
         const auto xp = padded_x(w);
         std::vector<double> h(H);
-        k::nmf_scratch<double> s;
-        k::nmf_forward(w, xp.data(), 1, T, eps, h.data(), s);
+        k::nmf_forward(w, xp.data(), 1, T, eps, h.data());
         double f = 0;
         for (std::size_t k = 0; k < H; ++k)
             f += G[k] * h[k];
@@ -296,8 +293,7 @@ TEST_CASE("approximate gradient matches finite differences of one update with h 
         const auto w = p.weights();
         const auto xp = p.padded_x(w);
         std::vector<double> h(p.H), gx(k::nmf_layout<double>::pad_rows(1) * w.ip), gw(p.H * w.ip);
-        k::nmf_scratch<double> s;
-        k::nmf_forward(w, xp.data(), 1, 20, std::nullopt, h.data(), s);
+        k::nmf_forward(w, xp.data(), 1, 20, std::nullopt, h.data());
         k::nmf_backward_scratch<double> bs;
         k::nmf_backward_approx(w, xp.data(), h.data(), p.G.data(), 1, gx.data(), gw.data(), bs);
         auto one_step = [&] {
@@ -335,8 +331,7 @@ TEST_CASE("implicit gradient matches finite differences of a converged forward",
         const auto w = p.weights();
         const auto xp = p.padded_x(w);
         std::vector<double> h(p.H), gx(w.ip), gw(p.H * w.ip);
-        k::nmf_scratch<double> s;
-        k::nmf_forward(w, xp.data(), 1, T, std::nullopt, h.data(), s);
+        k::nmf_forward(w, xp.data(), 1, T, std::nullopt, h.data());
         CHECK(h[0] == Approx(0.5).epsilon(1e-6));
         k::nmf_backward_scratch<double> bs;
         k::nmf_backward_implicit(w, xp.data(), h.data(), p.G.data(), 1, gx.data(), gw.data(), bs);
@@ -476,4 +471,30 @@ TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formula
         // float: GW is a sum over rows with cancellation, accumulated in a different order by the two versions
         CHECK(worst < (std::is_same_v<T, float> ? 2e-4 : 1e-12));
     }
+}
+
+TEST_CASE("results do not depend on the thread count", "[cnmf][threads]")
+{
+    const std::size_t before = nd::threads();
+    auto run = [](std::size_t threads) {
+        nd::set_threads(threads);
+        nd::Model<nd::Seq<nd::CNMF<8, 3>, nd::Mix1x1<8>, nd::CNMF<5, nd::whole_map>>, nd::Shape<2, 12, 12>> m{
+            nd::seed{4}};
+        nd::rng g(nd::seed{5});
+        xt::xtensor<float, 4> x = xt::xtensor<float, 4>::from_shape({37, 2, 12, 12});
+        for (auto& v : x)
+            v = g.uniform01<float>();
+        const auto y = m.forward(x);
+        const auto dx = m.backward(xt::ones_like(y));
+        std::vector<float> all(y.begin(), y.end());
+        all.insert(all.end(), dx.begin(), dx.end());
+        all.insert(all.end(), m.flat_gradients().begin(), m.flat_gradients().end());
+        return all;
+    };
+    const auto one = run(1);
+    const auto two = run(2);
+    const auto three = run(3);
+    nd::set_threads(before);
+    CHECK(one == two);
+    CHECK(one == three);
 }

@@ -18,6 +18,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "../core/parallel.hpp"
 #include "../core/params.hpp"
 
 namespace nmfdsl::kernels {
@@ -147,42 +148,50 @@ inline void for_column_blocks(std::size_t cols, Block&& block)
 
 } // namespace detail
 
-/// Scratch for one tile (reused across tiles and calls).
+/// Per-thread scratch for one tile (reused across tiles and calls).
 template <class T>
 struct nmf_scratch {
     aligned_vector<T> q, h, hn;
 };
 
-/// Runs the T-step NMF inference for `rows` rows. xhat is [pad_rows(rows) × Ip] (zero padded; padded rows all
-/// zero); h_out receives [rows × H] (unpadded). Requires iterations ≥ 1.
+namespace detail {
 template <class T>
-void nmf_forward(const nmf_weights<T>& wts, const T* xhat, std::size_t rows, std::size_t iterations,
-                 std::type_identity_t<std::optional<T>> eps, T* h_out, nmf_scratch<T>& s)
+nmf_scratch<T>& thread_scratch()
+{
+    thread_local nmf_scratch<T> s;
+    return s;
+}
+
+/// Runs all T iterations on the tiles [first, last).
+template <class T>
+void nmf_forward_tiles(const nmf_weights<T>& wts, const T* xhat, std::size_t rows, std::size_t first_tile,
+                       std::size_t last_tile, std::size_t iterations, const std::optional<T>& eps, T* h_out)
 {
     using lay = nmf_layout<T>;
     constexpr std::size_t NT = lay::tile_rows;
     constexpr std::size_t MR_R = 6, NB_R = 4;  // r = h·W: 24 accumulators
     constexpr std::size_t MR_U = 6, NB_U = 4;  // u = q·Wᵀ
+    auto& s = thread_scratch<T>();
     s.q.resize(NT * wts.ip);
     s.h.resize(NT * wts.hp);
     s.hn.resize(NT * wts.hp);
     const T h0 = T(1) / T(wts.h);
-    for (std::size_t t0 = 0; t0 < rows; t0 += NT) {
+    for (std::size_t tile = first_tile; tile < last_tile; ++tile) {
+        const std::size_t t0 = tile * NT;
         const T* xt = xhat + t0 * wts.ip;
         for (std::size_t r = 0; r < NT; ++r)
             for (std::size_t k = 0; k < wts.hp; ++k)
                 s.h[r * wts.hp + k] = k < wts.h ? h0 : T(0);
         for (std::size_t it = 0; it < iterations; ++it) {
             for (std::size_t r0 = 0; r0 < NT; r0 += MR_R)
-                detail::for_column_blocks<T, MR_R, NB_R>(wts.ip, [&](auto nb, std::size_t c0) {
-                    detail::quotient_block<T, MR_R, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp,
-                                                                         xt + r0 * wts.ip, s.q.data() + r0 * wts.ip, c0);
+                for_column_blocks<T, MR_R, NB_R>(wts.ip, [&](auto nb, std::size_t c0) {
+                    quotient_block<T, MR_R, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, xt + r0 * wts.ip,
+                                                                 s.q.data() + r0 * wts.ip, c0);
                 });
             for (std::size_t r0 = 0; r0 < NT; r0 += MR_U)
-                detail::for_column_blocks<T, MR_U, NB_U>(wts.hp, [&](auto nb, std::size_t c0) {
-                    detail::update_block<T, MR_U, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp,
-                                                                       s.q.data() + r0 * wts.ip,
-                                                                       s.hn.data() + r0 * wts.hp, c0, eps);
+                for_column_blocks<T, MR_U, NB_U>(wts.hp, [&](auto nb, std::size_t c0) {
+                    update_block<T, MR_U, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, s.q.data() + r0 * wts.ip,
+                                                               s.hn.data() + r0 * wts.hp, c0, eps);
                 });
             for (std::size_t r = 0; r < NT; ++r) {
                 T* hr = s.hn.data() + r * wts.hp;
@@ -199,6 +208,26 @@ void nmf_forward(const nmf_weights<T>& wts, const T* xhat, std::size_t rows, std
         for (std::size_t r = 0; r < valid; ++r)
             std::copy(s.h.data() + r * wts.hp, s.h.data() + r * wts.hp + wts.h, h_out + (t0 + r) * wts.h);
     }
+}
+} // namespace detail
+
+/// Tiles per parallel task: fixed, so that the split (and the result) does not depend on the thread count.
+inline constexpr std::size_t nmf_tiles_per_task = 4;
+
+/// Runs the T-step NMF inference for `rows` rows. xhat is [pad_rows(rows) × Ip] (zero padded; padded rows all
+/// zero); h_out receives [rows × H] (unpadded). Requires iterations ≥ 1. Tiles are spread over the thread pool;
+/// each row's result is independent of the split.
+template <class T>
+void nmf_forward(const nmf_weights<T>& wts, const T* xhat, std::size_t rows, std::size_t iterations,
+                 std::type_identity_t<std::optional<T>> eps, T* h_out)
+{
+    const std::size_t tiles = (rows + nmf_layout<T>::tile_rows - 1) / nmf_layout<T>::tile_rows;
+    const std::size_t tasks = (tiles + nmf_tiles_per_task - 1) / nmf_tiles_per_task;
+    parallel_for(tasks, [&](std::size_t task) {
+        const std::size_t first = task * nmf_tiles_per_task;
+        detail::nmf_forward_tiles(wts, xhat, rows, first, std::min(tiles, first + nmf_tiles_per_task), iterations,
+                                  eps, h_out);
+    });
 }
 
 } // namespace nmfdsl::kernels

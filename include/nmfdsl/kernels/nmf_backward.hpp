@@ -19,6 +19,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "../core/parallel.hpp"
 #include "gemm.hpp"
 #include "nmf.hpp"
 
@@ -29,8 +30,12 @@ inline constexpr double nmf_degenerate_sum = 1e-18;  ///< Σh̃ at or below this
 template <class T>
 struct nmf_backward_scratch {
     aligned_vector<T> r, hg_w, hg, qx, z;            // the GEMM formulation
-    aligned_vector<T> hp, hgp, qz, at, gw_acc;       // the fused tile formulation
+    aligned_vector<T> hp, hgp, qz, at;               // the fused tile formulation (per thread)
+    std::vector<aligned_vector<T>> partials;         // per-task GW
 };
+
+/// Rows per parallel task of the approximate backward: fixed, so the split does not depend on the thread count.
+inline constexpr std::size_t nmf_backward_task_rows = 384;
 
 /// Approximate gradient (eq. (1), (2)) as four GEMMs over the whole batch: the straightforward formulation, kept as
 /// the reference the fused kernel is tested against. xhat [rows × Ip], h and g [rows × H]; writes gx [rows × Ip]
@@ -109,15 +114,11 @@ inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, 
 
 } // namespace detail
 
-/// Approximate gradient (eq. (1), (2)), fused over blocks of rows like the forward: per group of MR rows, r = hW and
-/// (h⊙G)W come from one pass over W, and P, GX, Qx = X̂⊙P and Z = Qx⊙GX are formed in registers; per block of
-/// `block_rows` rows, GW += [h⊙G; −h]ᵀ · [Qx; Z] is accumulated with the broadcast micro-kernel.
-/// xhat [pad_rows(rows) × Ip]; h, g [rows × H]; gx [pad_rows(rows) × Ip] and gw [H × Ip] are overwritten.
-/// If `patch_sum` is given (Σ of each raw patch before its L1 normalisation), gx is returned already taken back
-/// through that normalisation: gx ← (gx − Σ gx ⊙ x̂) / (patch_sum + 1e-19), while the row is still in cache.
+namespace detail {
+/// The rows [first, last) (multiples of tile_rows) of nmf_backward_approx; GW is accumulated into gw_acc [Hr × Ip].
 template <class T>
-void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows, T* gx,
-                         T* gw, nmf_backward_scratch<T>& s, const T* patch_sum = nullptr)
+void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows,
+                              std::size_t first, std::size_t last, T* gx, T* gw_acc, const T* patch_sum)
 {
     using batch = xsimd::batch<T>;
     using lay = nmf_layout<T>;
@@ -127,18 +128,17 @@ void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, c
     const std::size_t H = wts.h, Ip = wts.ip;
     const std::size_t Hr = (H + MRW - 1) / MRW * MRW;  // GW rows, padded to the micro-kernel height
     const std::size_t Hq = std::max(Hr, wts.hp);        // row stride of the h blocks; columns ≥ H stay zero
-    const std::size_t padded_rows = lay::pad_rows(rows);
     // ab = [h⊙G; −h] for the block (2·block_rows × Hq); read transposed it is the A operand of the GW update
+    thread_local nmf_backward_scratch<T> s;
     s.at.assign(2 * block_rows * Hq, T(0));
     s.hp.assign(block_rows * Hq, T(0));
     s.qz.assign(2 * block_rows * Ip, T(0));
-    s.gw_acc.assign(Hr * Ip, T(0));
     T* hgp = s.at.data();
     T* q = s.qz.data();
-    for (std::size_t b0 = 0; b0 < padded_rows; b0 += block_rows) {
+    for (std::size_t b0 = first; b0 < last; b0 += block_rows) {
         // rows of this block: a multiple of tile_rows; −h and Z follow h⊙G and Qx directly, so the GW update runs
         // over K = 2·in_block rows with no gap
-        const std::size_t in_block = std::min(block_rows, padded_rows - b0);
+        const std::size_t in_block = std::min(block_rows, last - b0);
         T* hneg = hgp + in_block * Hq;
         T* z = q + in_block * Ip;
         for (std::size_t r = 0; r < in_block; ++r) {
@@ -183,12 +183,41 @@ void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, c
                 detail::bcast_tile<T, MRW, nb>(2 * in_block, s.at.data() + k0, 1, s.qz.data() + c0, Ip, acc, Hq);
                 for (std::size_t r = 0; r < MRW; ++r)
                     for (std::size_t j = 0; j < nb; ++j) {
-                        T* dst = s.gw_acc.data() + (k0 + r) * Ip + c0 + j * L;
+                        T* dst = gw_acc + (k0 + r) * Ip + c0 + j * L;
                         (batch::load_aligned(dst) + acc[r][j]).store_aligned(dst);
                     }
             });
     }
-    std::copy(s.gw_acc.begin(), s.gw_acc.begin() + H * Ip, gw);
+}
+} // namespace detail
+
+/// Approximate gradient (eq. (1), (2)), fused over blocks of rows like the forward: per group of MR rows, r = hW and
+/// (h⊙G)W come from one pass over W, and P, GX, Qx = X̂⊙P and Z = Qx⊙GX are formed in registers; per block of
+/// `block_rows` rows, GW += [h⊙G; −h]ᵀ · [Qx; Z] is accumulated with the broadcast micro-kernel.
+/// xhat [pad_rows(rows) × Ip]; h, g [rows × H]; gx [pad_rows(rows) × Ip] and gw [H × Ip] are overwritten.
+/// If `patch_sum` is given (Σ of each raw patch before its L1 normalisation), gx is returned already taken back
+/// through that normalisation: gx ← (gx − Σ gx ⊙ x̂) / (patch_sum + 1e-19), while the row is still in cache.
+template <class T>
+void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows, T* gx,
+                         T* gw, nmf_backward_scratch<T>& s, const T* patch_sum = nullptr)
+{
+    using lay = nmf_layout<T>;
+    constexpr std::size_t MRW = 4;
+    const std::size_t Hr = (wts.h + MRW - 1) / MRW * MRW;
+    const std::size_t padded_rows = lay::pad_rows(rows);
+    const std::size_t tasks = (padded_rows + nmf_backward_task_rows - 1) / nmf_backward_task_rows;
+    s.partials.resize(tasks);
+    parallel_for(tasks, [&](std::size_t task) {
+        const std::size_t first = task * nmf_backward_task_rows;
+        const std::size_t last = std::min(padded_rows, first + nmf_backward_task_rows);
+        s.partials[task].assign(Hr * wts.ip, T(0));
+        detail::nmf_backward_approx_rows(wts, xhat, h, g, rows, first, last, gx, s.partials[task].data(), patch_sum);
+    });
+    // partial GWs summed in task order: the result does not depend on the thread count
+    std::copy(s.partials[0].begin(), s.partials[0].begin() + wts.h * wts.ip, gw);
+    for (std::size_t t = 1; t < tasks; ++t)
+        for (std::size_t i = 0; i < wts.h * wts.ip; ++i)
+            gw[i] += s.partials[t][i];
 }
 
 /// What the unrolled gradient needs: every iteration's incoming h, its reconstruction r and back-projection u, and

@@ -118,7 +118,6 @@ struct CNMFCore : layer_base {
         aligned_vector<T> w, row_sum;     ///< W [Out × I] and S = rowsum|V| + 1e-19
         aligned_vector<T> xhat, patch_sum;  ///< normalised patches [pad_rows(rows) × Ip], Σ of each raw patch
         aligned_vector<T> gx, gw;
-        kernels::nmf_scratch<T> scratch;
         kernels::nmf_backward_scratch<T> bscratch;
         kernels::nmf_trace<T> trace;      ///< unrolled mode only
         nmf_gradient recorded = nmf_gradient::approximate;
@@ -188,7 +187,7 @@ struct CNMFCore : layer_base {
             kernels::nmf_forward_recording(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y, c.trace);
         } else {
             c.trace = {};
-            kernels::nmf_forward(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y, c.scratch);
+            kernels::nmf_forward(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y);
         }
     }
 

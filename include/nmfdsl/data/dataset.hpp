@@ -1,0 +1,226 @@
+#pragma once
+/// @file dataset.hpp
+/// Labelled image data sets and the readers for the IDX format (MNIST / Fashion-MNIST, plain or gzip) and the
+/// CIFAR-10 binary format. Images are stored as float in [0, 1] (bytes / 255), channels-first [N, C, H, W], with no
+/// mean/std normalisation (deep-nmf-spec §4). Every problem with a file throws nmfdsl::data_error naming the file
+/// and what is wrong: missing, truncated, wrong magic number, wrong counts, a label out of range, or images and
+/// labels of different lengths.
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <zlib.h>
+
+#include "../core/error.hpp"
+
+namespace nmfdsl::data {
+
+struct dataset {
+    std::size_t channels = 0, height = 0, width = 0;
+    std::vector<float> images;         ///< count × channels × height × width, in [0, 1]
+    std::vector<std::uint8_t> labels;  ///< count labels, each < classes
+    std::size_t classes = 10;
+    std::string source;                ///< where it was read from
+
+    std::size_t size() const { return labels.size(); }
+    std::size_t image_size() const { return channels * height * width; }
+};
+
+struct split {
+    dataset train, test;
+};
+
+namespace detail {
+
+/// Reads a whole file; gzip-compressed files are decompressed transparently (zlib reads plain files as they are).
+inline std::vector<std::uint8_t> read_file(const std::string& path)
+{
+    if (!std::filesystem::exists(path))
+        throw data_error("nmfdsl: data file '" + path + "' does not exist");
+    gzFile f = gzopen(path.c_str(), "rb");
+    if (f == nullptr)
+        throw data_error("nmfdsl: cannot open data file '" + path + "'");
+    std::vector<std::uint8_t> out;
+    std::uint8_t buf[1 << 16];
+    for (;;) {
+        const int n = gzread(f, buf, sizeof buf);
+        if (n < 0) {
+            int code = 0;
+            const std::string msg = gzerror(f, &code);
+            gzclose(f);
+            throw data_error("nmfdsl: data file '" + path + "' is corrupt or truncated (" + msg + ")");
+        }
+        if (n == 0)
+            break;
+        out.insert(out.end(), buf, buf + n);
+    }
+    // gzread reports a truncated gzip stream only at close (Z_BUF_ERROR)
+    const int rc = gzclose(f);
+    if (rc != Z_OK)
+        throw data_error("nmfdsl: data file '" + path + "' is corrupt or truncated (gzip stream ends early)");
+    return out;
+}
+
+inline std::uint32_t big_endian(const std::uint8_t* p)
+{
+    return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | p[3];
+}
+
+inline std::string hex(std::uint32_t v)
+{
+    static const char* digits = "0123456789abcdef";
+    std::string s = "0x";
+    for (int i = 28; i >= 0; i -= 4)
+        s.push_back(digits[(v >> i) & 0xf]);
+    return s;
+}
+
+} // namespace detail
+
+/// An IDX image file (magic 0x00000803): count × rows × cols unsigned bytes.
+struct idx_images {
+    std::size_t count, rows, cols;
+    std::vector<std::uint8_t> pixels;
+};
+
+inline idx_images read_idx_images(const std::string& path)
+{
+    const auto bytes = detail::read_file(path);
+    if (bytes.size() < 16)
+        throw data_error("nmfdsl: IDX image file '" + path + "' is truncated: " + std::to_string(bytes.size()) +
+                         " bytes, the header alone needs 16");
+    const std::uint32_t magic = detail::big_endian(bytes.data());
+    if (magic != 0x00000803)
+        throw data_error("nmfdsl: '" + path + "' is not an IDX image file: magic number " + detail::hex(magic) +
+                         ", expected 0x00000803");
+    idx_images r{detail::big_endian(bytes.data() + 4), detail::big_endian(bytes.data() + 8),
+                 detail::big_endian(bytes.data() + 12), {}};
+    if (r.rows == 0 || r.cols == 0 || r.rows > 4096 || r.cols > 4096)
+        throw data_error("nmfdsl: IDX image file '" + path + "' declares images of " + std::to_string(r.rows) + "x" +
+                         std::to_string(r.cols) + " pixels");
+    const std::size_t expected = r.count * r.rows * r.cols;
+    if (bytes.size() - 16 != expected)
+        throw data_error("nmfdsl: IDX image file '" + path + "' declares " + std::to_string(r.count) + " images of " +
+                         std::to_string(r.rows) + "x" + std::to_string(r.cols) + " (" + std::to_string(expected) +
+                         " bytes) but holds " + std::to_string(bytes.size() - 16) + " bytes of pixels" +
+                         (bytes.size() - 16 < expected ? " (truncated)" : ""));
+    r.pixels.assign(bytes.begin() + 16, bytes.end());
+    return r;
+}
+
+/// An IDX label file (magic 0x00000801): count unsigned bytes.
+inline std::vector<std::uint8_t> read_idx_labels(const std::string& path, std::size_t classes = 10)
+{
+    const auto bytes = detail::read_file(path);
+    if (bytes.size() < 8)
+        throw data_error("nmfdsl: IDX label file '" + path + "' is truncated: " + std::to_string(bytes.size()) +
+                         " bytes, the header alone needs 8");
+    const std::uint32_t magic = detail::big_endian(bytes.data());
+    if (magic != 0x00000801)
+        throw data_error("nmfdsl: '" + path + "' is not an IDX label file: magic number " + detail::hex(magic) +
+                         ", expected 0x00000801");
+    const std::size_t count = detail::big_endian(bytes.data() + 4);
+    if (bytes.size() - 8 != count)
+        throw data_error("nmfdsl: IDX label file '" + path + "' declares " + std::to_string(count) +
+                         " labels but holds " + std::to_string(bytes.size() - 8) +
+                         (bytes.size() - 8 < count ? " (truncated)" : ""));
+    std::vector<std::uint8_t> labels(bytes.begin() + 8, bytes.end());
+    for (std::size_t i = 0; i < labels.size(); ++i)
+        if (labels[i] >= classes)
+            throw data_error("nmfdsl: IDX label file '" + path + "': label " + std::to_string(labels[i]) +
+                             " at index " + std::to_string(i) + " is above " + std::to_string(classes - 1));
+    return labels;
+}
+
+/// An image file and its label file as one data set (one channel).
+inline dataset load_idx(const std::string& images_path, const std::string& labels_path)
+{
+    auto img = read_idx_images(images_path);
+    auto lab = read_idx_labels(labels_path);
+    if (img.count != lab.size())
+        throw data_error("nmfdsl: '" + images_path + "' holds " + std::to_string(img.count) + " images but '" +
+                         labels_path + "' holds " + std::to_string(lab.size()) + " labels");
+    dataset d;
+    d.channels = 1;
+    d.height = img.rows;
+    d.width = img.cols;
+    d.images.resize(img.pixels.size());
+    for (std::size_t i = 0; i < img.pixels.size(); ++i)
+        d.images[i] = float(img.pixels[i]) / 255.f;
+    d.labels = std::move(lab);
+    d.source = images_path;
+    return d;
+}
+
+namespace detail {
+inline std::string find_with_optional_gz(const std::filesystem::path& dir, const std::string& name)
+{
+    for (const std::string candidate : {name, name + ".gz"})
+        if (std::filesystem::exists(dir / candidate))
+            return (dir / candidate).string();
+    throw data_error("nmfdsl: data directory '" + dir.string() + "' has no '" + name + "' (or '" + name + ".gz')");
+}
+} // namespace detail
+
+/// A directory with the four standard MNIST / Fashion-MNIST file names (plain or .gz).
+inline split load_idx_directory(const std::string& dir)
+{
+    const std::filesystem::path d(dir);
+    split s;
+    s.train = load_idx(detail::find_with_optional_gz(d, "train-images-idx3-ubyte"),
+                       detail::find_with_optional_gz(d, "train-labels-idx1-ubyte"));
+    s.test = load_idx(detail::find_with_optional_gz(d, "t10k-images-idx3-ubyte"),
+                      detail::find_with_optional_gz(d, "t10k-labels-idx1-ubyte"));
+    return s;
+}
+
+/// One CIFAR-10 binary batch: records of 1 label byte + 3072 pixel bytes (1024 R, 1024 G, 1024 B, row-major 32×32).
+inline void append_cifar10_batch(const std::string& path, dataset& d)
+{
+    constexpr std::size_t record = 1 + 3 * 32 * 32;
+    const auto bytes = detail::read_file(path);
+    if (bytes.empty() || bytes.size() % record != 0)
+        throw data_error("nmfdsl: CIFAR-10 batch '" + path + "' has " + std::to_string(bytes.size()) +
+                         " bytes, not a positive multiple of the 3073-byte record (truncated or not CIFAR-10)");
+    const std::size_t n = bytes.size() / record;
+    d.channels = 3;
+    d.height = d.width = 32;
+    const std::size_t first = d.labels.size();
+    d.images.resize((first + n) * 3072);
+    d.labels.resize(first + n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint8_t* r = bytes.data() + i * record;
+        if (r[0] >= 10)
+            throw data_error("nmfdsl: CIFAR-10 batch '" + path + "': label " + std::to_string(r[0]) + " of record " +
+                             std::to_string(i) + " is above 9");
+        d.labels[first + i] = r[0];
+        for (std::size_t p = 0; p < 3072; ++p)
+            d.images[(first + i) * 3072 + p] = float(r[1 + p]) / 255.f;
+    }
+    if (d.source.empty())
+        d.source = path;
+}
+
+/// A directory with CIFAR-10's binary batches: data_batch_1.bin … data_batch_5.bin and test_batch.bin.
+inline split load_cifar10_directory(const std::string& dir)
+{
+    const std::filesystem::path d(dir);
+    split s;
+    for (int b = 1; b <= 5; ++b)
+        append_cifar10_batch(detail::find_with_optional_gz(d, "data_batch_" + std::to_string(b) + ".bin"), s.train);
+    append_cifar10_batch(detail::find_with_optional_gz(d, "test_batch.bin"), s.test);
+    return s;
+}
+
+inline bool is_cifar10_directory(const std::string& dir)
+{
+    const std::filesystem::path d(dir);
+    return std::filesystem::exists(d / "data_batch_1.bin") || std::filesystem::exists(d / "test_batch.bin");
+}
+
+/// Where the Debian package dataset-fashion-mnist puts the data.
+inline const char* fashion_mnist_directory = "/usr/share/datasets/fashion-mnist";
+
+} // namespace nmfdsl::data
