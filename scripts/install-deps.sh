@@ -9,6 +9,7 @@ packages=(
   libxtensor-dev libxsimd-dev
   catch2                     # Catch2 v2
   libbenchmark-dev           # Google Benchmark
+  zlib1g-dev libpng-dev      # gzip data files and checkpoint checksums; PNG pictures
   dataset-fashion-mnist      # the default data set (/usr/share/datasets/fashion-mnist)
 )
 

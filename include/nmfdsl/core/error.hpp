@@ -27,4 +27,9 @@ struct data_error : error {
     using error::error;
 };
 
+/// A checkpoint or output file cannot be written, or a checkpoint is truncated, corrupt or of another network.
+struct io_error : error {
+    using error::error;
+};
+
 } // namespace nmfdsl

@@ -234,6 +234,20 @@ public:
 
     static std::string summary() { return detail::summary_table(entries{}); }
 
+    /// The network's signature: scalar type, input shape and every layer with its shapes, one per line. Checkpoints
+    /// carry it, so that one network's parameters are never loaded into another.
+    static std::string signature()
+    {
+        std::string s = std::string("nmfdsl model; scalar ") + (sizeof(T) == 4 ? "float" : "double") + "; input " +
+                        shape_string<In>() + "\n";
+        boost::hana::for_each(engine::entries, [&](auto e) {
+            using E = typename decltype(e)::type;
+            s += std::to_string(E::index) + " " + E::layer::name() + " " + shape_string<typename E::in>() + " -> " +
+                 shape_string<typename E::out>() + "\n";
+        });
+        return s;
+    }
+
 private:
     /// A handle to layer I: shapes, options and its tensors (by position or by name).
     template <std::size_t I>

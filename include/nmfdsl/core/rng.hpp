@@ -2,6 +2,7 @@
 /// @file rng.hpp
 /// Deterministic random numbers: xoshiro256** seeded through splitmix64. The float conversions are our own, so the
 /// same seed gives the same numbers with every standard library (no std::*_distribution anywhere).
+#include <array>
 #include <cstdint>
 
 namespace nmfdsl {
@@ -59,6 +60,14 @@ public:
 
     /// Uniform integer in [0, n); n must be > 0. Uses the multiply-shift reduction (bias below 2^-32 for n < 2^32).
     std::uint64_t below(std::uint64_t n) { return static_cast<std::uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64); }
+
+    /// The full generator state, for checkpoints.
+    std::array<std::uint64_t, 4> state() const { return {state_[0], state_[1], state_[2], state_[3]}; }
+    void set_state(const std::array<std::uint64_t, 4>& s)
+    {
+        for (int i = 0; i < 4; ++i)
+            state_[i] = s[i];
+    }
 
 private:
     static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

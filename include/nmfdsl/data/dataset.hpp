@@ -157,7 +157,7 @@ inline dataset load_idx(const std::string& images_path, const std::string& label
 namespace detail {
 inline std::string find_with_optional_gz(const std::filesystem::path& dir, const std::string& name)
 {
-    for (const std::string candidate : {name, name + ".gz"})
+    for (const std::string& candidate : {name, name + ".gz"})
         if (std::filesystem::exists(dir / candidate))
             return (dir / candidate).string();
     throw data_error("nmfdsl: data directory '" + dir.string() + "' has no '" + name + "' (or '" + name + ".gz')");

@@ -230,11 +230,13 @@ struct ReduceLROnPlateau {
     }
 };
 
-/// The paper's stopping rule: stop once every group's rate, compared in float32, is below `limit` (1e-9).
+/// The paper's stopping rule: stop once every group's rate, rounded to float32 as the reference does, is below
+/// `limit` (1e-9). After seven reductions 0.01 becomes 1.0000000000000005e-9, whose float32 value 9.9999997e-10 is
+/// below the limit: training stops then (deep-nmf-spec §4).
 inline bool learning_rates_exhausted(const learning_rates& lr, double limit = 1e-9)
 {
     for (double r : lr.lr)
-        if (r != 0.0 && static_cast<float>(r) >= static_cast<float>(limit))
+        if (r != 0.0 && double(static_cast<float>(r)) >= limit)
             return false;
     return true;
 }

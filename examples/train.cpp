@@ -1,0 +1,196 @@
+// nmfdsl-train: trains one of the paper's four networks on Fashion-MNIST (the Debian package), on any directory with
+// the four standard IDX files, or on CIFAR-10's binary batches, and reports the test accuracy.
+//   nmfdsl-train --model cnmf1x1 --data fashion-mnist --epochs 3 --out runs/demo
+// Exit codes: 0 done, 1 a data / checkpoint / numeric error, 2 a bad command line.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include <nmfdsl/core/parallel.hpp>
+#include <nmfdsl/train/trainer.hpp>
+
+#include "paper_models.hpp"
+#include "pictures.hpp"
+
+namespace nd = nmfdsl;
+
+namespace {
+
+const char* usage = R"(usage: nmfdsl-train [options]
+
+  --model M       cnn | cnmf | cnn1x1 | cnmf1x1        (default cnmf1x1)
+  --data D        fashion-mnist, or a directory with the four IDX files
+                  (train-images-idx3-ubyte[.gz], ...) or CIFAR-10's binary batches
+                                                       (default fashion-mnist)
+  --epochs N      maximum number of epochs (the lr-limit rule may stop earlier)   (default 3)
+  --batch B       mini-batch size                                                (default 50)
+  --seed S        seed of initialisation, shuffling and augmentation            (default 21)
+  --threads T     worker threads (default: NMFDSL_THREADS, else all cores)
+  --out DIR       where metrics.csv, checkpoint.nmfd, basis.png and curves.png go (default runs/<model>)
+  --resume FILE   continue from a checkpoint of the same network
+  --augment A     none | paper (random crop, flip, colour jitter per batch)
+                                        (default: none for 28x28 data, paper for CIFAR-10)
+  --max-batches K only K batches per epoch (smoke tests)
+  --max-test K    evaluate on the first K test images only (smoke tests)
+  --quiet         no progress output
+  --help          this text
+)";
+
+struct options {
+    std::string model = "cnmf1x1", data = "fashion-mnist", out, resume, augment;
+    std::size_t epochs = 3, batch = 50, max_batches = 0, max_test = 0;
+    std::uint64_t seed = 21;
+    std::size_t threads = 0;
+    bool quiet = false;
+};
+
+[[noreturn]] void bad_usage(const std::string& message)
+{
+    std::fprintf(stderr, "nmfdsl-train: %s (see --help)\n", message.c_str());
+    std::exit(2);
+}
+
+std::uint64_t parse_number(const std::string& flag, const std::string& text, std::uint64_t min)
+{
+    std::size_t used = 0;
+    unsigned long long v = 0;
+    try {
+        v = std::stoull(text, &used);
+    } catch (...) {
+        used = 0;
+    }
+    if (used != text.size() || text.empty() || text[0] == '-')
+        bad_usage(flag + " needs a whole number, got '" + text + "'");
+    if (v < min)
+        bad_usage(flag + " must be at least " + std::to_string(min) + ", got " + text);
+    return v;
+}
+
+options parse(int argc, char** argv)
+{
+    options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc)
+                bad_usage(a + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--help" || a == "-h") {
+            std::fputs(usage, stdout);
+            std::exit(0);
+        } else if (a == "--model")
+            o.model = value();
+        else if (a == "--data")
+            o.data = value();
+        else if (a == "--epochs")
+            o.epochs = parse_number(a, value(), 1);
+        else if (a == "--batch")
+            o.batch = parse_number(a, value(), 1);
+        else if (a == "--seed")
+            o.seed = parse_number(a, value(), 0);
+        else if (a == "--threads")
+            o.threads = parse_number(a, value(), 1);
+        else if (a == "--out")
+            o.out = value();
+        else if (a == "--resume")
+            o.resume = value();
+        else if (a == "--augment")
+            o.augment = value();
+        else if (a == "--max-batches")
+            o.max_batches = parse_number(a, value(), 1);
+        else if (a == "--max-test")
+            o.max_test = parse_number(a, value(), 1);
+        else if (a == "--quiet")
+            o.quiet = true;
+        else
+            bad_usage("unknown option '" + a + "'");
+    }
+    if (o.model != "cnn" && o.model != "cnmf" && o.model != "cnn1x1" && o.model != "cnmf1x1")
+        bad_usage("unknown model '" + o.model + "' (choose cnn, cnmf, cnn1x1 or cnmf1x1)");
+    if (o.data != "fashion-mnist" && !std::filesystem::is_directory(o.data))
+        bad_usage("data directory '" + o.data + "' does not exist");
+    if (!o.augment.empty() && o.augment != "none" && o.augment != "paper")
+        bad_usage("unknown augmentation '" + o.augment + "' (choose none or paper)");
+    if (!o.resume.empty() && !std::filesystem::exists(o.resume))
+        bad_usage("checkpoint '" + o.resume + "' does not exist");
+    if (o.out.empty())
+        o.out = "runs/" + o.model;
+    return o;
+}
+
+template <class Net, class In>
+int train(const options& o, const nd::data::split& data, bool cifar)
+{
+    nd::Model<Net, In> model{nd::seed{o.seed}};
+    nd::train_config cfg;
+    cfg.epochs = o.epochs;
+    cfg.batch = o.batch;
+    cfg.seed = o.seed;
+    cfg.out_dir = o.out;
+    cfg.max_train_batches = o.max_batches;
+    cfg.max_test_samples = o.max_test;
+    cfg.augment = (o.augment.empty() ? cifar : o.augment == "paper") ? nd::data::augmentation::paper_cifar10()
+                                                                     : nd::data::augmentation::none();
+    if (o.quiet)
+        cfg.progress = nd::train_config::progress_mode::quiet;
+    nd::Trainer<nd::Model<Net, In>> trainer(model, data, cfg);
+    if (!o.resume.empty()) {
+        trainer.resume(o.resume);
+        std::printf("resumed from '%s' after epoch %zu\n", o.resume.c_str(), trainer.history().size());
+    }
+    trainer.on_epoch_end = [&](const std::vector<nd::epoch_metrics>& h) {
+        pictures::write_basis(model, o.out + "/basis.png");
+        pictures::write_curves(h, o.out + "/curves.png");
+    };
+    std::printf("%s on %s (%zu training, %zu test images), %zu parameters, %zu threads, batch %zu, up to %zu "
+                "epochs\n",
+                o.model.c_str(), data.train.source.c_str(), data.train.size(), data.test.size(),
+                nd::Model<Net, In>::parameter_count, nd::threads(), o.batch, o.epochs);
+    const auto& h = trainer.fit();
+    if (h.empty()) {
+        std::printf("nothing to do: the checkpoint already holds %zu epochs\n", trainer.history().size());
+        return 0;
+    }
+    double seconds = 0;
+    for (const auto& m : h)
+        seconds += m.seconds;
+    std::printf("final test accuracy: %.2f %% after %zu epochs (%.0f s); outputs in %s/\n", 100 * h.back().test_accuracy,
+                h.size(), seconds, o.out.c_str());
+    return 0;
+}
+
+template <class In>
+int dispatch(const options& o, const nd::data::split& data, bool cifar)
+{
+    if (o.model == "cnn")
+        return train<paper::CNN, In>(o, data, cifar);
+    if (o.model == "cnmf")
+        return train<paper::CNMF, In>(o, data, cifar);
+    if (o.model == "cnn1x1")
+        return train<paper::CNN1x1, In>(o, data, cifar);
+    return train<paper::CNMF1x1, In>(o, data, cifar);
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    const options o = parse(argc, argv);
+    try {
+        if (o.threads)
+            nd::set_threads(o.threads);
+        const std::string dir = o.data == "fashion-mnist" ? nd::data::fashion_mnist_directory : o.data;
+        const bool cifar = nd::data::is_cifar10_directory(dir);
+        const auto data = cifar ? nd::data::load_cifar10_directory(dir) : nd::data::load_idx_directory(dir);
+        if (cifar)
+            return dispatch<paper::CifarInput>(o, data, cifar);
+        return dispatch<paper::MnistInput>(o, data, cifar);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,370 @@
+#pragma once
+/// @file trainer.hpp
+/// Trainer<Model>: mini-batch training with the paper's protocol (deep-nmf-spec §4) — shuffled batches, the paper's
+/// loss, Adam with per-group learning rates, ReduceLROnPlateau on the epoch's summed training loss, the lr-limit
+/// stopping rule — with evaluation on the test set every epoch, a progress line, metrics in CSV, and a checkpoint
+/// after every epoch from which a run resumes exactly (same numbers as if it had not stopped).
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "../core/error.hpp"
+#include "../core/model.hpp"
+#include "../core/rng.hpp"
+#include "../data/augment.hpp"
+#include "../data/dataset.hpp"
+#include "../io/checkpoint.hpp"
+#include "loss.hpp"
+#include "optim.hpp"
+
+namespace nmfdsl {
+
+struct train_config {
+    std::size_t epochs = 3;           ///< maximum number of epochs (the lr-limit rule may stop earlier)
+    std::size_t batch = 50;
+    std::uint64_t seed = 21;
+    optim::learning_rates lr = optim::learning_rates::paper();
+    data::augmentation augment = data::augmentation::none();
+    std::string out_dir;              ///< metrics.csv and checkpoint.nmfd go here (empty: nothing written)
+    enum class progress_mode { automatic, bar, lines, quiet } progress = progress_mode::automatic;
+    std::size_t max_train_batches = 0;  ///< > 0: only that many batches per epoch (tests, smoke runs)
+    std::size_t max_test_samples = 0;   ///< > 0: evaluate on that many test images only
+};
+
+struct epoch_metrics {
+    std::size_t epoch = 0;            ///< 1-based
+    optim::learning_rates lr;         ///< the rates used during the epoch
+    double train_loss = 0;            ///< summed over the epoch's batches (the scheduler's metric)
+    double train_accuracy = 0, test_accuracy = 0, seconds = 0;
+};
+
+template <class M>
+class Trainer {
+public:
+    using T = typename M::value_type;
+    using In = typename M::input_shape;
+    static_assert(In::rank == 3, "nmfdsl: Trainer needs an image model (input Shape<C, H, W>)");
+
+    Trainer(M& model, const data::split& data, train_config cfg)
+        : model_(model), data_(data), cfg_(std::move(cfg)), opt_(model.parameters(), cfg_.lr),
+          shuffle_rng_(seed{cfg_.seed}), augment_rng_(seed{cfg_.seed ^ 0x5eedULL})
+    {
+        if (cfg_.batch == 0)
+            throw std::invalid_argument("nmfdsl: Trainer: the batch size must be at least 1");
+        check_images(data_.train);
+        check_images(data_.test);
+        if (!cfg_.out_dir.empty())
+            std::filesystem::create_directories(cfg_.out_dir);
+    }
+
+    /// Called after every epoch (after the checkpoint is written), e.g. to draw pictures.
+    std::function<void(const std::vector<epoch_metrics>&)> on_epoch_end;
+
+    const std::vector<epoch_metrics>& history() const { return history_; }
+    optim::Adam<T>& optimizer() { return opt_; }
+    std::string checkpoint_path() const { return cfg_.out_dir.empty() ? "" : cfg_.out_dir + "/checkpoint.nmfd"; }
+    std::string metrics_path() const { return cfg_.out_dir.empty() ? "" : cfg_.out_dir + "/metrics.csv"; }
+
+    /// Trains until cfg.epochs epochs are done or every learning rate is below 1e-9.
+    const std::vector<epoch_metrics>& fit()
+    {
+        while (history_.size() < cfg_.epochs && !optim::learning_rates_exhausted(opt_.rates()))
+            run_epoch();
+        return history_;
+    }
+
+    /// Test accuracy on a data set, in batches of cfg.batch in order (batch statistics, as the paper evaluates).
+    double evaluate(const data::dataset& d)
+    {
+        const std::size_t n = cfg_.max_test_samples ? std::min(cfg_.max_test_samples, d.size()) : d.size();
+        std::size_t correct = 0;
+        model_.set_training(false);
+        for (std::size_t b0 = 0; b0 < n; b0 += cfg_.batch) {
+            const std::size_t b = std::min(cfg_.batch, n - b0);
+            std::vector<std::size_t> idx(b);
+            for (std::size_t i = 0; i < b; ++i)
+                idx[i] = b0 + i;
+            const auto x = make_batch(d, idx, false);
+            const auto p = model_.forward(x);
+            correct += count_correct(p, d, idx);
+        }
+        model_.set_training(true);
+        return n ? double(correct) / double(n) : 0.0;
+    }
+
+    /// Restores model, optimiser, schedule, RNGs and history from a checkpoint of this network.
+    void resume(const std::string& path)
+    {
+        const auto c = io::read_checkpoint(path, M::signature());
+        auto params = model_.flat_parameters();
+        auto buffers = model_.flat_buffers();
+        if (c.params.size() != params.size_bytes() || c.buffers.size() != buffers.size_bytes())
+            throw io_error("nmfdsl: checkpoint '" + path + "' holds " + std::to_string(c.params.size()) +
+                           " parameter bytes, this model has " + std::to_string(params.size_bytes()));
+        std::memcpy(params.data(), c.params.data(), c.params.size());
+        std::memcpy(buffers.data(), c.buffers.data(), c.buffers.size());
+        opt_.load_state(c.optimizer);
+        decode_state(c.trainer, path);
+    }
+
+private:
+    void check_images(const data::dataset& d) const
+    {
+        if (d.size() == 0)
+            throw data_error("nmfdsl: data set '" + d.source + "' is empty");
+        if (d.channels != In::c || d.height < In::h || d.width < In::w)
+            throw data_error("nmfdsl: the model expects " + std::to_string(In::c) + "x" + std::to_string(In::h) +
+                             "x" + std::to_string(In::w) + " images, data set '" + d.source + "' has " +
+                             std::to_string(d.channels) + "x" + std::to_string(d.height) + "x" +
+                             std::to_string(d.width));
+    }
+
+    xt::xtensor<T, 4> make_batch(const data::dataset& d, const std::vector<std::size_t>& idx, bool train)
+    {
+        xt::xtensor<T, 4> x = xt::xtensor<T, 4>::from_shape({idx.size(), In::c, In::h, In::w});
+        const std::size_t slack_h = d.height - In::h, slack_w = d.width - In::w;
+        const data::augmentation a = train ? cfg_.augment : data::augmentation::none();
+        data::augment_draw shared;
+        if (a.per_batch)
+            shared = data::draw_augmentation(a, slack_h, slack_w, augment_rng_);
+        std::vector<float> img(In::size);
+        for (std::size_t i = 0; i < idx.size(); ++i) {
+            const auto draw = a.per_batch ? shared : data::draw_augmentation(a, slack_h, slack_w, augment_rng_);
+            data::apply_augmentation(d.images.data() + idx[i] * d.image_size(), d.channels, d.height, d.width, draw,
+                                     In::h, In::w, img.data());
+            std::copy(img.begin(), img.end(), x.data() + i * In::size);
+        }
+        return x;
+    }
+
+    static std::size_t count_correct(const xt::xtensor<T, 2>& p, const data::dataset& d,
+                                     const std::vector<std::size_t>& idx)
+    {
+        std::size_t correct = 0;
+        for (std::size_t i = 0; i < idx.size(); ++i) {
+            std::size_t best = 0;
+            for (std::size_t c = 1; c < p.shape()[1]; ++c)
+                if (p(i, c) > p(i, best))
+                    best = c;
+            correct += best == d.labels[idx[i]];
+        }
+        return correct;
+    }
+
+    void run_epoch()
+    {
+        const std::size_t epoch = history_.size() + 1;
+        const auto start = std::chrono::steady_clock::now();
+        const data::dataset& d = data_.train;
+        std::vector<std::size_t> order(d.size());
+        for (std::size_t i = 0; i < order.size(); ++i)
+            order[i] = i;
+        for (std::size_t i = order.size(); i > 1; --i)  // Fisher–Yates with our own generator
+            std::swap(order[i - 1], order[static_cast<std::size_t>(shuffle_rng_.below(i))]);
+        std::size_t batches = (order.size() + cfg_.batch - 1) / cfg_.batch;
+        if (cfg_.max_train_batches)
+            batches = std::min(batches, cfg_.max_train_batches);
+        epoch_metrics m;
+        m.epoch = epoch;
+        m.lr = opt_.rates();
+        std::size_t seen = 0, correct = 0;
+        const loss::PaperLoss loss_fn;
+        progress_ = progress_state{};
+        for (std::size_t b = 0; b < batches; ++b) {
+            const std::size_t b0 = b * cfg_.batch, n = std::min(cfg_.batch, order.size() - b0);
+            std::vector<std::size_t> idx(order.begin() + b0, order.begin() + b0 + n);
+            std::vector<std::size_t> labels(n);
+            for (std::size_t i = 0; i < n; ++i)
+                labels[i] = d.labels[idx[i]];
+            const auto x = make_batch(d, idx, true);
+            const auto p = model_.forward(x);
+            const auto l = loss_fn(p, labels);
+            if (!std::isfinite(double(l.value)))
+                throw numeric_error("nmfdsl: the training loss became non-finite at epoch " + std::to_string(epoch) +
+                                    ", batch " + std::to_string(b + 1) + "; training stopped" +
+                                    (checkpoint_path().empty() ? std::string()
+                                                               : ", the last good checkpoint is '" +
+                                                                     checkpoint_path() + "'"));
+            model_.zero_grad();
+            model_.backward(l.grad);
+            opt_.step();
+            m.train_loss += double(l.value);
+            correct += count_correct(p, d, idx);
+            seen += n;
+            report_progress(epoch, b + 1, batches, seen, m.train_loss / double(b + 1), start);
+        }
+        m.train_accuracy = double(correct) / double(seen);
+        m.test_accuracy = evaluate(data_.test);
+        scheduler_.step(m.train_loss, opt_.rates());
+        m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        history_.push_back(m);
+        finish_progress(m);
+        if (!cfg_.out_dir.empty()) {
+            save_checkpoint(checkpoint_path());
+            write_metrics();
+        }
+        if (on_epoch_end)
+            on_epoch_end(history_);
+    }
+
+    // ---- progress ----
+    struct progress_state {
+        std::chrono::steady_clock::time_point last{};
+        std::size_t last_quarter = 0;
+    };
+
+    bool use_bar() const
+    {
+        if (cfg_.progress == train_config::progress_mode::bar)
+            return true;
+        return cfg_.progress == train_config::progress_mode::automatic && ::isatty(::fileno(stdout));
+    }
+
+    void report_progress(std::size_t epoch, std::size_t done, std::size_t total, std::size_t images, double loss,
+                         std::chrono::steady_clock::time_point start)
+    {
+        if (cfg_.progress == train_config::progress_mode::quiet)
+            return;
+        const auto now = std::chrono::steady_clock::now();
+        const double secs = std::chrono::duration<double>(now - start).count();
+        const double rate = secs > 0 ? double(images) / secs : 0.0;
+        if (use_bar()) {
+            if (done != total && now - progress_.last < std::chrono::milliseconds(200))
+                return;
+            progress_.last = now;
+            const std::size_t width = 30, filled = width * done / total;
+            std::printf("\repoch %zu [%s%s] %zu/%zu  %.0f img/s  loss %.4f ", epoch, std::string(filled, '#').c_str(),
+                        std::string(width - filled, '.').c_str(), done, total, rate, loss);
+            std::fflush(stdout);
+        } else {
+            const std::size_t quarter = 4 * done / total;
+            if (quarter > progress_.last_quarter && done != total) {
+                progress_.last_quarter = quarter;
+                std::printf("epoch %zu: %zu/%zu batches, %.0f img/s, loss %.4f\n", epoch, done, total, rate, loss);
+                std::fflush(stdout);
+            }
+        }
+    }
+
+    void finish_progress(const epoch_metrics& m)
+    {
+        if (cfg_.progress == train_config::progress_mode::quiet)
+            return;
+        if (use_bar())
+            std::printf("\n");
+        std::printf("epoch %zu: train loss %.4f, train accuracy %.2f %%, test accuracy %.2f %%, %.1f s\n", m.epoch,
+                    m.train_loss, 100 * m.train_accuracy, 100 * m.test_accuracy, m.seconds);
+        std::fflush(stdout);
+    }
+
+    // ---- files ----
+    void write_metrics() const
+    {
+        std::ostringstream os;
+        os << "epoch,lr_nmf,lr_conv,lr_mix,lr_norm,lr_dense,train_loss,train_accuracy,test_accuracy,seconds\n";
+        os << std::setprecision(10);
+        for (const auto& m : history_)
+            os << m.epoch << ',' << m.lr[group::nmf] << ',' << m.lr[group::conv] << ',' << m.lr[group::mix] << ','
+               << m.lr[group::norm] << ',' << m.lr[group::dense] << ',' << m.train_loss << ',' << m.train_accuracy
+               << ',' << m.test_accuracy << ',' << m.seconds << '\n';
+        const std::string text = os.str();
+        io::detail::write_atomically(metrics_path(), std::vector<std::uint8_t>(text.begin(), text.end()));
+    }
+
+    void save_checkpoint(const std::string& path) const
+    {
+        io::checkpoint c;
+        c.signature = M::signature();
+        const auto params = model_.flat_parameters();
+        const auto buffers = model_.flat_buffers();
+        const auto* pb = reinterpret_cast<const std::uint8_t*>(params.data());
+        const auto* bb = reinterpret_cast<const std::uint8_t*>(buffers.data());
+        c.params.assign(pb, pb + params.size_bytes());
+        c.buffers.assign(bb, bb + buffers.size_bytes());
+        c.optimizer = opt_.state();
+        c.trainer = encode_state();
+        io::write_checkpoint(path, c);
+    }
+
+    std::vector<std::uint8_t> encode_state() const
+    {
+        std::vector<double> v;
+        for (auto w : shuffle_rng_.state())
+            v.push_back(std::bit_cast<double>(w));
+        for (auto w : augment_rng_.state())
+            v.push_back(std::bit_cast<double>(w));
+        v.push_back(scheduler_.best);
+        v.push_back(double(scheduler_.bad_epochs));
+        v.push_back(double(scheduler_.reductions));
+        v.push_back(double(history_.size()));
+        for (const auto& m : history_) {
+            v.push_back(double(m.epoch));
+            v.insert(v.end(), m.lr.lr.begin(), m.lr.lr.end());
+            v.push_back(m.train_loss);
+            v.push_back(m.train_accuracy);
+            v.push_back(m.test_accuracy);
+            v.push_back(m.seconds);
+        }
+        const auto* p = reinterpret_cast<const std::uint8_t*>(v.data());
+        return {p, p + v.size() * sizeof(double)};
+    }
+
+    void decode_state(const std::vector<std::uint8_t>& bytes, const std::string& path)
+    {
+        std::vector<double> v(bytes.size() / sizeof(double));
+        std::memcpy(v.data(), bytes.data(), v.size() * sizeof(double));
+        constexpr std::size_t per_epoch = 5 + optim::group_count;
+        auto bad = [&] { return io_error("nmfdsl: checkpoint '" + path + "' has a malformed trainer state"); };
+        if (v.size() < 12)
+            throw bad();
+        std::array<std::uint64_t, 4> s{};
+        for (int i = 0; i < 4; ++i)
+            s[i] = std::bit_cast<std::uint64_t>(v[i]);
+        shuffle_rng_.set_state(s);
+        for (int i = 0; i < 4; ++i)
+            s[i] = std::bit_cast<std::uint64_t>(v[4 + i]);
+        augment_rng_.set_state(s);
+        scheduler_.best = v[8];
+        scheduler_.bad_epochs = static_cast<std::size_t>(v[9]);
+        scheduler_.reductions = static_cast<std::size_t>(v[10]);
+        const std::size_t epochs = static_cast<std::size_t>(v[11]);
+        if (v.size() != 12 + epochs * per_epoch)
+            throw bad();
+        history_.clear();
+        for (std::size_t e = 0; e < epochs; ++e) {
+            const double* q = v.data() + 12 + e * per_epoch;
+            epoch_metrics m;
+            m.epoch = static_cast<std::size_t>(q[0]);
+            std::copy(q + 1, q + 1 + optim::group_count, m.lr.lr.begin());
+            m.train_loss = q[1 + optim::group_count];
+            m.train_accuracy = q[2 + optim::group_count];
+            m.test_accuracy = q[3 + optim::group_count];
+            m.seconds = q[4 + optim::group_count];
+            history_.push_back(m);
+        }
+    }
+
+    M& model_;
+    const data::split& data_;
+    train_config cfg_;
+    optim::Adam<T> opt_;
+    optim::ReduceLROnPlateau scheduler_;
+    rng shuffle_rng_, augment_rng_;
+    std::vector<epoch_metrics> history_;
+    progress_state progress_;
+};
+
+} // namespace nmfdsl

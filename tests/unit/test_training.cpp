@@ -1,0 +1,391 @@
+// Data readers, checkpoints, optimisers and the trainer: normal operation and every bad-input path.
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <nmfdsl/nmfdsl.hpp>
+
+namespace nd = nmfdsl;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// A fresh scratch directory per test.
+fs::path scratch(const std::string& name)
+{
+    const fs::path p = fs::temp_directory_path() / ("nmfdsl_test_" + name);
+    fs::remove_all(p);
+    fs::create_directories(p);
+    return p;
+}
+
+void write_bytes(const fs::path& p, const std::vector<std::uint8_t>& b, bool gzip = false)
+{
+    if (gzip) {
+        gzFile f = gzopen(p.c_str(), "wb");
+        gzwrite(f, b.data(), static_cast<unsigned>(b.size()));
+        gzclose(f);
+    } else {
+        std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+    }
+}
+
+std::vector<std::uint8_t> read_bytes(const fs::path& p)
+{
+    std::ifstream f(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(f), {}};
+}
+
+void put_be32(std::vector<std::uint8_t>& b, std::uint32_t v)
+{
+    for (int i = 3; i >= 0; --i)
+        b.push_back(std::uint8_t(v >> (8 * i)));
+}
+
+std::vector<std::uint8_t> idx_images(std::uint32_t count, std::uint32_t rows, std::uint32_t cols,
+                                     std::uint32_t magic = 0x803, std::size_t drop = 0)
+{
+    std::vector<std::uint8_t> b;
+    put_be32(b, magic);
+    put_be32(b, count);
+    put_be32(b, rows);
+    put_be32(b, cols);
+    for (std::size_t i = 0; i < std::size_t(count) * rows * cols - drop; ++i)
+        b.push_back(std::uint8_t((i * 7) % 256));
+    return b;
+}
+
+std::vector<std::uint8_t> idx_labels(const std::vector<std::uint8_t>& labels, std::uint32_t magic = 0x801)
+{
+    std::vector<std::uint8_t> b;
+    put_be32(b, magic);
+    put_be32(b, std::uint32_t(labels.size()));
+    b.insert(b.end(), labels.begin(), labels.end());
+    return b;
+}
+
+/// A small two-class image data set: class 1 has a bright top half, class 0 a bright bottom half.
+nd::data::split toy_data(std::size_t train, std::size_t test, std::uint64_t s = 3)
+{
+    nd::rng g(nd::seed{s});
+    auto make = [&](std::size_t n) {
+        nd::data::dataset d;
+        d.channels = 1;
+        d.height = d.width = 8;
+        d.source = "toy";
+        d.images.resize(n * 64);
+        d.labels.resize(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::uint8_t label = std::uint8_t(g.below(2));
+            d.labels[i] = label;
+            for (std::size_t y = 0; y < 8; ++y)
+                for (std::size_t x = 0; x < 8; ++x)
+                    d.images[i * 64 + y * 8 + x] = float(((y < 4) == (label == 1) ? 0.6 : 0.1) + 0.3 * g.uniform01<double>());
+        }
+        return d;
+    };
+    return {make(train), make(test)};
+}
+
+struct Toy : nd::Seq<nd::CNMF<6, 3>, nd::Mix1x1<6>, nd::AvgPool<2>, nd::CNMF<10, nd::whole_map>, nd::Mix1x1<10>,
+                     nd::Softmax, nd::Flatten> {};
+using ToyIn = nd::Shape<1, 8, 8>;
+using ToyModel = nd::Model<Toy, ToyIn>;
+
+} // namespace
+
+TEST_CASE("IDX files: plain and gzip round trip", "[data]")
+{
+    const auto dir = scratch("idx_ok");
+    write_bytes(dir / "train-images-idx3-ubyte", idx_images(3, 4, 5));
+    write_bytes(dir / "train-labels-idx1-ubyte", idx_labels({1, 9, 0}));
+    write_bytes(dir / "t10k-images-idx3-ubyte.gz", idx_images(2, 4, 5), true);
+    write_bytes(dir / "t10k-labels-idx1-ubyte.gz", idx_labels({4, 2}), true);
+    const auto s = nd::data::load_idx_directory(dir.string());
+    CHECK(s.train.size() == 3);
+    CHECK(s.test.size() == 2);
+    CHECK(s.train.height == 4);
+    CHECK(s.train.width == 5);
+    CHECK(s.train.labels == std::vector<std::uint8_t>{1, 9, 0});
+    CHECK(s.test.labels == std::vector<std::uint8_t>{4, 2});
+    CHECK(s.train.images[1] == Approx(7 / 255.0));
+    CHECK(s.test.images[2] == Approx(14 / 255.0));
+}
+
+TEST_CASE("IDX files: every bad file gets a data_error naming the file and the problem", "[data]")
+{
+    const auto dir = scratch("idx_bad");
+    const std::string img = (dir / "img").string(), lab = (dir / "lab").string();
+    auto expect = [&](const std::string& what) {
+        CHECK_THROWS_AS(nd::data::load_idx(img, lab), nd::data_error);
+        CHECK_THROWS_WITH(nd::data::load_idx(img, lab), Catch::Contains(what));
+    };
+    write_bytes(lab, idx_labels({1, 2, 3}));
+    CHECK_THROWS_WITH(nd::data::load_idx(img, lab), Catch::Contains("'" + img + "' does not exist"));
+
+    write_bytes(img, idx_images(3, 4, 4, 0x801));
+    expect("magic number 0x00000801, expected 0x00000803");
+    write_bytes(img, idx_images(3, 4, 4, 0x803, 5));
+    expect("declares 3 images of 4x4 (48 bytes) but holds 43 bytes of pixels (truncated)");
+    write_bytes(img, {0, 0, 8});
+    expect("is truncated: 3 bytes");
+
+    auto good = idx_images(3, 4, 4);
+    write_bytes(img, good, true);
+    auto gz = read_bytes(img);
+    gz.resize(gz.size() / 2);
+    write_bytes(img, gz);
+    expect("corrupt or truncated");
+
+    write_bytes(img, idx_images(3, 4, 4));
+    write_bytes(lab, idx_labels({1, 12, 3}));
+    expect("label 12 at index 1 is above 9");
+    write_bytes(lab, idx_labels({1, 2}));
+    expect("holds 3 images but");
+    write_bytes(lab, idx_labels({1, 2, 3}, 0x803));
+    expect("is not an IDX label file");
+    auto short_labels = idx_labels({1, 2, 3});
+    short_labels.pop_back();
+    write_bytes(lab, short_labels);
+    expect("declares 3 labels but holds 2 (truncated)");
+    CHECK_THROWS_WITH(nd::data::load_idx_directory((dir / "nowhere").string()), Catch::Contains("has no"));
+}
+
+TEST_CASE("CIFAR-10 binary batches: reader and errors", "[data]")
+{
+    const auto dir = scratch("cifar");
+    auto batch = [](std::vector<std::uint8_t> labels) {
+        std::vector<std::uint8_t> b;
+        for (std::size_t r = 0; r < labels.size(); ++r) {
+            b.push_back(labels[r]);
+            for (std::size_t p = 0; p < 3072; ++p)
+                b.push_back(std::uint8_t((p + r) % 251));
+        }
+        return b;
+    };
+    for (int i = 1; i <= 5; ++i)
+        write_bytes(dir / ("data_batch_" + std::to_string(i) + ".bin"), batch({std::uint8_t(i), 0}));
+    write_bytes(dir / "test_batch.bin", batch({7}));
+    CHECK(nd::data::is_cifar10_directory(dir.string()));
+    const auto s = nd::data::load_cifar10_directory(dir.string());
+    CHECK(s.train.size() == 10);
+    CHECK(s.train.channels == 3);
+    CHECK(s.train.height == 32);
+    CHECK(s.train.labels[2] == 2);
+    CHECK(s.test.labels[0] == 7);
+    CHECK(s.train.images[3072 + 1] == Approx(2 / 255.0));  // record 1, red channel, pixel 1
+    auto bad = batch({1});
+    bad.pop_back();
+    write_bytes(dir / "test_batch.bin", bad);
+    CHECK_THROWS_WITH(nd::data::load_cifar10_directory(dir.string()),
+                      Catch::Contains("test_batch.bin") && Catch::Contains("not a positive multiple"));
+    write_bytes(dir / "test_batch.bin", batch({10}));
+    CHECK_THROWS_WITH(nd::data::load_cifar10_directory(dir.string()), Catch::Contains("label 10 of record 0"));
+}
+
+TEST_CASE("augmentation: crops, flips and jitter stay in range; evaluation takes the centre", "[data]")
+{
+    std::vector<float> img(3 * 6 * 6);
+    for (std::size_t i = 0; i < img.size(); ++i)
+        img[i] = float(i % 36) / 36.f;
+    nd::data::augment_draw centre;
+    centre.dy = centre.dx = 1;
+    std::vector<float> out(3 * 4 * 4);
+    nd::data::apply_augmentation(img.data(), 3, 6, 6, centre, 4, 4, out.data());
+    CHECK(out[0] == img[7]);
+    nd::data::augment_draw flip = centre;
+    flip.flip = true;
+    nd::data::apply_augmentation(img.data(), 3, 6, 6, flip, 4, 4, out.data());
+    CHECK(out[0] == img[10]);
+    nd::rng g(nd::seed{1});
+    for (int k = 0; k < 20; ++k) {
+        const auto d = nd::data::draw_augmentation(nd::data::augmentation::paper_cifar10(), 2, 2, g);
+        CHECK(d.dy <= 2);
+        CHECK(d.brightness >= 0.5);
+        CHECK(d.brightness <= 1.5);
+        nd::data::apply_augmentation(img.data(), 3, 6, 6, d, 4, 4, out.data());
+        CHECK(std::all_of(out.begin(), out.end(), [](float v) { return v >= 0.f && v <= 1.f; }));
+    }
+}
+
+TEST_CASE("Adam and SGD follow their update rules", "[optim]")
+{
+    nd::Model<nd::Dense<1>, nd::Shape<2>, double> m;
+    auto params = m.parameters();
+    const double w0 = params[0].value[0];
+    nd::optim::learning_rates lr;
+    lr[nd::group::dense] = 0.1;
+    nd::optim::Adam<double> adam(m.parameters(), lr);
+    params[0].grad[0] = 2.0;
+    adam.step();  // first Adam step moves by lr·sign(g) (bias-corrected m̂/√v̂ = 1)
+    CHECK(params[0].value[0] == Approx(w0 - 0.1).epsilon(1e-7));
+    params[0].grad[0] = -1.0;
+    adam.step();
+    const double m2 = 0.9 * 0.2 + 0.1 * -1.0, v2 = 0.999 * 0.004 + 0.001 * 1.0;
+    const double step2 = 0.1 * (m2 / (1 - 0.81)) / (std::sqrt(v2 / (1 - 0.999 * 0.999)) + 1e-8);
+    CHECK(params[0].value[0] == Approx(w0 - 0.1 - step2).epsilon(1e-6));
+
+    nd::optim::SGD<double> sgd(m.parameters(), lr, 0.5);
+    const double w1 = params[0].value[0];
+    params[0].grad[0] = 1.0;
+    sgd.step();
+    sgd.step();  // buffers 1, then 1.5
+    CHECK(params[0].value[0] == Approx(w1 - 0.1 * 2.5));
+    lr[nd::group::dense] = -1;
+    CHECK_THROWS_AS(nd::optim::Adam<double>(m.parameters(), lr), std::invalid_argument);
+}
+
+TEST_CASE("ReduceLROnPlateau and the lr-limit stopping rule", "[optim]")
+{
+    auto lr = nd::optim::learning_rates::paper();
+    nd::optim::ReduceLROnPlateau s;
+    CHECK(!s.step(10.0, lr));
+    for (int i = 0; i < 10; ++i)
+        CHECK(!s.step(10.0, lr));  // patience 10: ten bad epochs are tolerated
+    CHECK(s.step(10.0, lr));       // the eleventh reduces
+    CHECK(lr[nd::group::nmf] == Approx(0.001));
+    CHECK(lr[nd::group::mix] == Approx(0.0001));
+    CHECK(!s.step(9.99, lr));      // an improvement of 0.1 % resets the count
+    for (int r = 0; r < 5; ++r)
+        for (int i = 0; i < 11; ++i)
+            s.step(100.0, lr);
+    CHECK(!nd::optim::learning_rates_exhausted(lr));  // nmf at 1e-8 after six reductions
+    for (int i = 0; i < 11; ++i)
+        s.step(100.0, lr);
+    CHECK(nd::optim::learning_rates_exhausted(lr));    // seventh: 1e-9 in double, below 1e-9 in float32
+    CHECK(lr[nd::group::mix] == Approx(1e-10));        // changes below eps = 1e-10 are skipped
+}
+
+TEST_CASE("checkpoints: round trip, truncation, corruption, another network, failed writes", "[checkpoint]")
+{
+    const auto dir = scratch("checkpoint");
+    const std::string path = (dir / "c.nmfd").string();
+    nd::io::checkpoint c{"net A\n", {1, 2, 3, 4}, {5}, {0.5, -2.0}, {9, 9}};
+    nd::io::write_checkpoint(path, c);
+    const auto r = nd::io::read_checkpoint(path, "net A\n");
+    CHECK(r.params == c.params);
+    CHECK(r.optimizer == c.optimizer);
+    CHECK(r.trainer == c.trainer);
+    CHECK_THROWS_WITH(nd::io::read_checkpoint(path, "net B\n"),
+                      Catch::Contains("belongs to another network") && Catch::Contains("net A") &&
+                          Catch::Contains("net B"));
+    const auto good = read_bytes(path);
+    auto cut = good;
+    cut.resize(good.size() - 7);
+    write_bytes(path, cut);
+    CHECK_THROWS_WITH(nd::io::read_checkpoint(path), Catch::Contains("truncated"));
+    auto flipped = good;
+    flipped[good.size() - 5] ^= 0x10;  // a byte of the last section's payload
+    write_bytes(path, flipped);
+    CHECK_THROWS_WITH(nd::io::read_checkpoint(path), Catch::Contains("checksum"));
+    write_bytes(path, {'h', 'e', 'l', 'l', 'o', '!', '!', '!', '!', '!', '!', '!', '!'});
+    CHECK_THROWS_WITH(nd::io::read_checkpoint(path), Catch::Contains("not an nmfdsl checkpoint"));
+    CHECK_THROWS_WITH(nd::io::read_checkpoint((dir / "none").string()), Catch::Contains("does not exist"));
+
+    write_bytes(path, good);
+    fs::create_directories(path + ".tmp");  // the temporary file cannot be created: the write fails ...
+    CHECK_THROWS_AS(nd::io::write_checkpoint(path, nd::io::checkpoint{"net C\n", {}, {}, {}, {}}), nd::io_error);
+    CHECK(read_bytes(path) == good);  // ... and the previous checkpoint is intact
+}
+
+TEST_CASE("the trainer learns a toy problem and writes metrics, checkpoint and pictures", "[trainer]")
+{
+    const auto dir = scratch("trainer");
+    const auto data = toy_data(400, 100);
+    ToyModel model{nd::seed{1}};
+    nd::train_config cfg;
+    cfg.epochs = 3;
+    cfg.batch = 20;
+    cfg.out_dir = dir.string();
+    cfg.progress = nd::train_config::progress_mode::quiet;
+    nd::Trainer<ToyModel> t(model, data, cfg);
+    const auto& h = t.fit();
+    REQUIRE(h.size() == 3);
+    CHECK(h.back().test_accuracy > 0.9);
+    CHECK(h.back().train_loss < h.front().train_loss);
+    CHECK(fs::exists(dir / "checkpoint.nmfd"));
+    std::ifstream csv(dir / "metrics.csv");
+    std::string header, line;
+    std::getline(csv, header);
+    CHECK(header == "epoch,lr_nmf,lr_conv,lr_mix,lr_norm,lr_dense,train_loss,train_accuracy,test_accuracy,seconds");
+    std::size_t rows = 0;
+    while (std::getline(csv, line))
+        ++rows;
+    CHECK(rows == 3);
+}
+
+TEST_CASE("resuming continues a run exactly as if it had not stopped", "[trainer]")
+{
+    const auto data = toy_data(200, 40);
+    nd::train_config cfg;
+    cfg.batch = 16;
+    cfg.progress = nd::train_config::progress_mode::quiet;
+    cfg.augment = {true, true, 0.2, 0.1, 0, 0, false};  // the augmentation RNG must resume too
+
+    ToyModel straight{nd::seed{7}};
+    cfg.epochs = 3;
+    cfg.out_dir = scratch("resume_a").string();
+    nd::Trainer<ToyModel> a(straight, data, cfg);
+    a.fit();
+
+    const auto dir = scratch("resume_b");
+    cfg.out_dir = dir.string();
+    {
+        ToyModel first{nd::seed{7}};
+        cfg.epochs = 1;
+        nd::Trainer<ToyModel> b(first, data, cfg);
+        b.fit();
+    }
+    ToyModel resumed{nd::seed{99}};  // a different initialisation: everything must come from the checkpoint
+    cfg.epochs = 3;
+    nd::Trainer<ToyModel> c(resumed, data, cfg);
+    c.resume((dir / "checkpoint.nmfd").string());
+    CHECK(c.history().size() == 1);
+    c.fit();
+    const auto pa = straight.flat_parameters(), pc = resumed.flat_parameters();
+    CHECK(std::equal(pa.begin(), pa.end(), pc.begin()));
+    CHECK(a.history().back().test_accuracy == c.history().back().test_accuracy);
+    CHECK(a.history().back().train_loss == c.history().back().train_loss);
+
+    // a checkpoint of another network is refused, naming both
+    nd::Model<nd::Seq<nd::Conv<4, 3>, nd::AvgPool<2>, nd::Flatten, nd::Dense<10>, nd::Softmax>, ToyIn> other;
+    cfg.out_dir.clear();
+    nd::Trainer<decltype(other)> o(other, data, cfg);
+    CHECK_THROWS_WITH(o.resume((dir / "checkpoint.nmfd").string()),
+                      Catch::Contains("another network") && Catch::Contains("CNMF<6,3>") && Catch::Contains("Dense<10>"));
+}
+
+TEST_CASE("a non-finite loss stops training, naming epoch and batch, and keeps the last good checkpoint", "[trainer]")
+{
+    auto data = toy_data(100, 20);
+    const auto dir = scratch("nonfinite");
+    using Plain = nd::Model<nd::Seq<nd::Conv<4, 3>, nd::AvgPool<2>, nd::Flatten, nd::Dense<10>, nd::Softmax>, ToyIn>;
+    Plain model;
+    nd::train_config cfg;
+    cfg.epochs = 1;
+    cfg.batch = 10;
+    cfg.out_dir = dir.string();
+    cfg.progress = nd::train_config::progress_mode::quiet;
+    nd::Trainer<Plain> t(model, data, cfg);
+    t.fit();
+    const auto good = read_bytes(dir / "checkpoint.nmfd");
+    for (auto& v : data.train.images)
+        v = std::numeric_limits<float>::infinity();
+    nd::train_config more = cfg;
+    more.epochs = 2;
+    nd::Trainer<Plain> t2(model, data, more);
+    t2.resume((dir / "checkpoint.nmfd").string());
+    CHECK_THROWS_AS(t2.fit(), nd::numeric_error);
+    CHECK_THROWS_WITH(t2.fit(), Catch::Contains("epoch 2, batch 1") && Catch::Contains("checkpoint.nmfd"));
+    CHECK(read_bytes(dir / "checkpoint.nmfd") == good);
+}
+
+TEST_CASE("the trainer rejects data of the wrong image size", "[trainer]")
+{
+    const auto data = toy_data(10, 10);
+    nd::Model<nd::Seq<nd::Conv<4, 3>, nd::Flatten, nd::Dense<2>, nd::Softmax>, nd::Shape<3, 8, 8>> model;
+    CHECK_THROWS_WITH((nd::Trainer<decltype(model)>(model, data, {})),
+                      Catch::Contains("expects 3x8x8 images") && Catch::Contains("has 1x8x8"));
+}
