@@ -43,6 +43,20 @@ struct CNMF1x1 : nd::Seq<NmfMixBlock<32, 5>, nd::AvgPool<2>,
                          NmfMixBlock<10, 1>,
                          nd::Softmax, nd::Flatten> {};
 
+/// The alternative baselines of spec §6 A3: the same networks with standard convolutions (no L1 normalisation of
+/// the patches), same parameter counts.
+template <std::size_t Out, std::size_t K>
+using PlainConv = nd::PatchConv<Out, K, 1, nd::patch_norm::none>;
+
+struct CNNPlain : nd::Seq<PlainConv<32, 5>, nd::AvgPool<2>, PlainConv<64, 5>, nd::AvgPool<2>,
+                          PlainConv<96, nd::whole_map>, PlainConv<10, 1>, nd::Softmax, nd::Flatten> {};
+
+template <std::size_t Out, std::size_t K>
+struct PlainMixBlock : nd::Seq<PlainConv<Out, K>, nd::Mix1x1<Out>> {};
+
+struct CNN1x1Plain : nd::Seq<PlainMixBlock<32, 5>, nd::AvgPool<2>, PlainMixBlock<64, 5>, nd::AvgPool<2>,
+                             PlainMixBlock<96, nd::whole_map>, PlainMixBlock<10, 1>, nd::Softmax, nd::Flatten> {};
+
 using CifarInput = nd::Shape<3, 28, 28>;   // CIFAR-10 crops (spec §4)
 using MnistInput = nd::Shape<1, 28, 28>;   // Fashion-MNIST
 
@@ -50,6 +64,8 @@ using MnistInput = nd::Shape<1, 28, 28>;   // Fashion-MNIST
 static_assert(nd::parameter_count_v<CNN, CifarInput> == 153'258);
 static_assert(nd::parameter_count_v<CNN1x1, CifarInput> == 168'088);
 static_assert(nd::parameter_count_v<CNMF, CifarInput> == 153'056);
+static_assert(nd::parameter_count_v<CNNPlain, CifarInput> == 153'258);
+static_assert(nd::parameter_count_v<CNN1x1Plain, CifarInput> == 168'088);
 static_assert(nd::parameter_count_v<CNMF1x1, CifarInput> == 167'886);
 static_assert(std::is_same_v<nd::output_shape_t<CNMF1x1, CifarInput>, nd::Shape<10>>);
 static_assert(std::is_same_v<nd::output_shape_t<CNN, CifarInput>, nd::Shape<10>>);

@@ -2,6 +2,7 @@
 // the four standard IDX files, or on CIFAR-10's binary batches, and reports the test accuracy.
 //   nmfdsl-train --model cnmf1x1 --data fashion-mnist --epochs 3 --out runs/demo
 // Exit codes: 0 done, 1 a data / checkpoint / numeric error, 2 a bad command line.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -22,6 +23,8 @@ namespace {
 const char* usage = R"(usage: nmfdsl-train [options]
 
   --model M       cnn | cnmf | cnn1x1 | cnmf1x1        (default cnmf1x1)
+                  cnn-plain | cnn1x1-plain: the CNN baselines with standard convolutions
+                  instead of convolutions of L1-normalised patches
   --data D        fashion-mnist, or a directory with the four IDX files
                   (train-images-idx3-ubyte[.gz], ...) or CIFAR-10's binary batches
                                                        (default fashion-mnist)
@@ -33,6 +36,8 @@ const char* usage = R"(usage: nmfdsl-train [options]
   --resume FILE   continue from a checkpoint of the same network
   --augment A     none | paper (random crop, flip, colour jitter per batch)
                                         (default: none for 28x28 data, paper for CIFAR-10)
+  --lr-nmf X, --lr-conv X, --lr-mix X, --lr-norm X
+                  learning rates of the parameter groups (default: the paper's 0.01, 0.01, 0.001, 0.001)
   --max-batches K only K batches per epoch (smoke tests)
   --max-test K    evaluate on the first K test images only (smoke tests)
   --quiet         no progress output
@@ -45,6 +50,7 @@ struct options {
     std::uint64_t seed = 21;
     std::size_t threads = 0;
     bool quiet = false;
+    nd::optim::learning_rates lr = nd::optim::learning_rates::paper();
 };
 
 [[noreturn]] void bad_usage(const std::string& message)
@@ -102,14 +108,26 @@ options parse(int argc, char** argv)
             o.augment = value();
         else if (a == "--max-batches")
             o.max_batches = parse_number(a, value(), 1);
-        else if (a == "--max-test")
+        else if (a == "--lr-nmf" || a == "--lr-conv" || a == "--lr-mix" || a == "--lr-norm") {
+            const std::string text = value();
+            char* end = nullptr;
+            const double v = std::strtod(text.c_str(), &end);
+            if (end == text.c_str() || *end != '\0' || !(v >= 0.0) || !std::isfinite(v))
+                bad_usage(a + " needs a learning rate >= 0, got '" + text + "'");
+            const nd::group g = a == "--lr-nmf"    ? nd::group::nmf
+                                : a == "--lr-conv" ? nd::group::conv
+                                : a == "--lr-mix"  ? nd::group::mix
+                                                   : nd::group::norm;
+            o.lr[g] = v;
+        } else if (a == "--max-test")
             o.max_test = parse_number(a, value(), 1);
         else if (a == "--quiet")
             o.quiet = true;
         else
             bad_usage("unknown option '" + a + "'");
     }
-    if (o.model != "cnn" && o.model != "cnmf" && o.model != "cnn1x1" && o.model != "cnmf1x1")
+    if (o.model != "cnn" && o.model != "cnmf" && o.model != "cnn1x1" && o.model != "cnmf1x1" &&
+        o.model != "cnn-plain" && o.model != "cnn1x1-plain")
         bad_usage("unknown model '" + o.model + "' (choose cnn, cnmf, cnn1x1 or cnmf1x1)");
     if (o.data != "fashion-mnist" && !std::filesystem::is_directory(o.data))
         bad_usage("data directory '" + o.data + "' does not exist");
@@ -133,6 +151,7 @@ int train(const options& o, const nd::data::split& data, bool cifar)
     cfg.out_dir = o.out;
     cfg.max_train_batches = o.max_batches;
     cfg.max_test_samples = o.max_test;
+    cfg.lr = o.lr;
     cfg.augment = (o.augment.empty() ? cifar : o.augment == "paper") ? nd::data::augmentation::paper_cifar10()
                                                                      : nd::data::augmentation::none();
     if (o.quiet)
@@ -172,6 +191,10 @@ int dispatch(const options& o, const nd::data::split& data, bool cifar)
         return train<paper::CNMF, In>(o, data, cifar);
     if (o.model == "cnn1x1")
         return train<paper::CNN1x1, In>(o, data, cifar);
+    if (o.model == "cnn-plain")
+        return train<paper::CNNPlain, In>(o, data, cifar);
+    if (o.model == "cnn1x1-plain")
+        return train<paper::CNN1x1Plain, In>(o, data, cifar);
     return train<paper::CNMF1x1, In>(o, data, cifar);
 }
 

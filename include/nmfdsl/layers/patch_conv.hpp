@@ -1,9 +1,10 @@
 #pragma once
 /// @file patch_conv.hpp
-/// PatchConv<Out, K, Stride>: the "neuron a" of the paper's CNN baselines (deep-nmf-spec §3.2, §6 A3), the
+/// PatchConv<Out, K, Stride, Norm>: the "neuron a" of the paper's CNN baselines (deep-nmf-spec §3.2, §6 A3), the
 /// convolutional twin of CNMF:
-///   ReLU → Conv<Out, K, Stride, patch_norm::l1> (conv on L1-normalised patches, with bias)
+///   ReLU → Conv<Out, K, Stride, Norm> (by default a conv on L1-normalised patches, with bias)
 ///   → BatchNorm, the last only when the output map is larger than 1×1.
+/// Norm = patch_norm::none gives the same block with a standard convolution (spec §6 A3's alternative baseline).
 /// A composite: it expands, for its input shape, into those leaf layers.
 #include <type_traits>
 
@@ -14,10 +15,10 @@
 
 namespace nmfdsl {
 
-template <std::size_t Out, std::size_t K, std::size_t Stride = 1>
+template <std::size_t Out, std::size_t K, std::size_t Stride = 1, patch_norm Norm = patch_norm::l1>
 struct PatchConv {
 private:
-    using conv = Conv<Out, K, Stride, patch_norm::l1>;
+    using conv = Conv<Out, K, Stride, Norm>;
     template <class In>
     static constexpr bool normalise_output()
     {
