@@ -92,9 +92,11 @@ void check_nmf_input(const T* x, std::size_t n, std::size_t per_sample, std::siz
 } // namespace detail
 
 template <std::size_t Out, std::size_t K, std::size_t Stride = 1>
-struct CNMFCore : layer_base {
+struct CNMFCore : detail::patch_layer<Out, K, Stride> {
     static_assert(Out > 0, "nmfdsl: CNMF<Out, K> needs Out > 0");
     using options = cnmf_options;
+    template <class In>
+    static constexpr std::size_t patch = detail::patch_layer<Out, K, Stride>::template patch<In>;
     static std::string name()
     {
         std::string s = "CNMF<" + std::to_string(Out) + "," + detail::kernel_text(K);
@@ -102,13 +104,6 @@ struct CNMFCore : layer_base {
             s += "," + std::to_string(Stride);
         return s + ">";
     }
-    template <class In>
-    static constexpr shape_issue check = detail::window_check<In, K, Stride>(shape_issue::kernel_too_large);
-    template <class In>
-    using output_shape = Shape<Out, valid_extent(In::h, detail::kernel_h<In, K>, Stride),
-                               valid_extent(In::w, detail::kernel_w<In, K>, Stride)>;
-    template <class In>
-    static constexpr std::size_t patch = detail::kernel_h<In, K> * detail::kernel_w<In, K> * In::c;
     template <class In>
     static constexpr std::array<param_spec, 1> param_tensors{{{"V", group::nmf, Out * patch<In>}}};
 
@@ -171,16 +166,7 @@ struct CNMFCore : layer_base {
         c.xhat.assign(lay::pad_rows(rows) * Ip, T(0));
         kernels::im2col(a.x, a.batch, win, c.xhat.data(), Ip);
         c.patch_sum.resize(rows);
-        for (std::size_t r = 0; r < rows; ++r) {
-            T* row = c.xhat.data() + r * Ip;
-            T s = 0;
-            for (std::size_t i = 0; i < I; ++i)
-                s += row[i];
-            c.patch_sum[r] = s;
-            const T inv = T(1) / (s + detail::l1_eps<T>());
-            for (std::size_t i = 0; i < I; ++i)
-                row[i] *= inv;
-        }
+        detail::l1_normalise_rows(c.xhat.data(), rows, I, Ip, c.patch_sum.data());
         const std::optional<T> eps = epsilon_of<T>(o);
         c.recorded = o.gradient();
         if (o.gradient() == nmf_gradient::unrolled) {
@@ -228,17 +214,9 @@ struct CNMFCore : layer_base {
                 gv[i] += sign * (gw[i] - dot) * inv;
             }
         }
-        // through the patch L1 norm: dx = (gx − Σ gx·x̂) / (Σx + 1e-19), then col2im
-        for (std::size_t r = 0; r < rows && c.recorded != nmf_gradient::approximate; ++r) {
-            T* g = c.gx.data() + r * Ip;
-            const T* xh = c.xhat.data() + r * Ip;
-            T dot = 0;
-            for (std::size_t i = 0; i < I; ++i)
-                dot += g[i] * xh[i];
-            const T inv = T(1) / (c.patch_sum[r] + detail::l1_eps<T>());
-            for (std::size_t i = 0; i < I; ++i)
-                g[i] = (g[i] - dot) * inv;
-        }
+        // through the patch L1 norm (already done inside the approximate kernel), then col2im
+        if (c.recorded != nmf_gradient::approximate)
+            detail::l1_backward_rows(c.gx.data(), c.xhat.data(), c.patch_sum.data(), rows, I, Ip);
         std::fill(a.dx, a.dx + a.batch * In::size, T(0));
         kernels::col2im_add(c.gx.data(), a.batch, win, a.dx, Ip);
     }
@@ -247,20 +225,9 @@ struct CNMFCore : layer_base {
 /// The paper's CNMF module: ReLU → CNMFCore<Out, K, Stride> → BatchNorm when the output map is larger than 1×1.
 template <std::size_t Out, std::size_t K, std::size_t Stride = 1>
 struct CNMF {
-private:
-    using core = CNMFCore<Out, K, Stride>;
     template <class In>
-    static constexpr bool normalise_output()
-    {
-        if constexpr (detail::window_check<In, K, Stride>(shape_issue::kernel_too_large) == shape_issue::none)
-            return detail::map_larger_than_1x1<typename core::template output_shape<In>>();
-        else
-            return false;
-    }
-
-public:
-    template <class In>
-    using expand = std::conditional_t<normalise_output<In>(), Seq<ReLU, core, BatchNorm>, Seq<ReLU, core>>;
+    using expand = std::conditional_t<detail::core_output_larger_than_1x1<CNMFCore<Out, K, Stride>, In>(),
+                                      Seq<ReLU, CNMFCore<Out, K, Stride>, BatchNorm>, Seq<ReLU, CNMFCore<Out, K, Stride>>>;
 };
 
 /// Applies f(cnmf_options&) to every NMF layer of a model, e.g.

@@ -52,10 +52,68 @@ constexpr kernels::window window_of()
     return {In::h, In::w, In::c, kernel_h<In, K>, kernel_w<In, K>, Stride};
 }
 
+/// What every layer over K×K patches (Conv, CNMFCore) shares: the window check, the valid-convolution shape rule and
+/// the patch size K·K·C.
+template <std::size_t Out, std::size_t K, std::size_t Stride>
+struct patch_layer : layer_base {
+    template <class In>
+    static constexpr shape_issue check = window_check<In, K, Stride>(shape_issue::kernel_too_large);
+    template <class In>
+    using output_shape = Shape<Out, valid_extent(In::h, kernel_h<In, K>, Stride), valid_extent(In::w, kernel_w<In, K>, Stride)>;
+    template <class In>
+    static constexpr std::size_t patch = kernel_h<In, K> * kernel_w<In, K> * In::c;
+};
+
+/// x̂ = x / (Σx + 1e-19) for each of `rows` rows of I values (row stride `stride`); sums[r] receives Σx.
+template <class T>
+void l1_normalise_rows(T* x, std::size_t rows, std::size_t I, std::size_t stride, T* sums)
+{
+    for (std::size_t r = 0; r < rows; ++r) {
+        T* row = x + r * stride;
+        T s = 0;
+        for (std::size_t i = 0; i < I; ++i)
+            s += row[i];
+        sums[r] = s;
+        const T inv = T(1) / (s + l1_eps<T>());
+        for (std::size_t i = 0; i < I; ++i)
+            row[i] *= inv;
+    }
+}
+
+/// The backward of l1_normalise_rows, in place: g ← (g − Σ g ⊙ x̂) / (Σx + 1e-19).
+template <class T>
+void l1_backward_rows(T* g, const T* xhat, const T* sums, std::size_t rows, std::size_t I, std::size_t stride)
+{
+    for (std::size_t r = 0; r < rows; ++r) {
+        T* gr = g + r * stride;
+        const T* xr = xhat + r * stride;
+        T dot = 0;
+        for (std::size_t i = 0; i < I; ++i)
+            dot += gr[i] * xr[i];
+        const T inv = T(1) / (sums[r] + l1_eps<T>());
+        for (std::size_t i = 0; i < I; ++i)
+            gr[i] = (gr[i] - dot) * inv;
+    }
+}
+
+/// For composites that end in BatchNorm only on maps larger than 1×1: does Core's output on In qualify?
+template <class Core, class In>
+constexpr bool core_output_larger_than_1x1()
+{
+    if constexpr (Core::template check<In> != shape_issue::none)
+        return false;
+    else {
+        using Out = typename Core::template output_shape<In>;
+        return Out::h * Out::w > 1;
+    }
+}
+
 } // namespace detail
 
 template <std::size_t Out, std::size_t K, std::size_t Stride = 1, patch_norm Norm = patch_norm::none>
-struct Conv : layer_base {
+struct Conv : detail::patch_layer<Out, K, Stride> {
+    template <class In>
+    static constexpr std::size_t patch = detail::patch_layer<Out, K, Stride>::template patch<In>;
     static_assert(Out > 0, "nmfdsl: Conv<Out, K> needs Out > 0");
     static std::string name()
     {
@@ -66,13 +124,6 @@ struct Conv : layer_base {
             s += (Stride != 1 ? ",l1" : ",1,l1");
         return s + ">";
     }
-    template <class In>
-    static constexpr shape_issue check = detail::window_check<In, K, Stride>(shape_issue::kernel_too_large);
-    template <class In>
-    using output_shape = Shape<Out, valid_extent(In::h, detail::kernel_h<In, K>, Stride),
-                               valid_extent(In::w, detail::kernel_w<In, K>, Stride)>;
-    template <class In>
-    static constexpr std::size_t patch = detail::kernel_h<In, K> * detail::kernel_w<In, K> * In::c;
     template <class In>
     static constexpr std::array<param_spec, 2> param_tensors{
         {{"weight", group::conv, Out * patch<In>}, {"bias", group::conv, Out}}};
@@ -101,16 +152,7 @@ struct Conv : layer_base {
         kernels::im2col(a.x, a.batch, win, c.cols.data());
         if constexpr (Norm == patch_norm::l1) {
             c.sums.resize(rows);
-            for (std::size_t r = 0; r < rows; ++r) {
-                T* row = c.cols.data() + r * I;
-                T s = 0;
-                for (std::size_t i = 0; i < I; ++i)
-                    s += row[i];
-                c.sums[r] = s;
-                const T inv = T(1) / (s + detail::l1_eps<T>());
-                for (std::size_t i = 0; i < I; ++i)
-                    row[i] *= inv;
-            }
+            detail::l1_normalise_rows(c.cols.data(), rows, I, I, c.sums.data());
         }
         detail::affine_forward(rows, I, Out, c.cols.data(), detail::tensor<Conv, In>(a.params, 0),
                                detail::tensor<Conv, In>(a.params, 1), a.y);
@@ -126,18 +168,8 @@ struct Conv : layer_base {
         detail::affine_backward(rows, I, Out, c.cols.data(), detail::tensor<Conv, In>(a.params, 0), a.dy,
                                 c.dcols.data(), detail::tensor<Conv, In>(a.grads, 0),
                                 detail::tensor<Conv, In>(a.grads, 1));
-        if constexpr (Norm == patch_norm::l1) {
-            for (std::size_t r = 0; r < rows; ++r) {
-                T* d = c.dcols.data() + r * I;
-                const T* xh = c.cols.data() + r * I;
-                T dot = 0;
-                for (std::size_t i = 0; i < I; ++i)
-                    dot += d[i] * xh[i];
-                const T inv = T(1) / (c.sums[r] + detail::l1_eps<T>());
-                for (std::size_t i = 0; i < I; ++i)
-                    d[i] = (d[i] - dot) * inv;
-            }
-        }
+        if constexpr (Norm == patch_norm::l1)
+            detail::l1_backward_rows(c.dcols.data(), c.cols.data(), c.sums.data(), rows, I, I);
         std::fill(a.dx, a.dx + a.batch * In::size, T(0));
         kernels::col2im_add(c.dcols.data(), a.batch, win, a.dx);
     }

@@ -17,20 +17,9 @@ namespace nmfdsl {
 
 template <std::size_t Out, std::size_t K, std::size_t Stride = 1, patch_norm Norm = patch_norm::l1>
 struct PatchConv {
-private:
-    using conv = Conv<Out, K, Stride, Norm>;
     template <class In>
-    static constexpr bool normalise_output()
-    {
-        if constexpr (detail::window_check<In, K, Stride>(shape_issue::kernel_too_large) == shape_issue::none)
-            return detail::map_larger_than_1x1<typename conv::template output_shape<In>>();
-        else
-            return false;
-    }
-
-public:
-    template <class In>
-    using expand = std::conditional_t<normalise_output<In>(), Seq<ReLU, conv, BatchNorm>, Seq<ReLU, conv>>;
+    using expand = std::conditional_t<detail::core_output_larger_than_1x1<Conv<Out, K, Stride, Norm>, In>(),
+                                      Seq<ReLU, Conv<Out, K, Stride, Norm>, BatchNorm>, Seq<ReLU, Conv<Out, K, Stride, Norm>>>;
 };
 
 } // namespace nmfdsl
