@@ -389,3 +389,37 @@ TEST_CASE("the trainer rejects data of the wrong image size", "[trainer]")
     CHECK_THROWS_WITH((nd::Trainer<decltype(model)>(model, data, {})),
                       Catch::Contains("expects 3x8x8 images") && Catch::Contains("has 1x8x8"));
 }
+
+TEST_CASE("CIFAR-10 data trains a 3x28x28 model with random crops and the paper's augmentation", "[trainer][data]")
+{
+    const auto dir = scratch("cifar_train");
+    nd::rng g(nd::seed{8});
+    auto batch = [&](std::size_t n) {
+        std::vector<std::uint8_t> b;
+        for (std::size_t r = 0; r < n; ++r) {
+            b.push_back(std::uint8_t(g.below(10)));
+            for (std::size_t p = 0; p < 3072; ++p)
+                b.push_back(std::uint8_t(g.below(256)));
+        }
+        return b;
+    };
+    for (int i = 1; i <= 5; ++i)
+        write_bytes(dir / ("data_batch_" + std::to_string(i) + ".bin"), batch(4));
+    write_bytes(dir / "test_batch.bin", batch(6));
+    const auto data = nd::data::load_cifar10_directory(dir.string());
+    struct Small : nd::Seq<nd::CNMF<4, 5>, nd::Mix1x1<4>, nd::AvgPool<4>, nd::CNMF<10, nd::whole_map>, nd::Softmax,
+                           nd::Flatten> {};
+    using M = nd::Model<Small, nd::Shape<3, 28, 28>>;
+    M model;
+    nd::train_config cfg;
+    cfg.epochs = 1;
+    cfg.batch = 5;
+    cfg.augment = nd::data::augmentation::paper_cifar10();
+    cfg.progress = nd::train_config::progress_mode::quiet;
+    nd::Trainer<M> t(model, data, cfg);
+    const auto& h = t.fit();
+    REQUIRE(h.size() == 1);
+    CHECK(std::isfinite(h[0].train_loss));
+    CHECK(h[0].test_accuracy >= 0.0);
+    CHECK(h[0].test_accuracy <= 1.0);
+}
