@@ -112,6 +112,7 @@ constexpr bool core_output_larger_than_1x1()
 
 template <std::size_t Out, std::size_t K, std::size_t Stride = 1, patch_norm Norm = patch_norm::none>
 struct Conv : detail::patch_layer<Out, K, Stride> {
+    using options = no_options;
     template <class In>
     static constexpr std::size_t patch = detail::patch_layer<Out, K, Stride>::template patch<In>;
     static_assert(Out > 0, "nmfdsl: Conv<Out, K> needs Out > 0");
