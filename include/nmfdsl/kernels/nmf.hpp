@@ -130,6 +130,33 @@ inline void update_block(const nmf_weights<T>& wts, const T* h, const T* q, T* h
     }
 }
 
+/// When one column block covers the whole (padded) row of h: h ← normalise(h ⊙ (q·Wᵀ)) (or the damped form), with
+/// the row sums and the normalisation done in registers, in place.
+template <class T, std::size_t MR, std::size_t NB>
+inline void update_normalise_rows(const nmf_weights<T>& wts, T* h, const T* q, const std::optional<T>& eps)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t L = batch::size;
+    batch acc[MR][NB];
+    bcast_tile<T, MR, NB>(wts.i, q, wts.ip, wts.wt.data(), wts.hp, acc);
+    const batch one(T(1));
+    const batch e(eps ? *eps : T(0));
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < MR; ++r) {
+        batch sum(T(0));
+#pragma GCC unroll 8
+        for (std::size_t j = 0; j < NB; ++j) {
+            const batch hv = batch::load_aligned(h + r * wts.hp + j * L);
+            acc[r][j] = eps ? hv * xsimd::fma(e, acc[r][j], one) : hv * acc[r][j];
+            sum += acc[r][j];
+        }
+        const batch inv(T(1) / (xsimd::hadd(sum) + T(1e-19)));
+#pragma GCC unroll 8
+        for (std::size_t j = 0; j < NB; ++j)
+            (acc[r][j] * inv).store_aligned(h + r * wts.hp + j * L);
+    }
+}
+
 template <class T, std::size_t MR, std::size_t NBMax, class Block>
 inline void for_column_blocks(std::size_t cols, Block&& block)
 {
@@ -188,6 +215,14 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, const T* xhat, std::size_t row
                     quotient_block<T, MR_R, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, xt + r0 * wts.ip,
                                                                  s.q.data() + r0 * wts.ip, c0);
                 });
+            if (wts.hp <= NB_U * lay::lanes) {  // a whole row of h in registers: fused update and normalisation
+                for (std::size_t r0 = 0; r0 < NT; r0 += MR_U)
+                    for_column_blocks<T, MR_U, NB_U>(wts.hp, [&](auto nb, std::size_t) {
+                        update_normalise_rows<T, MR_U, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp,
+                                                                            s.q.data() + r0 * wts.ip, eps);
+                    });
+                continue;
+            }
             for (std::size_t r0 = 0; r0 < NT; r0 += MR_U)
                 for_column_blocks<T, MR_U, NB_U>(wts.hp, [&](auto nb, std::size_t c0) {
                     update_block<T, MR_U, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, s.q.data() + r0 * wts.ip,

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Side-by-side timing of nmfdsl and an independent PyTorch CPU implementation of the same computations.
+
+What is compared (T = 20, float32, the same shapes and thread counts):
+  cnmf_forward/L1/32, cnmf_forward/L2/32      the NMF layer's forward (unfold, patch L1, 20 updates)
+  cnmf_backward/L1/32, cnmf_backward/L2/32    its approximate backward (deep-nmf-spec eq. (1), (2))
+  train_step/cnmf1x1/3/50                     one CNMF+1x1 training step on 3x28x28 input, batch 50
+
+Requirements: PyTorch from Debian (`apt-get install python3-torch`; not needed by CI, which does not run this
+script) and a native build of nmfdsl_bench:
+  cmake -S . -B build/native -DCMAKE_BUILD_TYPE=Release -DNMFDSL_NATIVE=ON && cmake --build build/native -j2
+  python3 benchmarks/compare_pytorch.py --threads 1 2
+
+PyTorch's CPU speed on this machine depends several-fold on OpenBLAS's core type, so every PyTorch measurement is
+repeated in subprocesses with OPENBLAS_CORETYPE unset and set to each of CORETYPES, and the fastest is reported,
+with the setting that gave it.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+CORETYPES = ["", "Haswell", "SkylakeX", "Zen", "Sandybridge"]
+LAYERS = {"L1": (3, 28, 32, 5), "L2": (32, 12, 64, 5)}  # channels, map size, outputs, kernel
+
+
+def torch_worker(threads, repeats):
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+
+    class NNMF(torch.autograd.Function):
+        """The NMF inference with the paper's approximate backward, written independently of nmfdsl."""
+
+        @staticmethod
+        def forward(ctx, x, w, iterations):
+            h = torch.full((x.shape[0], w.shape[0]), 1.0 / w.shape[0], dtype=x.dtype)
+            for _ in range(iterations):
+                r = h @ w + 1e-20
+                h = h * ((x / r) @ w.t())
+                h = h / (h.sum(1, keepdim=True) + 1e-19)
+            ctx.save_for_backward(x, w, h)
+            return h
+
+        @staticmethod
+        def backward(ctx, g):
+            x, w, h = ctx.saved_tensors
+            p = 1.0 / (h @ w + 1e-20)
+            hg = h * g
+            gx = (hg @ w) * p
+            qx = x * p
+            gw = hg.t() @ qx - h.t() @ (qx * gx)
+            return gx, gw, None
+
+    def nmf_layer(x, v, k, iterations=20):
+        n, c, s, _ = x.shape
+        cols = F.unfold(F.relu(x), k)                         # [N, C·k·k, P]
+        cols = cols / (cols.sum(1, keepdim=True) + 1e-19)
+        p = cols.shape[2]
+        rows = cols.transpose(1, 2).reshape(n * p, -1)
+        a = v.abs()
+        w = a / (a.sum(1, keepdim=True) + 1e-19)
+        h = NNMF.apply(rows, w, iterations)
+        side = s - k + 1
+        return h.reshape(n, side, side, -1).permute(0, 3, 1, 2)
+
+    def timed(fn):
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1e3
+
+    out = {}
+    for name, (c, s, outputs, k) in LAYERS.items():
+        x = torch.rand(32, c, s, s)
+        v = torch.rand(outputs, c * k * k, requires_grad=True)
+        out["cnmf_forward/%s/32" % name] = timed(lambda: nmf_layer(x, v, k))
+        y = nmf_layer(x, v, k)
+        g = torch.randn_like(y)
+        out["cnmf_backward/%s/32" % name] = timed(lambda: torch.autograd.grad(y, v, g, retain_graph=True))
+
+    class Block(torch.nn.Module):
+        def __init__(self, c_in, c_out, k, bn):
+            super().__init__()
+            self.k, self.bn = k, bn
+            self.v = torch.nn.Parameter(torch.rand(c_out, c_in * k * k))
+            self.mix = torch.nn.Conv2d(c_out, c_out, 1)
+            self.bn_a = torch.nn.BatchNorm2d(c_out, track_running_stats=False) if bn else None
+            self.bn_b = torch.nn.BatchNorm2d(c_out, track_running_stats=False) if bn else None
+
+        def forward(self, x):
+            k = self.k if self.k > 0 else x.shape[2]
+            h = nmf_layer(x, self.v, k)
+            if self.bn:
+                h = self.bn_a(h)
+            h = F.relu(h)
+            h = h / (h.sum(1, keepdim=True) + 1e-19)
+            h = self.mix(h)
+            return self.bn_b(h) if self.bn else h
+
+    net = torch.nn.ModuleList([Block(3, 32, 5, True), Block(32, 64, 5, True), Block(64, 96, 0, False),
+                               Block(96, 10, 1, False)])
+
+    def model(x):
+        x = F.avg_pool2d(net[0](x), 2)
+        x = F.avg_pool2d(net[1](x), 2)
+        x = net[3](net[2](x))
+        return F.softmax(x, 1).flatten(1)
+
+    nmf = [b.v for b in net]
+    mix = [p for b in net for p in b.mix.parameters()]
+    norm = [p for b in net for m in (b.bn_a, b.bn_b) if m is not None for p in m.parameters()]
+    opts = [torch.optim.Adam(nmf, lr=0.01), torch.optim.Adam(mix, lr=0.001), torch.optim.Adam(norm, lr=0.001)]
+    xb = torch.rand(50, 3, 28, 28)
+    t = F.one_hot(torch.randint(0, 10, (50,)), 10).float()
+
+    def train_step():
+        for o in opts:
+            o.zero_grad()
+        p = model(xb)
+        loss = (0.5 * ((p - t) ** 2).sum() / 10 + (t * torch.log((t + 1e-20) / (p + 1e-20))).sum() / 10) / 1.5
+        loss.backward()
+        for o in opts:
+            o.step()
+
+    out["train_step/cnmf1x1/3/50"] = timed(train_step)
+    json.dump(out, sys.stdout)
+
+
+def pytorch_best(threads, repeats):
+    best = {}
+    for core in CORETYPES:
+        env = dict(os.environ)
+        env.pop("OPENBLAS_CORETYPE", None)
+        if core:
+            env["OPENBLAS_CORETYPE"] = core
+        run = subprocess.run([sys.executable, __file__, "--worker", "--threads", str(threads), "--repeats",
+                              str(repeats)], env=env, capture_output=True, text=True)
+        if run.returncode != 0:
+            print("pytorch (OPENBLAS_CORETYPE=%s) failed: %s" % (core or "unset", run.stderr.strip()[-300:]),
+                  file=sys.stderr)
+            continue
+        for name, ms in json.loads(run.stdout).items():
+            if name not in best or ms < best[name][0]:
+                best[name] = (ms, core or "unset")
+    return best
+
+
+def nmfdsl_times(bench, threads):
+    env = dict(os.environ, NMFDSL_THREADS=str(threads))
+    run = subprocess.run([bench, "--benchmark_filter=^(cnmf_(forward|backward)/L[12]/32|train_step/cnmf1x1/3/50)$",
+                          "--benchmark_repetitions=5", "--benchmark_report_aggregates_only=true",
+                          "--benchmark_format=json", "--benchmark_min_time=0.2"], env=env, capture_output=True,
+                         text=True, check=True)
+    out = {}
+    for b in json.loads(run.stdout)["benchmarks"]:
+        if b.get("aggregate_name") == "median":
+            scale = {"ms": 1.0, "us": 1e-3, "ns": 1e-6}[b["time_unit"]]
+            out[b["run_name"]] = b["real_time"] * scale
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--bench", default="build/native/benchmarks/nmfdsl_bench")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        torch_worker(a.threads[0], a.repeats)
+        return
+    print("| benchmark | threads | nmfdsl ms | PyTorch ms (best OPENBLAS_CORETYPE) | PyTorch / nmfdsl |")
+    print("|---|---|---|---|---|")
+    for threads in a.threads:
+        ours = nmfdsl_times(a.bench, threads)
+        theirs = pytorch_best(threads, a.repeats)
+        for name in sorted(ours):
+            if name in theirs:
+                ms, core = theirs[name]
+                print("| %s | %d | %.2f | %.2f (%s) | %.2f× |" % (name, threads, ours[name], ms, core, ms / ours[name]))
+
+
+if __name__ == "__main__":
+    main()
