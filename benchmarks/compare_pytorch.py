@@ -9,7 +9,7 @@ What is compared (T = 20, float32, the same shapes and thread counts):
 Requirements: PyTorch from Debian (`apt-get install python3-torch`; not needed by CI, which does not run this
 script) and a native build of nmfdsl_bench:
   cmake -S . -B build/native -DCMAKE_BUILD_TYPE=Release -DNMFDSL_NATIVE=ON && cmake --build build/native -j2
-  python3 benchmarks/compare_pytorch.py --threads 1 2
+  /usr/bin/python3 benchmarks/compare_pytorch.py --threads 1 2   # Debian's Python, where python3-torch lives
 
 PyTorch's CPU speed on this machine depends several-fold on OpenBLAS's core type, so every PyTorch measurement is
 repeated in subprocesses with OPENBLAS_CORETYPE unset and set to each of CORETYPES, and the fastest is reported,
@@ -97,8 +97,7 @@ def torch_worker(threads, repeats):
             self.bn_b = torch.nn.BatchNorm2d(c_out, track_running_stats=False) if bn else None
 
         def forward(self, x):
-            k = self.k if self.k > 0 else x.shape[2]
-            h = nmf_layer(x, self.v, k)
+            h = nmf_layer(x, self.v, self.k)  # block 3's kernel 4 is the whole 4×4 map
             if self.bn:
                 h = self.bn_a(h)
             h = F.relu(h)
@@ -106,7 +105,7 @@ def torch_worker(threads, repeats):
             h = self.mix(h)
             return self.bn_b(h) if self.bn else h
 
-    net = torch.nn.ModuleList([Block(3, 32, 5, True), Block(32, 64, 5, True), Block(64, 96, 0, False),
+    net = torch.nn.ModuleList([Block(3, 32, 5, True), Block(32, 64, 5, True), Block(64, 96, 4, False),
                                Block(96, 10, 1, False)])
 
     def model(x):
