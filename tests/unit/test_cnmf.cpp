@@ -476,19 +476,24 @@ TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formula
 TEST_CASE("results do not depend on the thread count", "[cnmf][threads]")
 {
     const std::size_t before = nd::threads();
+    struct Net : nd::Seq<nd::PatchConv<16, 3>, nd::Mix1x1<16>, nd::MaxPool<2>, nd::CNMF<8, 3>, nd::Mix1x1<8>,
+                         nd::CNMF<5, nd::whole_map>, nd::Flatten, nd::Dense<5>, nd::Softmax> {};
     auto run = [](std::size_t threads) {
         nd::set_threads(threads);
-        nd::Model<nd::Seq<nd::CNMF<8, 3>, nd::Mix1x1<8>, nd::CNMF<5, nd::whole_map>>, nd::Shape<2, 12, 12>> m{
-            nd::seed{4}};
+        nd::Model<Net, nd::Shape<2, 16, 16>> m{nd::seed{4}};
+        nd::optim::Adam<float> adam(m.parameters(), nd::optim::learning_rates::paper());
         nd::rng g(nd::seed{5});
-        xt::xtensor<float, 4> x = xt::xtensor<float, 4>::from_shape({37, 2, 12, 12});
+        xt::xtensor<float, 4> x = xt::xtensor<float, 4>::from_shape({37, 2, 16, 16});
         for (auto& v : x)
             v = g.uniform01<float>();
-        const auto y = m.forward(x);
-        const auto dx = m.backward(xt::ones_like(y));
+        auto y = m.forward(x);
+        auto dx = m.backward(xt::ones_like(y) - y);
+        adam.step();
+        y = m.forward(x);  // after one optimiser step
         std::vector<float> all(y.begin(), y.end());
         all.insert(all.end(), dx.begin(), dx.end());
         all.insert(all.end(), m.flat_gradients().begin(), m.flat_gradients().end());
+        all.insert(all.end(), m.flat_parameters().begin(), m.flat_parameters().end());
         return all;
     };
     const auto one = run(1);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include <nmfdsl/core/parallel.hpp>
 #include <nmfdsl/core/rng.hpp>
 #include <nmfdsl/kernels/gemm.hpp>
 #include <nmfdsl/kernels/im2col.hpp>
@@ -102,4 +103,28 @@ TEST_CASE("col2im is the adjoint of im2col", "[kernels][im2col]")
     for (std::size_t i = 0; i < x.size(); ++i)
         rhs += x[i] * back[i];
     CHECK(lhs == Approx(rhs).epsilon(1e-12));
+}
+
+TEST_CASE("parallel gemm gives the same bits for any thread count", "[kernels][gemm][threads]")
+{
+    const std::size_t before = nd::threads();
+    nd::rng g(nd::seed{21});
+    const std::size_t M = 301, N = 173, K = 259;
+    const auto A = random_vector<float>(M * K, g), B = random_vector<float>(K * N, g);
+    std::vector<std::vector<float>> results;
+    for (std::size_t t : {1, 2, 3}) {
+        nd::set_threads(t);
+        for (int ta = 0; ta < 2; ++ta) {
+            std::vector<float> C(M * N, 0.f), skinny(16 * N, 0.f);
+            nd::kernels::gemm<float>(ta, false, M, N, K, 1.f, A.data(), ta ? M : K, B.data(), N, 0.f, C.data(), N);
+            nd::kernels::gemm<float>(false, false, 16, N, K, 1.f, A.data(), K, B.data(), N, 0.f, skinny.data(), N);
+            C.insert(C.end(), skinny.begin(), skinny.end());
+            results.push_back(C);
+        }
+    }
+    nd::set_threads(before);
+    CHECK(results[0] == results[2]);
+    CHECK(results[0] == results[4]);
+    CHECK(results[1] == results[3]);
+    CHECK(results[1] == results[5]);
 }

@@ -169,4 +169,15 @@ void parallel_for(std::size_t n, F&& f)
     thread_pool::global().parallel_for(n, std::forward<F>(f));
 }
 
+/// Runs f(begin, end) over [0, n) in chunks of `chunk` items (the last may be shorter), spread over the pool. The
+/// chunking depends only on n and chunk, never on the thread count.
+template <class F>
+void parallel_chunks(std::size_t n, std::size_t chunk, F&& f)
+{
+    if (chunk == 0)
+        chunk = 1;
+    const std::size_t tasks = (n + chunk - 1) / chunk;
+    parallel_for(tasks, [&](std::size_t t) { f(t * chunk, std::min(n, (t + 1) * chunk)); });
+}
+
 } // namespace nmfdsl

@@ -11,6 +11,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "../core/parallel.hpp"
 #include "../core/params.hpp"
 
 namespace nmfdsl::kernels {
@@ -176,21 +177,45 @@ void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, T alpha
         s.a.resize(mc_max * kc_max);
     if (s.b.size() < nc_max * kc_max)
         s.b.resize(nc_max * kc_max);
+    // Parallel over blocks of C (row blocks when there are several, else column panels): every element of C is
+    // computed by one task with the same summation order, so the result does not depend on the thread count.
+    const bool parallel = double(M) * double(N) * double(K) >= double(1 << 18);
     for (std::size_t jc = 0; jc < N; jc += cfg::nc) {
         const std::size_t nc = std::min(cfg::nc, N - jc);
         for (std::size_t pc = 0; pc < K; pc += cfg::kc) {
             const std::size_t kc = std::min(cfg::kc, K - pc);
             detail::pack_b<T, cfg::nr>(tb, B, ldb, pc, kc, jc, nc, s.b.data());
-            for (std::size_t ic = 0; ic < M; ic += cfg::mc) {
+            const T* packed_b = s.b.data();
+            auto row_block = [&](std::size_t ic, T* packed_a, std::size_t jr_first, std::size_t jr_last,
+                                 bool pack) {
                 const std::size_t mc = std::min(cfg::mc, M - ic);
-                detail::pack_a<T, cfg::mr>(ta, A, lda, ic, mc, pc, kc, s.a.data());
-                for (std::size_t jr = 0; jr < nc; jr += cfg::nr) {
+                if (pack)
+                    detail::pack_a<T, cfg::mr>(ta, A, lda, ic, mc, pc, kc, packed_a);
+                for (std::size_t jr = jr_first; jr < jr_last; jr += cfg::nr) {
                     const std::size_t cols = std::min(cfg::nr, nc - jr);
                     for (std::size_t ir = 0; ir < mc; ir += cfg::mr) {
                         const std::size_t rows = std::min(cfg::mr, mc - ir);
-                        detail::micro_kernel<T>(kc, s.a.data() + ir * kc, s.b.data() + jr * kc,
+                        detail::micro_kernel<T>(kc, packed_a + ir * kc, packed_b + jr * kc,
                                                 C + (ic + ir) * ldc + jc + jr, ldc, alpha, rows, cols);
                     }
+                }
+            };
+            const std::size_t row_blocks = (M + cfg::mc - 1) / cfg::mc;
+            if (parallel && row_blocks >= 2) {
+                parallel_for(row_blocks, [&](std::size_t b) {
+                    auto& own = detail::scratch<T>();  // this thread's A panel
+                    if (own.a.size() < mc_max * kc_max)
+                        own.a.resize(mc_max * kc_max);
+                    row_block(b * cfg::mc, own.a.data(), 0, nc, true);
+                });
+            } else {
+                for (std::size_t ic = 0; ic < M; ic += cfg::mc) {
+                    detail::pack_a<T, cfg::mr>(ta, A, lda, ic, std::min(cfg::mc, M - ic), pc, kc, s.a.data());
+                    const std::size_t panels = (nc + cfg::nr - 1) / cfg::nr;
+                    const std::size_t per_task = parallel ? std::max<std::size_t>(1, (panels + 7) / 8) : panels;
+                    parallel_chunks(panels, per_task, [&](std::size_t p0, std::size_t p1) {
+                        row_block(ic, s.a.data(), p0 * cfg::nr, std::min(nc, p1 * cfg::nr), false);
+                    });
                 }
             }
         }

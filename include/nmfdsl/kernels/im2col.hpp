@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "../core/parallel.hpp"
 #include "../core/shape.hpp"
 
 namespace nmfdsl::kernels {
@@ -25,7 +26,7 @@ template <class T>
 void im2col(const T* x, std::size_t batch, const window& g, T* cols, std::size_t row_stride = 0)
 {
     const std::size_t oh = g.oh(), ow = g.ow(), run = g.kw * g.c, patch = row_stride ? row_stride : g.patch();
-    for (std::size_t n = 0; n < batch; ++n) {
+    parallel_for(batch, [&](std::size_t n) {  // one sample per task: disjoint rows
         const T* xs = x + n * g.h * g.w * g.c;
         for (std::size_t oy = 0; oy < oh; ++oy)
             for (std::size_t ox = 0; ox < ow; ++ox) {
@@ -35,7 +36,7 @@ void im2col(const T* x, std::size_t batch, const window& g, T* cols, std::size_t
                     std::copy(src, src + run, row + ky * run);
                 }
             }
-    }
+    });
 }
 
 /// The adjoint of im2col: dx[n][y][x][c] += Σ over the patches containing (y, x) of their column entry.
@@ -44,7 +45,7 @@ template <class T>
 void col2im_add(const T* cols, std::size_t batch, const window& g, T* dx, std::size_t row_stride = 0)
 {
     const std::size_t oh = g.oh(), ow = g.ow(), run = g.kw * g.c, patch = row_stride ? row_stride : g.patch();
-    for (std::size_t n = 0; n < batch; ++n) {
+    parallel_for(batch, [&](std::size_t n) {  // one sample per task: disjoint parts of dx, fixed summation order
         T* xs = dx + n * g.h * g.w * g.c;
         for (std::size_t oy = 0; oy < oh; ++oy)
             for (std::size_t ox = 0; ox < ow; ++ox) {
@@ -56,7 +57,7 @@ void col2im_add(const T* cols, std::size_t batch, const window& g, T* dx, std::s
                         dst[i] += src[i];
                 }
             }
-    }
+    });
 }
 
 } // namespace nmfdsl::kernels

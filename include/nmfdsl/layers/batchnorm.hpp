@@ -12,7 +12,9 @@
 ///   dγ += Σ dy x̂,  dβ += Σ dy,  dx = γ/(M √(σ²+eps)) · (M dy − Σ dy − x̂ Σ dy x̂).
 #include <cmath>
 #include <string>
+#include <vector>
 
+#include "../core/parallel.hpp"
 #include "common.hpp"
 
 namespace nmfdsl {
@@ -66,16 +68,13 @@ struct BatchNorm : layer_base {
             }
         } else {
             aligned_vector<T> var(C, T(0));
-            for (std::size_t r = 0; r < rows; ++r)
-                for (std::size_t ch = 0; ch < C; ++ch)
-                    c.mean[ch] += a.x[r * C + ch];
+            column_sums<C>(rows, c.mean.data(), [&](std::size_t r, std::size_t ch) { return a.x[r * C + ch]; });
             for (std::size_t ch = 0; ch < C; ++ch)
                 c.mean[ch] /= T(rows);
-            for (std::size_t r = 0; r < rows; ++r)
-                for (std::size_t ch = 0; ch < C; ++ch) {
-                    const T d = a.x[r * C + ch] - c.mean[ch];
-                    var[ch] += d * d;
-                }
+            column_sums<C>(rows, var.data(), [&](std::size_t r, std::size_t ch) {
+                const T d = a.x[r * C + ch] - c.mean[ch];
+                return d * d;
+            });
             for (std::size_t ch = 0; ch < C; ++ch) {
                 var[ch] /= T(rows);
                 c.inv_std[ch] = T(1) / std::sqrt(var[ch] + T(o.eps));
@@ -91,9 +90,11 @@ struct BatchNorm : layer_base {
         }
         const T* gamma = detail::tensor<BatchNorm, In>(a.params, 0);
         const T* beta = detail::tensor<BatchNorm, In>(a.params, 1);
-        for (std::size_t r = 0; r < rows; ++r)
-            for (std::size_t ch = 0; ch < C; ++ch)
-                a.y[r * C + ch] = gamma[ch] * (a.x[r * C + ch] - c.mean[ch]) * c.inv_std[ch] + beta[ch];
+        parallel_chunks(rows, detail::row_chunk<C>(), [&](std::size_t rb, std::size_t re) {
+            for (std::size_t r = rb; r < re; ++r)
+                for (std::size_t ch = 0; ch < C; ++ch)
+                    a.y[r * C + ch] = gamma[ch] * (a.x[r * C + ch] - c.mean[ch]) * c.inv_std[ch] + beta[ch];
+        });
     }
 
     template <class In, class T>
@@ -105,29 +106,50 @@ struct BatchNorm : layer_base {
         T* dgamma = detail::tensor<BatchNorm, In>(a.grads, 0);
         T* dbeta = detail::tensor<BatchNorm, In>(a.grads, 1);
         aligned_vector<T> sum_dy(C, T(0)), sum_dy_xhat(C, T(0));
-        for (std::size_t r = 0; r < rows; ++r)
-            for (std::size_t ch = 0; ch < C; ++ch) {
-                const T xhat = (a.x[r * C + ch] - c.mean[ch]) * c.inv_std[ch];
-                sum_dy[ch] += a.dy[r * C + ch];
-                sum_dy_xhat[ch] += a.dy[r * C + ch] * xhat;
-            }
+        column_sums<C>(rows, sum_dy.data(), [&](std::size_t r, std::size_t ch) { return a.dy[r * C + ch]; });
+        column_sums<C>(rows, sum_dy_xhat.data(), [&](std::size_t r, std::size_t ch) {
+            return a.dy[r * C + ch] * (a.x[r * C + ch] - c.mean[ch]) * c.inv_std[ch];
+        });
         for (std::size_t ch = 0; ch < C; ++ch) {
             dgamma[ch] += sum_dy_xhat[ch];
             dbeta[ch] += sum_dy[ch];
         }
-        if (c.used_running) {
-            for (std::size_t r = 0; r < rows; ++r)
-                for (std::size_t ch = 0; ch < C; ++ch)
-                    a.dx[r * C + ch] = a.dy[r * C + ch] * gamma[ch] * c.inv_std[ch];
-            return;
-        }
         const T m = T(rows);
-        for (std::size_t r = 0; r < rows; ++r)
-            for (std::size_t ch = 0; ch < C; ++ch) {
-                const T xhat = (a.x[r * C + ch] - c.mean[ch]) * c.inv_std[ch];
-                a.dx[r * C + ch] = gamma[ch] * c.inv_std[ch] / m *
-                                   (m * a.dy[r * C + ch] - sum_dy[ch] - xhat * sum_dy_xhat[ch]);
-            }
+        const bool running = c.used_running;
+        parallel_chunks(rows, detail::row_chunk<C>(), [&](std::size_t rb, std::size_t re) {
+            for (std::size_t r = rb; r < re; ++r)
+                for (std::size_t ch = 0; ch < C; ++ch) {
+                    const std::size_t at = r * C + ch;
+                    if (running) {
+                        a.dx[at] = a.dy[at] * gamma[ch] * c.inv_std[ch];
+                    } else {
+                        const T xhat = (a.x[at] - c.mean[ch]) * c.inv_std[ch];
+                        a.dx[at] = gamma[ch] * c.inv_std[ch] / m * (m * a.dy[at] - sum_dy[ch] - xhat * sum_dy_xhat[ch]);
+                    }
+                }
+        });
+    }
+
+private:
+    /// out[ch] = Σ_r value(r, ch) over `rows` rows: partial sums over fixed row chunks, added in chunk order (the
+    /// result does not depend on the thread count).
+    template <std::size_t C, class T, class F>
+    static void column_sums(std::size_t rows, T* out, F&& value)
+    {
+        const std::size_t chunk = detail::row_chunk<C>();
+        const std::size_t chunks = (rows + chunk - 1) / chunk;
+        std::vector<T> partial(chunks * C, T(0));
+        parallel_for(chunks, [&](std::size_t k) {
+            T* p = partial.data() + k * C;
+            for (std::size_t r = k * chunk; r < std::min(rows, (k + 1) * chunk); ++r)
+                for (std::size_t ch = 0; ch < C; ++ch)
+                    p[ch] += value(r, ch);
+        });
+        for (std::size_t ch = 0; ch < C; ++ch)
+            out[ch] = T(0);
+        for (std::size_t k = 0; k < chunks; ++k)
+            for (std::size_t ch = 0; ch < C; ++ch)
+                out[ch] += partial[k * C + ch];
     }
 };
 

@@ -35,6 +35,15 @@ T* tensor(T* block, std::size_t k)
     return block + tensor_offset(L::template param_tensors<In>, k);
 }
 
+/// Work split for the thread pool: elementwise layers in chunks of this many values, row-wise layers in chunks of
+/// about as many values' worth of rows. Fixed sizes, so results never depend on the thread count.
+inline constexpr std::size_t elementwise_chunk = 1 << 15;
+template <std::size_t C>
+constexpr std::size_t row_chunk()
+{
+    return C >= elementwise_chunk ? 1 : elementwise_chunk / C;
+}
+
 template <class T>
 constexpr T l1_eps()
 {

@@ -68,32 +68,36 @@ struct patch_layer : layer_base {
 template <class T>
 void l1_normalise_rows(T* x, std::size_t rows, std::size_t I, std::size_t stride, T* sums)
 {
-    for (std::size_t r = 0; r < rows; ++r) {
-        T* row = x + r * stride;
-        T s = 0;
-        for (std::size_t i = 0; i < I; ++i)
-            s += row[i];
-        sums[r] = s;
-        const T inv = T(1) / (s + l1_eps<T>());
-        for (std::size_t i = 0; i < I; ++i)
-            row[i] *= inv;
-    }
+    parallel_chunks(rows, std::max<std::size_t>(1, elementwise_chunk / stride), [&](std::size_t rb, std::size_t re) {
+        for (std::size_t r = rb; r < re; ++r) {
+            T* row = x + r * stride;
+            T s = 0;
+            for (std::size_t i = 0; i < I; ++i)
+                s += row[i];
+            sums[r] = s;
+            const T inv = T(1) / (s + l1_eps<T>());
+            for (std::size_t i = 0; i < I; ++i)
+                row[i] *= inv;
+        }
+    });
 }
 
 /// The backward of l1_normalise_rows, in place: g ← (g − Σ g ⊙ x̂) / (Σx + 1e-19).
 template <class T>
 void l1_backward_rows(T* g, const T* xhat, const T* sums, std::size_t rows, std::size_t I, std::size_t stride)
 {
-    for (std::size_t r = 0; r < rows; ++r) {
-        T* gr = g + r * stride;
-        const T* xr = xhat + r * stride;
-        T dot = 0;
-        for (std::size_t i = 0; i < I; ++i)
-            dot += gr[i] * xr[i];
-        const T inv = T(1) / (sums[r] + l1_eps<T>());
-        for (std::size_t i = 0; i < I; ++i)
-            gr[i] = (gr[i] - dot) * inv;
-    }
+    parallel_chunks(rows, std::max<std::size_t>(1, elementwise_chunk / stride), [&](std::size_t rb, std::size_t re) {
+        for (std::size_t r = rb; r < re; ++r) {
+            T* gr = g + r * stride;
+            const T* xr = xhat + r * stride;
+            T dot = 0;
+            for (std::size_t i = 0; i < I; ++i)
+                dot += gr[i] * xr[i];
+            const T inv = T(1) / (sums[r] + l1_eps<T>());
+            for (std::size_t i = 0; i < I; ++i)
+                gr[i] = (gr[i] - dot) * inv;
+        }
+    });
 }
 
 /// For composites that end in BatchNorm only on maps larger than 1×1: does Core's output on In qualify?

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "../core/parallel.hpp"
 #include "common.hpp"
 
 namespace nmfdsl {
@@ -19,16 +20,18 @@ struct ReLU : layer_base {
     template <class In, class T>
     static void forward(const options&, const forward_args<T>& a, cache<In, T>&)
     {
-        const std::size_t n = a.batch * In::size;
-        for (std::size_t i = 0; i < n; ++i)
-            a.y[i] = a.x[i] < T(0) ? T(0) : a.x[i];
+        parallel_chunks(a.batch * In::size, detail::elementwise_chunk, [&](std::size_t b, std::size_t e) {
+            for (std::size_t i = b; i < e; ++i)
+                a.y[i] = a.x[i] < T(0) ? T(0) : a.x[i];
+        });
     }
     template <class In, class T>
     static void backward(const options&, const backward_args<T>& a, cache<In, T>&)
     {
-        const std::size_t n = a.batch * In::size;
-        for (std::size_t i = 0; i < n; ++i)
-            a.dx[i] = a.x[i] > T(0) ? a.dy[i] : T(0);
+        parallel_chunks(a.batch * In::size, detail::elementwise_chunk, [&](std::size_t b, std::size_t e) {
+            for (std::size_t i = b; i < e; ++i)
+                a.dx[i] = a.x[i] > T(0) ? a.dy[i] : T(0);
+        });
     }
 };
 
@@ -45,36 +48,40 @@ struct L1Norm : layer_base {
     {
         constexpr std::size_t C = detail::channels<In>();
         const std::size_t rows = a.batch * detail::rows_per_sample<In>();
-        for (std::size_t r = 0; r < rows; ++r) {
-            const T* x = a.x + r * C;
-            T* y = a.y + r * C;
-            T s = 0;
-            for (std::size_t c = 0; c < C; ++c)
-                s += x[c];
-            const T inv = T(1) / (s + detail::l1_eps<T>());
-            for (std::size_t c = 0; c < C; ++c)
-                y[c] = x[c] * inv;
-        }
+        parallel_chunks(rows, detail::row_chunk<C>(), [&](std::size_t rb, std::size_t re) {
+            for (std::size_t r = rb; r < re; ++r) {
+                const T* x = a.x + r * C;
+                T* y = a.y + r * C;
+                T s = 0;
+                for (std::size_t c = 0; c < C; ++c)
+                    s += x[c];
+                const T inv = T(1) / (s + detail::l1_eps<T>());
+                for (std::size_t c = 0; c < C; ++c)
+                    y[c] = x[c] * inv;
+            }
+        });
     }
     template <class In, class T>
     static void backward(const options&, const backward_args<T>& a, cache<In, T>&)
     {
         constexpr std::size_t C = detail::channels<In>();
         const std::size_t rows = a.batch * detail::rows_per_sample<In>();
-        for (std::size_t r = 0; r < rows; ++r) {
-            const T* x = a.x + r * C;
-            const T* y = a.y + r * C;
-            const T* dy = a.dy + r * C;
-            T* dx = a.dx + r * C;
-            T s = 0, dot = 0;
-            for (std::size_t c = 0; c < C; ++c) {
-                s += x[c];
-                dot += dy[c] * y[c];
+        parallel_chunks(rows, detail::row_chunk<C>(), [&](std::size_t rb, std::size_t re) {
+            for (std::size_t r = rb; r < re; ++r) {
+                const T* x = a.x + r * C;
+                const T* y = a.y + r * C;
+                const T* dy = a.dy + r * C;
+                T* dx = a.dx + r * C;
+                T s = 0, dot = 0;
+                for (std::size_t c = 0; c < C; ++c) {
+                    s += x[c];
+                    dot += dy[c] * y[c];
+                }
+                const T inv = T(1) / (s + detail::l1_eps<T>());
+                for (std::size_t c = 0; c < C; ++c)
+                    dx[c] = (dy[c] - dot) * inv;
             }
-            const T inv = T(1) / (s + detail::l1_eps<T>());
-            for (std::size_t c = 0; c < C; ++c)
-                dx[c] = (dy[c] - dot) * inv;
-        }
+        });
     }
 };
 

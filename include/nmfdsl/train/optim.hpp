@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../core/model.hpp"
+#include "../core/parallel.hpp"
 #include "../core/params.hpp"
 
 namespace nmfdsl::optim {
@@ -79,12 +80,14 @@ public:
             const T b1 = T(beta1_), b2 = T(beta2_), step = T(lr / c1), inv_c2 = T(1.0 / c2), eps = T(eps_);
             T* m = m_[k].data();
             T* v = v_[k].data();
-            for (std::size_t i = 0; i < p.value.size(); ++i) {
-                const T g = p.grad[i];
-                m[i] = b1 * m[i] + (T(1) - b1) * g;
-                v[i] = b2 * v[i] + (T(1) - b2) * g * g;
-                p.value[i] -= step * m[i] / (std::sqrt(v[i] * inv_c2) + eps);
-            }
+            parallel_chunks(p.value.size(), 1 << 14, [&](std::size_t b, std::size_t e) {
+                for (std::size_t i = b; i < e; ++i) {
+                    const T g = p.grad[i];
+                    m[i] = b1 * m[i] + (T(1) - b1) * g;
+                    v[i] = b2 * v[i] + (T(1) - b2) * g * g;
+                    p.value[i] -= step * m[i] / (std::sqrt(v[i] * inv_c2) + eps);
+                }
+            });
         }
     }
 
