@@ -37,11 +37,16 @@ def main():
         if not rows:
             continue
         runs.setdefault(model, []).append((int(seed), rows))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit_file = os.path.join(root, "commit")  # written by results.sh when it builds the trainer
+    if os.path.exists(commit_file):
+        commit = open(commit_file).read().strip()
+    else:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print("# Results: the paper's networks on Fashion-MNIST\n")
     print("Produced by `bash scripts/results.sh` (defaults: `EPOCHS=%d`, seeds 21 and 22), which trains every model "
           "with `nmfdsl-train --data fashion-mnist --epochs %d --seed S` and then runs "
-          "`python3 scripts/summarise_results.py runs/results %d > docs/results.md`. Commit %s, %s, 2 threads.\n"
+          "`python3 scripts/summarise_results.py runs/results %d > docs/results.md`. Trainer built from commit %s; %s, 2 "
+          "threads; other work shared the machine during the runs, so the seconds are only indicative.\n"
           % (epochs, epochs, epochs, commit or "unknown", platform.machine()))
     print("Protocol: the paper's (deep-nmf-spec §4): batch 50, the loss (0.5·MSE + 1.0·KL)/1.5 on the softmax "
           "output, Adam with learning rates 0.01 for the NMF weights and the CNNs' first-stage convolutions, 0.001 "

@@ -1,7 +1,9 @@
 // The optimised kernels against their naive twins, on sizes that are not multiples of the SIMD width.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cmath>
+#include <stdexcept>
 #include <vector>
 
 #include <nmfdsl/core/parallel.hpp>
@@ -127,4 +129,24 @@ TEST_CASE("parallel gemm gives the same bits for any thread count", "[kernels][g
     CHECK(results[0] == results[4]);
     CHECK(results[1] == results[3]);
     CHECK(results[1] == results[5]);
+}
+
+TEST_CASE("the thread pool runs every task once, propagates exceptions and validates its size", "[threads]")
+{
+    nd::thread_pool pool(3);
+    CHECK(pool.threads() == 3);
+    std::vector<int> hits(1000, 0);
+    pool.parallel_for(hits.size(), [&](std::size_t i) { hits[i] += 1; });
+    CHECK(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
+    CHECK_THROWS_WITH(pool.parallel_for(10, [](std::size_t i) {
+        if (i == 7)
+            throw std::runtime_error("task 7 failed");
+    }),
+                      "task 7 failed");
+    std::atomic<int> nested{0};
+    pool.parallel_for(4, [&](std::size_t) { pool.parallel_for(5, [&](std::size_t) { ++nested; }); });
+    CHECK(nested == 20);  // nested loops run serially inside a task
+    CHECK_THROWS_AS(pool.set_threads(0), std::invalid_argument);
+    pool.set_threads(1);
+    CHECK(pool.threads() == 1);
 }
