@@ -122,7 +122,7 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T*
 {
     using batch = xsimd::batch<T>;
     using lay = nmf_layout<T>;
-    constexpr std::size_t L = batch::size, MR = 6, NB = 2, MRW = 4, NBW = 5;
+    constexpr std::size_t L = batch::size, MR = 4, NB = 3, MRW = 4, NBW = 5;
     constexpr std::size_t block_rows = 4 * lay::tile_rows;  // rows per GW update (K = 2·block_rows)
     static_assert(lay::tile_rows % MR == 0);
     const std::size_t H = wts.h, Ip = wts.ip;
