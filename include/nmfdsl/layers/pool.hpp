@@ -7,6 +7,7 @@
 #include <limits>
 #include <string>
 
+#include "../core/parallel.hpp"
 #include "common.hpp"
 #include "conv.hpp"
 
@@ -32,7 +33,7 @@ struct pool_layer : layer_base {
         constexpr std::size_t C = In::c, W = In::w, OH = In::h / K, OW = In::w / K;
         if constexpr (Max)
             c.argmax.resize(a.batch * OH * OW * C);
-        for (std::size_t n = 0; n < a.batch; ++n) {
+        parallel_for(a.batch, [&](std::size_t n) {  // one sample per task
             const T* x = a.x + n * In::size;
             T* y = a.y + n * OH * OW * C;
             for (std::size_t oy = 0; oy < OH; ++oy)
@@ -60,7 +61,7 @@ struct pool_layer : layer_base {
                             y[o] = s / T(K * K);
                         }
                     }
-        }
+        });
     }
 
     template <class In, class T>
@@ -68,7 +69,7 @@ struct pool_layer : layer_base {
     {
         constexpr std::size_t C = In::c, W = In::w, OH = In::h / K, OW = In::w / K;
         std::fill(a.dx, a.dx + a.batch * In::size, T(0));
-        for (std::size_t n = 0; n < a.batch; ++n) {
+        parallel_for(a.batch, [&](std::size_t n) {  // one sample per task: disjoint parts of dx
             T* dx = a.dx + n * In::size;
             const T* dy = a.dy + n * OH * OW * C;
             for (std::size_t oy = 0; oy < OH; ++oy)
@@ -84,7 +85,7 @@ struct pool_layer : layer_base {
                                     dx[((oy * K + ky) * W + ox * K + kx) * C + ch] += g;
                         }
                     }
-        }
+        });
     }
 };
 } // namespace detail

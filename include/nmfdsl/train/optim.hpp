@@ -154,10 +154,12 @@ public:
             auto& p = params_[k];
             const T lr = T(lr_[p.grp]), mu = T(momentum_);
             T* b = buf_[k].data();
-            for (std::size_t i = 0; i < p.value.size(); ++i) {
-                b[i] = mu * b[i] + p.grad[i];
-                p.value[i] -= lr * b[i];
-            }
+            parallel_chunks(p.value.size(), 1 << 14, [&](std::size_t first, std::size_t last) {
+                for (std::size_t i = first; i < last; ++i) {
+                    b[i] = mu * b[i] + p.grad[i];
+                    p.value[i] -= lr * b[i];
+                }
+            });
         }
     }
 
