@@ -1,0 +1,18 @@
+# Every public header compiles on its own (is self-contained): one -fsyntax-only compilation per header.
+file(GLOB_RECURSE headers RELATIVE ${INCLUDE_DIR} ${INCLUDE_DIR}/nmfdsl/*.hpp)
+set(failed "")
+foreach(h IN LISTS headers)
+  set(tu ${WORK_DIR}/header_check.cpp)
+  file(WRITE ${tu} "#include <${h}>\n")
+  execute_process(COMMAND ${COMPILER} -std=c++20 -fsyntax-only -DXTENSOR_USE_XSIMD -I${INCLUDE_DIR} ${tu}
+                  RESULT_VARIABLE rc ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    list(APPEND failed ${h})
+    message(STATUS "${h} is not self-contained:\n${err}")
+  endif()
+endforeach()
+list(LENGTH headers n)
+if(failed)
+  message(FATAL_ERROR "headers that do not compile on their own: ${failed}")
+endif()
+message(STATUS "${n} headers compile on their own")
