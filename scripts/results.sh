@@ -12,6 +12,8 @@ OUT=${OUT:-runs/results}
 bash scripts/install-deps.sh
 cmake -S . -B build/native -DCMAKE_BUILD_TYPE=Release -DNMFDSL_NATIVE=ON -DNMFDSL_BUILD_TESTS=OFF > /dev/null
 cmake --build build/native -j2 --target nmfdsl-train
+mkdir -p "$OUT"
+git rev-parse --short HEAD > "$OUT/commit" 2>/dev/null || true
 for seed in $SEEDS; do
   for model in $MODELS; do
     dir="$OUT/$model-seed$seed"
