@@ -6,8 +6,9 @@ What is compared (T = 20, float32, the same shapes and thread counts):
   cnmf_backward/L1/32, cnmf_backward/L2/32    its approximate backward (deep-nmf-spec eq. (1), (2))
   train_step/cnmf1x1/3/50                     one CNMF+1x1 training step on 3x28x28 input, batch 50
 
-Requirements: PyTorch from Debian (`apt-get install python3-torch`; not needed by CI, which does not run this
-script) and a native build of nmfdsl_bench:
+Requirements: PyTorch from Debian with OpenBLAS behind it (`apt-get install python3-torch libopenblas0-pthread`;
+without libopenblas0-pthread, Debian's PyTorch runs on the reference BLAS and is some 10x slower still; CI does not
+run this script) and a native build of nmfdsl_bench:
   cmake -S . -B build/native -DCMAKE_BUILD_TYPE=Release -DNMFDSL_NATIVE=ON && cmake --build build/native -j2
   /usr/bin/python3 benchmarks/compare_pytorch.py --threads 1 2   # Debian's Python, where python3-torch lives
 
