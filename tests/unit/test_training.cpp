@@ -423,3 +423,21 @@ TEST_CASE("CIFAR-10 data trains a 3x28x28 model with random crops and the paper'
     CHECK(h[0].test_accuracy >= 0.0);
     CHECK(h[0].test_accuracy <= 1.0);
 }
+
+TEST_CASE("bad arguments to SGD, the trainer and the PNG writer are refused with a message", "[optim][trainer]")
+{
+    nd::Model<nd::Dense<1>, nd::Shape<2>, double> m;
+    CHECK_THROWS_WITH(nd::optim::SGD<double>(m.parameters(), nd::optim::learning_rates::paper(), 1.0),
+                      Catch::Contains("momentum must be in [0, 1)"));
+    const auto data = toy_data(10, 10);
+    ToyModel model;
+    nd::train_config cfg;
+    cfg.batch = 0;
+    CHECK_THROWS_WITH((nd::Trainer<ToyModel>(model, data, cfg)), Catch::Contains("batch size must be at least 1"));
+    const auto dir = scratch("png");
+    CHECK_THROWS_WITH(nd::io::write_png((dir / "x.png").string(), 4, 4, 2, std::vector<std::uint8_t>(32)),
+                      Catch::Contains("1 or 3 channels"));
+    CHECK(!fs::exists(dir / "x.png"));
+    nd::io::write_png((dir / "ok.png").string(), 2, 2, 1, {0, 64, 128, 255});
+    CHECK(read_bytes(dir / "ok.png").size() > 8);
+}
