@@ -2,6 +2,7 @@
 // gradient modes against finite differences, degenerate input, options and checked-build errors.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -441,7 +442,7 @@ TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formula
 {
     using T = TestType;
     nd::rng g(nd::seed{12});
-    const std::size_t shapes[][3] = {{7, 3, 1}, {13, 10, 13}, {75, 32, 25}, {33, 17, 12}, {5, 97, 7}};
+    const std::size_t shapes[][3] = {{7, 3, 1}, {13, 10, 13}, {75, 32, 25}, {33, 17, 12}, {5, 97, 7}, {25, 32, 1001}};
     for (const auto& sh : shapes) {
         const std::size_t I = sh[0], H = sh[1], rows = sh[2];
         std::vector<T> W(H * I), h(rows * H), G(rows * H);
@@ -471,6 +472,54 @@ TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formula
         // float: GW is a sum over rows with cancellation, accumulated in a different order by the two versions
         CHECK(worst < (std::is_same_v<T, float> ? 2e-4 : 1e-12));
     }
+}
+
+TEST_CASE("streamed approximate backward with col2im equals the gx matrix route", "[cnmf][kernels]")
+{
+    // 11 samples of a 9×8×2 map, 3×2 windows: 49 positions per sample, 539 rows, so several tasks of whole samples
+    constexpr k::window win{9, 8, 2, 3, 2, 1};
+    constexpr std::size_t batch = 11, P = win.oh() * win.ow(), rows = batch * P, I = win.patch(), H = 13;
+    nd::rng g(nd::seed{31});
+    std::vector<float> W(H * I), h(rows * H), G(rows * H), x(batch * win.h * win.w * win.c);
+    for (auto& v : W)
+        v = g.uniform01<float>() / float(I);
+    for (auto& v : h)
+        v = g.uniform01<float>();
+    for (auto& v : G)
+        v = g.uniform(-1.f, 1.f);
+    for (auto& v : x)
+        v = g.uniform01<float>();
+    k::nmf_weights<float> wts;
+    wts.assign(W.data(), H, I);
+    nd::aligned_vector<float> xhat(k::nmf_layout<float>::pad_rows(rows) * wts.ip, 0.f);
+    k::im2col(x.data(), batch, win, xhat.data(), wts.ip);
+    std::vector<float> patch_sum(rows);
+    nd::detail::l1_normalise_rows(xhat.data(), rows, I, wts.ip, patch_sum.data());
+
+    std::vector<float> gx(xhat.size()), gw1(H * wts.ip), gw2(H * wts.ip), dx1(x.size(), 0.f), dx2(x.size(), 0.f);
+    k::nmf_backward_scratch<float> s;
+    k::nmf_backward_approx(wts, xhat.data(), h.data(), G.data(), rows, gx.data(), gw1.data(), s, patch_sum.data());
+    k::col2im_add(gx.data(), batch, win, dx1.data(), wts.ip);
+
+    std::vector<std::size_t> seen;  // first rows handed to the sink, to check order and coverage
+    std::size_t covered = 0;
+    const std::size_t threads_before = nd::threads();
+    nd::set_threads(1);  // the sink below is not thread-safe; col2im itself needs no locks (tested with threads)
+    k::nmf_backward_approx_streamed(wts, xhat.data(), h.data(), G.data(), rows, P, gw2.data(), s, patch_sum.data(),
+                                    [&](std::size_t first, std::size_t count, const float* rows_gx) {
+                                        seen.push_back(first);
+                                        covered += count;
+                                        k::col2im_add_rows<win>(rows_gx, first, count, dx2.data(), wts.ip);
+                                    });
+    nd::set_threads(threads_before);
+    CHECK(covered == rows);
+    CHECK(std::is_sorted(seen.begin(), seen.end()));  // tasks and blocks in row order
+    // every row's gx is computed the same way in both routes, and col2im adds a sample's rows in the same order
+    CHECK(dx1 == dx2);
+    double worst = 0;
+    for (std::size_t i = 0; i < H * wts.ip; ++i)
+        worst = std::max(worst, nd::testing::detail::relative_error(gw1[i], gw2[i]));
+    CHECK(worst < 1e-4);  // GW: partial sums over differently sized tasks
 }
 
 TEST_CASE("results do not depend on the thread count", "[cnmf][threads]")

@@ -30,7 +30,7 @@ inline constexpr double nmf_degenerate_sum = 1e-18;  ///< Σh̃ at or below this
 template <class T>
 struct nmf_backward_scratch {
     aligned_vector<T> r, hg_w, hg, qx, z;            // the GEMM formulation
-    aligned_vector<T> hp, hgp, qz, at;               // the fused tile formulation (per thread)
+    aligned_vector<T> hp, hgp, qz, at, gxb;          // the fused tile formulation (per thread)
     std::vector<aligned_vector<T>> partials;         // per-task GW
 };
 
@@ -115,37 +115,62 @@ inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, 
 } // namespace detail
 
 namespace detail {
-/// The rows [first, last) (multiples of tile_rows) of nmf_backward_approx; GW is accumulated into gw_acc [Hr × Ip].
+/// Rows of the per-task GW accumulators: H rounded up to the tallest GW micro-tile (8).
+inline std::size_t backward_gw_rows(std::size_t h) { return (h + 7) / 8 * 8; }
+
+/// Asks for the cache lines of [p, p + count) to be loaded (a hint; no effect on results).
 template <class T>
+inline void prefetch_lines(const T* p, std::size_t count)
+{
+    constexpr std::size_t line = 64 / sizeof(T);
+    for (std::size_t i = 0; i < count; i += line)
+        __builtin_prefetch(p + i);
+}
+
+/// The rows [first, last) (multiples of 4) of nmf_backward_approx; GW is accumulated into gw_acc [Hr × Ip]. gx rows
+/// go to `gx` when it is given, else to a per-thread block buffer; either way `sink(first_row, count, gx_rows)` is
+/// called once per block for the block's real rows (count ≥ 1), in row order, while they are still in cache.
+template <class T, class Sink>
 void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows,
-                              std::size_t first, std::size_t last, T* gx, T* gw_acc, const T* patch_sum)
+                              std::size_t first, std::size_t last, T* gx, T* gw_acc, const T* patch_sum, Sink& sink)
 {
     using batch = xsimd::batch<T>;
     using lay = nmf_layout<T>;
-    constexpr std::size_t L = batch::size, MR = 4, NB = 3, MRW = 4, NBW = 5;
+    constexpr std::size_t L = batch::size, MR = 4, NB = 3;
     constexpr std::size_t block_rows = 4 * lay::tile_rows;  // rows per GW update (K = 2·block_rows)
-    static_assert(lay::tile_rows % MR == 0);
+    static_assert(block_rows % MR == 0);
     const std::size_t H = wts.h, Ip = wts.ip;
-    const std::size_t Hr = (H + MRW - 1) / MRW * MRW;  // GW rows, padded to the micro-kernel height
+    const std::size_t Hr = backward_gw_rows(H);  // GW rows, padded to the micro-kernel height
     const std::size_t Hq = std::max(Hr, wts.hp);        // row stride of the h blocks; columns ≥ H stay zero
     // ab = [h⊙G; −h] for the block (2·block_rows × Hq); read transposed it is the A operand of the GW update
     thread_local nmf_backward_scratch<T> s;
     s.at.assign(2 * block_rows * Hq, T(0));
     s.hp.assign(block_rows * Hq, T(0));
     s.qz.assign(2 * block_rows * Ip, T(0));
+    if (gx == nullptr)
+        s.gxb.resize(block_rows * Ip);
     T* hgp = s.at.data();
     T* q = s.qz.data();
     for (std::size_t b0 = first; b0 < last; b0 += block_rows) {
-        // rows of this block: a multiple of tile_rows; −h and Z follow h⊙G and Qx directly, so the GW update runs
-        // over K = 2·in_block rows with no gap
+        // rows of this block: a multiple of MR; −h and Z follow h⊙G and Qx directly, so the GW update runs over
+        // K = 2·in_block rows with no gap
         const std::size_t in_block = std::min(block_rows, last - b0);
+        const std::size_t real = b0 < rows ? std::min(rows - b0, in_block) : 0;
         T* hneg = hgp + in_block * Hq;
         T* z = q + in_block * Ip;
+        T* gxr = gx != nullptr ? gx + b0 * Ip : s.gxb.data();
+        // the next block's h, G and x̂ rows are streamed from memory while this block computes
+        if (const std::size_t next = b0 + in_block; next < std::min(rows, last)) {
+            const std::size_t n = std::min(block_rows, std::min(rows, last) - next);
+            prefetch_lines(h + next * H, n * H);
+            prefetch_lines(g + next * H, n * H);
+            prefetch_lines(xhat + next * Ip, n * Ip);
+        }
         for (std::size_t r = 0; r < in_block; ++r) {
             T* hr = s.hp.data() + r * Hq;
             T* gr = hgp + r * Hq;
             T* nr = hneg + r * Hq;
-            if (b0 + r < rows) {
+            if (r < real) {
                 const T* hs = h + (b0 + r) * H;
                 const T* gs = g + (b0 + r) * H;
                 for (std::size_t k = 0; k < H; ++k) {
@@ -162,32 +187,77 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T*
         for (std::size_t r0 = 0; r0 < in_block; r0 += MR)
             detail::for_column_blocks<T, MR, NB>(Ip, [&](auto nbc, std::size_t c0) {
                 detail::backward_rows<T, MR, decltype(nbc)::value>(wts, s.hp.data() + r0 * Hq, hgp + r0 * Hq, Hq,
-                                                                   xhat + (b0 + r0) * Ip, gx + (b0 + r0) * Ip,
+                                                                   xhat + (b0 + r0) * Ip, gxr + r0 * Ip,
                                                                    q + r0 * Ip, z + r0 * Ip, c0);
             });
         if (patch_sum != nullptr)
-            for (std::size_t r = b0; r < std::min(rows, b0 + in_block); ++r) {
-                T* gr = gx + r * Ip;
-                const T* xr = xhat + r * Ip;
+            for (std::size_t r = 0; r < real; ++r) {
+                T* gr = gxr + r * Ip;
+                const T* xr = xhat + (b0 + r) * Ip;
                 batch dot(T(0));
                 for (std::size_t i = 0; i < Ip; i += L)
                     dot = xsimd::fma(batch::load_unaligned(gr + i), batch::load_unaligned(xr + i), dot);
-                const batch d(xsimd::hadd(dot)), inv(T(1) / (patch_sum[r] + T(1e-19)));
+                const batch d(xsimd::hadd(dot)), inv(T(1) / (patch_sum[b0 + r] + T(1e-19)));
                 for (std::size_t i = 0; i < Ip; i += L)
                     ((batch::load_unaligned(gr + i) - d) * inv).store_unaligned(gr + i);
             }
-        for (std::size_t k0 = 0; k0 < Hr; k0 += MRW)
-            detail::for_column_blocks<T, MRW, NBW>(Ip, [&](auto nbc, std::size_t c0) {
-                constexpr std::size_t nb = decltype(nbc)::value;
-                batch acc[MRW][nb];
-                detail::bcast_tile<T, MRW, nb>(2 * in_block, s.at.data() + k0, 1, s.qz.data() + c0, Ip, acc, Hq);
-                for (std::size_t r = 0; r < MRW; ++r)
-                    for (std::size_t j = 0; j < nb; ++j) {
-                        T* dst = gw_acc + (k0 + r) * Ip + c0 + j * L;
-                        (batch::load_aligned(dst) + acc[r][j]).store_aligned(dst);
-                    }
-            });
+        if (real != 0)
+            sink(b0, real, static_cast<const T*>(gxr));
+        // GW tiles of MRW rows × NBW vectors: 8 × 2 when a row of x̂ is at most two vectors (L1g), so that there
+        // are enough independent accumulators to hide the FMA latency; 4 × 5 otherwise
+        auto gw_update = [&]<std::size_t MRW, std::size_t NBW>() {
+            for (std::size_t k0 = 0; k0 < H; k0 += MRW)
+                detail::for_column_blocks<T, MRW, NBW>(Ip, [&](auto nbc, std::size_t c0) {
+                    constexpr std::size_t nb = decltype(nbc)::value;
+                    batch acc[MRW][nb];
+                    detail::bcast_tile<T, MRW, nb>(2 * in_block, s.at.data() + k0, 1, s.qz.data() + c0, Ip, acc,
+                                                   Hq);
+                    for (std::size_t r = 0; r < MRW; ++r)
+                        for (std::size_t j = 0; j < nb; ++j) {
+                            T* dst = gw_acc + (k0 + r) * Ip + c0 + j * L;
+                            (batch::load_aligned(dst) + acc[r][j]).store_aligned(dst);
+                        }
+                });
+        };
+        if (Ip <= 2 * L)
+            gw_update.template operator()<8, 2>();
+        else
+            gw_update.template operator()<4, 5>();
     }
+}
+
+/// Rows per task: whole groups of `group_rows` rows (a task never splits a group) and a multiple of 4 rows, about
+/// nmf_backward_task_rows in all. Depends only on group_rows, never on the thread count.
+inline std::size_t backward_task_rows(std::size_t group_rows)
+{
+    std::size_t groups = std::max<std::size_t>(1, nmf_backward_task_rows / group_rows);
+    while (groups * group_rows % 4 != 0)
+        ++groups;
+    return groups * group_rows;
+}
+
+template <class T, class Sink>
+void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows,
+                               std::size_t group_rows, T* gx, T* gw, nmf_backward_scratch<T>& s, const T* patch_sum,
+                               Sink& sink)
+{
+    using lay = nmf_layout<T>;
+    const std::size_t Hr = backward_gw_rows(wts.h);
+    const std::size_t padded_rows = lay::pad_rows(rows);
+    const std::size_t task_rows = backward_task_rows(group_rows);
+    const std::size_t tasks = (padded_rows + task_rows - 1) / task_rows;
+    s.partials.resize(tasks);
+    parallel_for(tasks, [&](std::size_t task) {
+        const std::size_t first = task * task_rows;
+        const std::size_t last = std::min(padded_rows, first + task_rows);
+        s.partials[task].assign(Hr * wts.ip, T(0));
+        nmf_backward_approx_rows(wts, xhat, h, g, rows, first, last, gx, s.partials[task].data(), patch_sum, sink);
+    });
+    // partial GWs summed in task order: the result does not depend on the thread count
+    std::copy(s.partials[0].begin(), s.partials[0].begin() + wts.h * wts.ip, gw);
+    for (std::size_t t = 1; t < tasks; ++t)
+        for (std::size_t i = 0; i < wts.h * wts.ip; ++i)
+            gw[i] += s.partials[t][i];
 }
 } // namespace detail
 
@@ -201,23 +271,22 @@ template <class T>
 void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows, T* gx,
                          T* gw, nmf_backward_scratch<T>& s, const T* patch_sum = nullptr)
 {
-    using lay = nmf_layout<T>;
-    constexpr std::size_t MRW = 4;
-    const std::size_t Hr = (wts.h + MRW - 1) / MRW * MRW;
-    const std::size_t padded_rows = lay::pad_rows(rows);
-    const std::size_t tasks = (padded_rows + nmf_backward_task_rows - 1) / nmf_backward_task_rows;
-    s.partials.resize(tasks);
-    parallel_for(tasks, [&](std::size_t task) {
-        const std::size_t first = task * nmf_backward_task_rows;
-        const std::size_t last = std::min(padded_rows, first + nmf_backward_task_rows);
-        s.partials[task].assign(Hr * wts.ip, T(0));
-        detail::nmf_backward_approx_rows(wts, xhat, h, g, rows, first, last, gx, s.partials[task].data(), patch_sum);
-    });
-    // partial GWs summed in task order: the result does not depend on the thread count
-    std::copy(s.partials[0].begin(), s.partials[0].begin() + wts.h * wts.ip, gw);
-    for (std::size_t t = 1; t < tasks; ++t)
-        for (std::size_t i = 0; i < wts.h * wts.ip; ++i)
-            gw[i] += s.partials[t][i];
+    auto ignore = [](std::size_t, std::size_t, const T*) {};
+    detail::nmf_backward_approx_tasks(wts, xhat, h, g, rows, 1, gx, gw, s, patch_sum, ignore);
+}
+
+/// The same gradient without a gx matrix: each block of gx rows, once computed (and taken back through the patch
+/// normalisation when `patch_sum` is given), is handed to `sink(first_row, count, gx_rows)` — row stride Ip — and
+/// then overwritten. Rows come in groups of `group_rows` (the positions of one sample); all rows of a group go to
+/// the same task, in order, so a sink that scatters a group into that sample's part of dx (col2im) needs no locks
+/// and sums in a fixed order. Tasks run in parallel; each task's sink calls are sequential.
+template <class T, class Sink>
+void nmf_backward_approx_streamed(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows,
+                                  std::size_t group_rows, T* gw, nmf_backward_scratch<T>& s, const T* patch_sum,
+                                  Sink&& sink)
+{
+    detail::nmf_backward_approx_tasks(wts, xhat, h, g, rows, group_rows, static_cast<T*>(nullptr), gw, s, patch_sum,
+                                      sink);
 }
 
 /// What the unrolled gradient needs: every iteration's incoming h, its reconstruction r and back-projection u, and

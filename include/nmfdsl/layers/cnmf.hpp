@@ -183,21 +183,27 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         constexpr auto win = detail::window_of<In, K, Stride>();
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         const std::size_t rows = a.batch * P, Ip = c.wts.ip;
-        c.gx.resize(kernels::nmf_layout<T>::pad_rows(rows) * Ip);
         c.gw.resize(Out * Ip);
+        std::fill(a.dx, a.dx + a.batch * In::size, T(0));
         switch (c.recorded) {
         case nmf_gradient::unrolled: {
             const std::optional<T> eps = epsilon_of<T>(o);
+            c.gx.resize(kernels::nmf_layout<T>::pad_rows(rows) * Ip);
             kernels::nmf_backward_unrolled(c.wts, c.xhat.data(), a.y, a.dy, c.trace, eps, c.gx.data(), c.gw.data());
             break;
         }
         case nmf_gradient::implicit:
+            c.gx.resize(kernels::nmf_layout<T>::pad_rows(rows) * Ip);
             kernels::nmf_backward_implicit(c.wts, c.xhat.data(), a.y, a.dy, rows, c.gx.data(), c.gw.data(),
                                            c.bscratch);
             break;
-        default:  // the patch L1 backward is fused into the kernel
-            kernels::nmf_backward_approx(c.wts, c.xhat.data(), a.y, a.dy, rows, c.gx.data(), c.gw.data(),
-                                         c.bscratch, c.patch_sum.data());
+        default:  // the patch L1 backward and col2im are fused into the kernel: no gx matrix
+            c.gx = {};
+            kernels::nmf_backward_approx_streamed(c.wts, c.xhat.data(), a.y, a.dy, rows, P, c.gw.data(), c.bscratch,
+                                                  c.patch_sum.data(),
+                                                  [&](std::size_t first, std::size_t count, const T* gx) {
+                                                      kernels::col2im_add_rows<win>(gx, first, count, a.dx, Ip);
+                                                  });
         }
         // dV = sign(V) ⊙ (GW − rowsum(GW ⊙ W)) / S
         for (std::size_t k = 0; k < Out; ++k) {
@@ -214,11 +220,11 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
                 gv[i] += sign * (gw[i] - dot) * inv;
             }
         }
-        // through the patch L1 norm (already done inside the approximate kernel), then col2im
-        if (c.recorded != nmf_gradient::approximate)
+        // other modes: through the patch L1 norm, then col2im
+        if (c.recorded != nmf_gradient::approximate) {
             detail::l1_backward_rows(c.gx.data(), c.xhat.data(), c.patch_sum.data(), rows, I, Ip);
-        std::fill(a.dx, a.dx + a.batch * In::size, T(0));
-        kernels::col2im_add(c.gx.data(), a.batch, win, a.dx, Ip);
+            kernels::col2im_add(c.gx.data(), a.batch, win, a.dx, Ip);
+        }
     }
 };
 
