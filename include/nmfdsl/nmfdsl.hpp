@@ -14,6 +14,7 @@
 #include "kernels/im2col.hpp"
 #include "kernels/nmf.hpp"
 #include "kernels/nmf_backward.hpp"
+#include "kernels/reduce.hpp"
 #include "layers/batchnorm.hpp"
 #include "layers/cnmf.hpp"
 #include "layers/conv.hpp"

@@ -14,6 +14,7 @@
 /// zero gradients in every mode.
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -70,10 +71,11 @@ void nmf_backward_approx_gemm(const nmf_weights<T>& wts, const T* xhat, const T*
 namespace detail {
 
 /// For MR rows and NB vectors of columns starting at c0: r = h·W and y = (h⊙G)·W in one pass over W, then
-/// P = 1 ⊘ (r + 1e-20), gx = y ⊙ P, q = x̂ ⊙ P, z = q ⊙ gx.
+/// P = 1 ⊘ (r + 1e-20), gx = y ⊙ P, q = x̂ ⊙ P, z = q ⊙ gx. dot[r] collects gx ⊙ x̂ of row r over the column
+/// blocks (set at c0 = 0): its sum is the dot product the patch normalisation's backward needs.
 template <class T, std::size_t MR, std::size_t NB>
 inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, std::size_t Hp, const T* xhat, T* gx,
-                          T* q, T* z, std::size_t c0)
+                          T* q, T* z, std::size_t c0, xsimd::batch<T>* dot)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t L = batch::size;
@@ -105,10 +107,11 @@ inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, 
             const std::size_t at = r * Ip + c0 + j * L;
             const batch p = one / (ar[r][j] + eps);
             const batch g = ag[r][j] * p;
-            const batch qv = batch::load_unaligned(xhat + at) * p;
+            const batch xv = batch::load_unaligned(xhat + at), qv = xv * p;
             g.store_unaligned(gx + at);
             qv.store_aligned(q + at);
             (qv * g).store_aligned(z + at);
+            dot[r] = (c0 == 0 && j == 0) ? g * xv : xsimd::fma(g, xv, dot[r]);
         }
 }
 
@@ -127,7 +130,8 @@ inline void prefetch_lines(const T* p, std::size_t count)
         __builtin_prefetch(p + i);
 }
 
-/// The rows [first, last) (multiples of 4) of nmf_backward_approx; GW is accumulated into gw_acc [Hr × Ip]. gx rows
+/// The rows [first, last) (multiples of 4) of nmf_backward_approx; GW of these rows is written to gw_acc [Hr × Ip]
+/// (rows < H are meaningful). gx rows
 /// go to `gx` when it is given, else to a per-thread block buffer; either way `sink(first_row, count, gx_rows)` is
 /// called once per block for the block's real rows (count ≥ 1), in row order, while they are still in cache.
 template <class T, class Sink>
@@ -146,7 +150,7 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T*
     thread_local nmf_backward_scratch<T> s;
     s.at.assign(2 * block_rows * Hq, T(0));
     s.hp.assign(block_rows * Hq, T(0));
-    s.qz.assign(2 * block_rows * Ip, T(0));
+    s.qz.resize(2 * block_rows * Ip);  // every row the GW update reads is written first
     if (gx == nullptr)
         s.gxb.resize(block_rows * Ip);
     T* hgp = s.at.data();
@@ -159,13 +163,6 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T*
         T* hneg = hgp + in_block * Hq;
         T* z = q + in_block * Ip;
         T* gxr = gx != nullptr ? gx + b0 * Ip : s.gxb.data();
-        // the next block's h, G and x̂ rows are streamed from memory while this block computes
-        if (const std::size_t next = b0 + in_block; next < std::min(rows, last)) {
-            const std::size_t n = std::min(block_rows, std::min(rows, last) - next);
-            prefetch_lines(h + next * H, n * H);
-            prefetch_lines(g + next * H, n * H);
-            prefetch_lines(xhat + next * Ip, n * Ip);
-        }
         for (std::size_t r = 0; r < in_block; ++r) {
             T* hr = s.hp.data() + r * Hq;
             T* gr = hgp + r * Hq;
@@ -184,23 +181,30 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T*
                 std::fill(nr, nr + H, T(0));
             }
         }
-        for (std::size_t r0 = 0; r0 < in_block; r0 += MR)
+        for (std::size_t r0 = 0; r0 < in_block; r0 += MR) {
+            // the matching rows of the next block are requested from memory while this block computes: a few lines
+            // per group of rows, so that the requests do not pile up
+            if (const std::size_t next = b0 + in_block + r0; next < rows) {
+                const std::size_t n = std::min(MR, rows - next);
+                prefetch_lines(h + next * H, n * H);
+                prefetch_lines(g + next * H, n * H);
+                prefetch_lines(xhat + next * Ip, n * Ip);
+            }
+            batch dot[MR];
             detail::for_column_blocks<T, MR, NB>(Ip, [&](auto nbc, std::size_t c0) {
                 detail::backward_rows<T, MR, decltype(nbc)::value>(wts, s.hp.data() + r0 * Hq, hgp + r0 * Hq, Hq,
                                                                    xhat + (b0 + r0) * Ip, gxr + r0 * Ip,
-                                                                   q + r0 * Ip, z + r0 * Ip, c0);
+                                                                   q + r0 * Ip, z + r0 * Ip, c0, dot);
             });
-        if (patch_sum != nullptr)
-            for (std::size_t r = 0; r < real; ++r) {
-                T* gr = gxr + r * Ip;
-                const T* xr = xhat + (b0 + r) * Ip;
-                batch dot(T(0));
-                for (std::size_t i = 0; i < Ip; i += L)
-                    dot = xsimd::fma(batch::load_unaligned(gr + i), batch::load_unaligned(xr + i), dot);
-                const batch d(xsimd::hadd(dot)), inv(T(1) / (patch_sum[b0 + r] + T(1e-19)));
-                for (std::size_t i = 0; i < Ip; i += L)
-                    ((batch::load_unaligned(gr + i) - d) * inv).store_unaligned(gr + i);
-            }
+            // back through the patch normalisation while the rows are in cache: gx ← (gx − Σ gx⊙x̂) / Σ_raw
+            if (patch_sum != nullptr)
+                for (std::size_t r = 0; r < MR && r0 + r < real; ++r) {
+                    T* gr = gxr + (r0 + r) * Ip;
+                    const batch d(xsimd::hadd(dot[r])), inv(T(1) / (patch_sum[b0 + r0 + r] + T(1e-19)));
+                    for (std::size_t i = 0; i < Ip; i += L)
+                        ((batch::load_unaligned(gr + i) - d) * inv).store_unaligned(gr + i);
+                }
+        }
         if (real != 0)
             sink(b0, real, static_cast<const T*>(gxr));
         // GW tiles of MRW rows × NBW vectors: 8 × 2 when a row of x̂ is at most two vectors (L1g), so that there
@@ -215,7 +219,7 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T*
                     for (std::size_t r = 0; r < MRW; ++r)
                         for (std::size_t j = 0; j < nb; ++j) {
                             T* dst = gw_acc + (k0 + r) * Ip + c0 + j * L;
-                            (batch::load_aligned(dst) + acc[r][j]).store_aligned(dst);
+                            (b0 == first ? acc[r][j] : batch::load_aligned(dst) + acc[r][j]).store_aligned(dst);
                         }
                 });
         };
@@ -241,16 +245,20 @@ void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, const T
                                std::size_t group_rows, T* gx, T* gw, nmf_backward_scratch<T>& s, const T* patch_sum,
                                Sink& sink)
 {
-    using lay = nmf_layout<T>;
     const std::size_t Hr = backward_gw_rows(wts.h);
-    const std::size_t padded_rows = lay::pad_rows(rows);
+    const std::size_t padded_rows = (rows + 3) / 4 * 4;  // whole groups of the 4-row micro-kernel
     const std::size_t task_rows = backward_task_rows(group_rows);
     const std::size_t tasks = (padded_rows + task_rows - 1) / task_rows;
+    // one task and an aligned gw with no padding rows: GW straight into gw
+    if (tasks == 1 && Hr == wts.h && reinterpret_cast<std::uintptr_t>(gw) % 64 == 0) {
+        nmf_backward_approx_rows(wts, xhat, h, g, rows, 0, padded_rows, gx, gw, patch_sum, sink);
+        return;
+    }
     s.partials.resize(tasks);
     parallel_for(tasks, [&](std::size_t task) {
         const std::size_t first = task * task_rows;
         const std::size_t last = std::min(padded_rows, first + task_rows);
-        s.partials[task].assign(Hr * wts.ip, T(0));
+        s.partials[task].resize(Hr * wts.ip);  // the task's first block overwrites it
         nmf_backward_approx_rows(wts, xhat, h, g, rows, first, last, gx, s.partials[task].data(), patch_sum, sink);
     });
     // partial GWs summed in task order: the result does not depend on the thread count
@@ -264,7 +272,8 @@ void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, const T
 /// Approximate gradient (eq. (1), (2)), fused over blocks of rows like the forward: per group of MR rows, r = hW and
 /// (h⊙G)W come from one pass over W, and P, GX, Qx = X̂⊙P and Z = Qx⊙GX are formed in registers; per block of
 /// `block_rows` rows, GW += [h⊙G; −h]ᵀ · [Qx; Z] is accumulated with the broadcast micro-kernel.
-/// xhat [pad_rows(rows) × Ip]; h, g [rows × H]; gx [pad_rows(rows) × Ip] and gw [H × Ip] are overwritten.
+/// xhat [pad_rows(rows) × Ip]; h, g [rows × H]; gx [pad_rows(rows) × Ip] (rows ≥ `rows` unspecified) and gw [H × Ip]
+/// are overwritten.
 /// If `patch_sum` is given (Σ of each raw patch before its L1 normalisation), gx is returned already taken back
 /// through that normalisation: gx ← (gx − Σ gx ⊙ x̂) / (patch_sum + 1e-19), while the row is still in cache.
 template <class T>

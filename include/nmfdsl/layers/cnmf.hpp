@@ -23,6 +23,7 @@
 #include "../kernels/im2col.hpp"
 #include "../kernels/nmf.hpp"
 #include "../kernels/nmf_backward.hpp"
+#include "../kernels/reduce.hpp"
 #include "batchnorm.hpp"
 #include "common.hpp"
 #include "conv.hpp"
@@ -152,10 +153,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         c.w.resize(Out * I);
         c.row_sum.resize(Out);
         for (std::size_t k = 0; k < Out; ++k) {
-            T s = 0;
-            for (std::size_t i = 0; i < I; ++i)
-                s += std::abs(a.params[k * I + i]);
-            s += detail::l1_eps<T>();
+            const T s = kernels::abs_sum(a.params + k * I, I) + detail::l1_eps<T>();
             c.row_sum[k] = s;
             for (std::size_t i = 0; i < I; ++i)
                 c.w[k * I + i] = std::abs(a.params[k * I + i]) / s;
@@ -211,9 +209,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
             const T* w = c.w.data() + k * I;
             const T* v = a.params + k * I;
             T* gv = a.grads + k * I;
-            T dot = 0;
-            for (std::size_t i = 0; i < I; ++i)
-                dot += gw[i] * w[i];
+            const T dot = kernels::dot(gw, w, I);
             const T inv = T(1) / c.row_sum[k];
             for (std::size_t i = 0; i < I; ++i) {
                 const T sign = T(v[i] > T(0)) - T(v[i] < T(0));  // sign(0) = 0, as abs' derivative in the reference

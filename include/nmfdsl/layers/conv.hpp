@@ -11,6 +11,7 @@
 
 #include "../kernels/gemm.hpp"
 #include "../kernels/im2col.hpp"
+#include "../kernels/reduce.hpp"
 #include "common.hpp"
 #include "dense.hpp"
 
@@ -71,9 +72,7 @@ void l1_normalise_rows(T* x, std::size_t rows, std::size_t I, std::size_t stride
     parallel_chunks(rows, std::max<std::size_t>(1, elementwise_chunk / stride), [&](std::size_t rb, std::size_t re) {
         for (std::size_t r = rb; r < re; ++r) {
             T* row = x + r * stride;
-            T s = 0;
-            for (std::size_t i = 0; i < I; ++i)
-                s += row[i];
+            const T s = kernels::sum(row, I);
             sums[r] = s;
             const T inv = T(1) / (s + l1_eps<T>());
             for (std::size_t i = 0; i < I; ++i)
@@ -90,9 +89,7 @@ void l1_backward_rows(T* g, const T* xhat, const T* sums, std::size_t rows, std:
         for (std::size_t r = rb; r < re; ++r) {
             T* gr = g + r * stride;
             const T* xr = xhat + r * stride;
-            T dot = 0;
-            for (std::size_t i = 0; i < I; ++i)
-                dot += gr[i] * xr[i];
+            const T dot = kernels::dot(gr, xr, I);
             const T inv = T(1) / (sums[r] + l1_eps<T>());
             for (std::size_t i = 0; i < I; ++i)
                 gr[i] = (gr[i] - dot) * inv;

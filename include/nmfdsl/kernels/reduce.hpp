@@ -1,0 +1,67 @@
+#pragma once
+/// @file reduce.hpp
+/// Vectorised reductions for the per-row sums of the layers (a scalar loop would be one long chain of dependent
+/// additions: the compiler may not reorder floating-point sums). The summation order is fixed for a given length
+/// and SIMD width, so results do not depend on the thread count. Pointers need no particular alignment.
+#include <cmath>
+#include <cstddef>
+
+#include <xsimd/xsimd.hpp>
+
+namespace nmfdsl::kernels {
+
+namespace detail {
+/// Σ_i f(a[i], b[i]) for f = fma-style accumulation (op(acc, va, vb)) over four independent vector accumulators.
+template <class T, class VecOp, class ScalarOp>
+inline T reduce_pairs(const T* a, const T* b, std::size_t n, VecOp vec, ScalarOp scalar)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t L = batch::size;
+    batch acc[4] = {batch(T(0)), batch(T(0)), batch(T(0)), batch(T(0))};
+    std::size_t i = 0;
+    for (; i + 4 * L <= n; i += 4 * L)
+        for (std::size_t j = 0; j < 4; ++j)
+            acc[j] = vec(acc[j], a + i + j * L, b + i + j * L);
+    for (; i + L <= n; i += L)
+        acc[0] = vec(acc[0], a + i, b + i);
+    T sum = xsimd::hadd((acc[0] + acc[1]) + (acc[2] + acc[3]));
+    for (; i < n; ++i)
+        sum = scalar(sum, a[i], b[i]);
+    return sum;
+}
+} // namespace detail
+
+/// Σ_i a[i]·b[i].
+template <class T>
+T dot(const T* a, const T* b, std::size_t n)
+{
+    using batch = xsimd::batch<T>;
+    return detail::reduce_pairs(
+        a, b, n,
+        [](batch acc, const T* x, const T* y) {
+            return xsimd::fma(batch::load_unaligned(x), batch::load_unaligned(y), acc);
+        },
+        [](T acc, T x, T y) { return acc + x * y; });
+}
+
+/// Σ_i a[i].
+template <class T>
+T sum(const T* a, std::size_t n)
+{
+    using batch = xsimd::batch<T>;
+    return detail::reduce_pairs(
+        a, a, n, [](batch acc, const T* x, const T*) { return acc + batch::load_unaligned(x); },
+        [](T acc, T x, T) { return acc + x; });
+}
+
+/// Σ_i |a[i]|.
+template <class T>
+T abs_sum(const T* a, std::size_t n)
+{
+    using batch = xsimd::batch<T>;
+    return detail::reduce_pairs(
+        a, a, n, [](batch acc, const T* x, const T*) { return acc + xsimd::abs(batch::load_unaligned(x)); },
+        [](T acc, T x, T) { return acc + std::abs(x); });
+}
+
+} // namespace nmfdsl::kernels
