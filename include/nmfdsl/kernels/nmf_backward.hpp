@@ -118,7 +118,7 @@ inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, 
 } // namespace detail
 
 namespace detail {
-/// Rows of the per-task GW accumulators: H rounded up to the tallest GW micro-tile (8).
+/// Rows of the per-task GW accumulators: H rounded up to the GW micro-tile height (8).
 inline std::size_t backward_gw_rows(std::size_t h) { return (h + 7) / 8 * 8; }
 
 /// Asks for the cache lines of [p, p + count) to be loaded (a hint; no effect on results).
@@ -207,26 +207,20 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T*
         }
         if (real != 0)
             sink(b0, real, static_cast<const T*>(gxr));
-        // GW tiles of MRW rows × NBW vectors: 8 × 2 when a row of x̂ is at most two vectors (L1g), so that there
-        // are enough independent accumulators to hide the FMA latency; 4 × 5 otherwise
-        auto gw_update = [&]<std::size_t MRW, std::size_t NBW>() {
-            for (std::size_t k0 = 0; k0 < H; k0 += MRW)
-                detail::for_column_blocks<T, MRW, NBW>(Ip, [&](auto nbc, std::size_t c0) {
-                    constexpr std::size_t nb = decltype(nbc)::value;
-                    batch acc[MRW][nb];
-                    detail::bcast_tile<T, MRW, nb>(2 * in_block, s.at.data() + k0, 1, s.qz.data() + c0, Ip, acc,
-                                                   Hq);
-                    for (std::size_t r = 0; r < MRW; ++r)
-                        for (std::size_t j = 0; j < nb; ++j) {
-                            T* dst = gw_acc + (k0 + r) * Ip + c0 + j * L;
-                            (b0 == first ? acc[r][j] : batch::load_aligned(dst) + acc[r][j]).store_aligned(dst);
-                        }
-                });
-        };
-        if (Ip <= 2 * L)
-            gw_update.template operator()<8, 2>();
-        else
-            gw_update.template operator()<4, 5>();
+        // GW tiles of 8 rows × up to 3 vectors with AVX-512's 32 registers (24 accumulators: each pass over [Qx; Z]
+        // serves 8 rows of GW), 4 × 3 with 16 registers
+        constexpr std::size_t MRW = gemm_config<T>::wide_registers ? 8 : 4, NBW = 3;
+        for (std::size_t k0 = 0; k0 < H; k0 += MRW)
+            detail::for_column_blocks<T, MRW, NBW>(Ip, [&](auto nbc, std::size_t c0) {
+                constexpr std::size_t nb = decltype(nbc)::value;
+                batch acc[MRW][nb];
+                detail::bcast_tile<T, MRW, nb>(2 * in_block, s.at.data() + k0, 1, s.qz.data() + c0, Ip, acc, Hq);
+                for (std::size_t r = 0; r < MRW; ++r)
+                    for (std::size_t j = 0; j < nb; ++j) {
+                        T* dst = gw_acc + (k0 + r) * Ip + c0 + j * L;
+                        (b0 == first ? acc[r][j] : batch::load_aligned(dst) + acc[r][j]).store_aligned(dst);
+                    }
+            });
     }
 }
 
