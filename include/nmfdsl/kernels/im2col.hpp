@@ -50,6 +50,14 @@ struct fixed_window {
     static constexpr window value = G;
 };
 
+/// dst[i] += src[i] for i < n; the buffers do not overlap (so the compiler may vectorise short runs).
+template <class T>
+inline void add_run(T* __restrict dst, const T* __restrict src, std::size_t n)
+{
+    for (std::size_t i = 0; i < n; ++i)
+        dst[i] += src[i];
+}
+
 template <class Geometry, class T>
 inline void col2im_rows(const Geometry& geo, const T* cols, std::size_t first, std::size_t count, T* dx,
                         std::size_t row_stride)
@@ -62,11 +70,8 @@ inline void col2im_rows(const Geometry& geo, const T* cols, std::size_t first, s
         const std::size_t n = row / positions, p = row % positions, oy = p / ow, ox = p % ow;
         T* base = dx + ((n * w.h + oy * w.stride) * w.w + ox * w.stride) * w.c;
         const T* src = cols + (row - first) * patch;
-        for (std::size_t ky = 0; ky < w.kh; ++ky, src += run) {
-            T* dst = base + ky * w.w * w.c;
-            for (std::size_t i = 0; i < run; ++i)
-                dst[i] += src[i];
-        }
+        for (std::size_t ky = 0; ky < w.kh; ++ky, src += run)
+            add_run(base + ky * w.w * w.c, src, run);
     }
 }
 } // namespace detail

@@ -31,7 +31,7 @@ inline constexpr double nmf_degenerate_sum = 1e-18;  ///< Σh̃ at or below this
 template <class T>
 struct nmf_backward_scratch {
     aligned_vector<T> r, hg_w, hg, qx, z;            // the GEMM formulation
-    aligned_vector<T> hp, hgp, qz, at, gxb;          // the fused tile formulation (per thread)
+    aligned_vector<T> qz, at, gxb;                   // the fused tile formulation (per thread)
     std::vector<aligned_vector<T>> partials;         // per-task GW
 };
 
@@ -71,7 +71,7 @@ void nmf_backward_approx_gemm(const nmf_weights<T>& wts, const T* xhat, const T*
 namespace detail {
 
 /// For MR rows and NB vectors of columns starting at c0: r = h·W and y = (h⊙G)·W in one pass over W, then
-/// P = 1 ⊘ (r + 1e-20), gx = y ⊙ P, q = x̂ ⊙ P, z = q ⊙ gx. dot[r] collects gx ⊙ x̂ of row r over the column
+/// P = 1 ⊘ (r + 1e-20), gx = y ⊙ P, q = x̂ ⊙ P, z = −q ⊙ gx (negated for the GW update). dot[r] collects gx ⊙ x̂ of row r over the column
 /// blocks (set at c0 = 0): its sum is the dot product the patch normalisation's backward needs.
 template <class T, std::size_t MR, std::size_t NB>
 inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, std::size_t Hp, const T* xhat, T* gx,
@@ -110,7 +110,7 @@ inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, 
             const batch xv = batch::load_unaligned(xhat + at), qv = xv * p;
             g.store_unaligned(gx + at);
             qv.store_aligned(q + at);
-            (qv * g).store_aligned(z + at);
+            xsimd::fnma(qv, g, batch(T(0))).store_aligned(z + at);
             dot[r] = (c0 == 0 && j == 0) ? g * xv : xsimd::fma(g, xv, dot[r]);
         }
 }
@@ -146,39 +146,36 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T*
     const std::size_t H = wts.h, Ip = wts.ip;
     const std::size_t Hr = backward_gw_rows(H);  // GW rows, padded to the micro-kernel height
     const std::size_t Hq = std::max(Hr, wts.hp);        // row stride of the h blocks; columns ≥ H stay zero
-    // ab = [h⊙G; −h] for the block (2·block_rows × Hq); read transposed it is the A operand of the GW update
+    // at = [h⊙G; h] for the block (2·block_rows × Hq): the h half feeds backward_rows, and read transposed the
+    // whole is the A operand of the GW update, whose B operand [Qx; −Z] carries the minus sign of eq. (2)
     thread_local nmf_backward_scratch<T> s;
     s.at.assign(2 * block_rows * Hq, T(0));
-    s.hp.assign(block_rows * Hq, T(0));
     s.qz.resize(2 * block_rows * Ip);  // every row the GW update reads is written first
     if (gx == nullptr)
         s.gxb.resize(block_rows * Ip);
     T* hgp = s.at.data();
     T* q = s.qz.data();
     for (std::size_t b0 = first; b0 < last; b0 += block_rows) {
-        // rows of this block: a multiple of MR; −h and Z follow h⊙G and Qx directly, so the GW update runs over
+        // rows of this block: a multiple of MR; h and −Z follow h⊙G and Qx directly, so the GW update runs over
         // K = 2·in_block rows with no gap
         const std::size_t in_block = std::min(block_rows, last - b0);
         const std::size_t real = b0 < rows ? std::min(rows - b0, in_block) : 0;
-        T* hneg = hgp + in_block * Hq;
+        T* hp = hgp + in_block * Hq;
         T* z = q + in_block * Ip;
         T* gxr = gx != nullptr ? gx + b0 * Ip : s.gxb.data();
         for (std::size_t r = 0; r < in_block; ++r) {
-            T* hr = s.hp.data() + r * Hq;
+            T* hr = hp + r * Hq;
             T* gr = hgp + r * Hq;
-            T* nr = hneg + r * Hq;
             if (r < real) {
                 const T* hs = h + (b0 + r) * H;
                 const T* gs = g + (b0 + r) * H;
                 for (std::size_t k = 0; k < H; ++k) {
                     hr[k] = hs[k];
                     gr[k] = hs[k] * gs[k];
-                    nr[k] = -hs[k];
                 }
             } else {
                 std::fill(hr, hr + H, T(0));
                 std::fill(gr, gr + H, T(0));
-                std::fill(nr, nr + H, T(0));
             }
         }
         for (std::size_t r0 = 0; r0 < in_block; r0 += MR) {
@@ -192,7 +189,7 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T*
             }
             batch dot[MR];
             detail::for_column_blocks<T, MR, NB>(Ip, [&](auto nbc, std::size_t c0) {
-                detail::backward_rows<T, MR, decltype(nbc)::value>(wts, s.hp.data() + r0 * Hq, hgp + r0 * Hq, Hq,
+                detail::backward_rows<T, MR, decltype(nbc)::value>(wts, hp + r0 * Hq, hgp + r0 * Hq, Hq,
                                                                    xhat + (b0 + r0) * Ip, gxr + r0 * Ip,
                                                                    q + r0 * Ip, z + r0 * Ip, c0, dot);
             });
