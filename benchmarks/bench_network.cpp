@@ -1,9 +1,16 @@
 // Whole-network benchmarks of the paper's four models (names as in nmfdsl-train):
 //   train_step/<model>/<channels>/<batch>  forward, the paper's loss, backward and an Adam step
 //   inference/<model>/<channels>/<batch>   forward only
+//   train_step_T/<mode>/cnmf1x1/3/50/<T>   CNMF+1×1 training step with T NMF iterations and the given gradient mode
 // channels 3 or 1 means 3×28×28 or 1×28×28 input; batch 1, 50 and 128. The thread count comes from
-// NMFDSL_THREADS (default 1 in this binary). Counter: images per second of wall-clock time.
+// NMFDSL_THREADS (default 1 in this binary). Counters: images per second of wall-clock time; peak_MB, the most
+// memory held in library buffers at once from building the model to the end (parameters, gradients, Adam state,
+// activations, saved state, scratch: nmfdsl::memory); rss_peak_MB, the process's resident high-water mark over
+// the same span (Linux; reset through /proc/self/clear_refs, so it includes the binary and the input batch).
 #include <chrono>
+#include <fstream>
+#include <optional>
+#include <string>
 
 #include <benchmark/benchmark.h>
 
@@ -14,11 +21,35 @@
 namespace {
 namespace nd = nmfdsl;
 
-template <class Net, class In>
-void step(benchmark::State& state, bool train)
+/// Resets the kernel's resident-set high-water mark for this process; false where that is not possible.
+bool reset_rss_peak()
 {
-    const std::size_t batch = static_cast<std::size_t>(state.range(0));
+    std::ofstream f("/proc/self/clear_refs");
+    return static_cast<bool>(f << "5" << std::flush);
+}
+
+/// VmHWM of this process in MB, if readable.
+std::optional<double> rss_peak_mb()
+{
+    std::ifstream f("/proc/self/status");
+    for (std::string line; std::getline(f, line);)
+        if (line.rfind("VmHWM:", 0) == 0)
+            return std::stod(line.substr(6)) / 1024.0;  // the value is in kB
+    return std::nullopt;
+}
+
+template <class Net, class In>
+void step(benchmark::State& state, bool train, std::optional<nd::nmf_gradient> mode = std::nullopt)
+{
+    const std::size_t batch = static_cast<std::size_t>(mode ? 50 : state.range(0));
+    const bool rss_reset = reset_rss_peak();
+    const std::size_t baseline = nd::memory::current_bytes();
+    nd::memory::reset_peak();
     nd::Model<Net, In> model{nd::seed{21}};
+    if (mode)
+        nd::configure_nmf(model, [&](nd::cnmf_options& o) {
+            o.iterations(static_cast<std::size_t>(state.range(0))).gradient(*mode);
+        });
     nd::optim::Adam<float> adam(model.parameters(), nd::optim::learning_rates::paper());
     nd::rng g(nd::seed{1});
     xt::xtensor<float, 4> x = xt::xtensor<float, 4>::from_shape({batch, In::c, In::h, In::w});
@@ -42,6 +73,9 @@ void step(benchmark::State& state, bool train)
     // wall-clock rate (the library's worker threads do not show in the main thread's CPU time)
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     state.counters["images_per_second"] = double(batch) * double(state.iterations()) / seconds;
+    state.counters["peak_MB"] = double(nd::memory::peak_bytes() - baseline) / (1024.0 * 1024.0);
+    if (const auto rss = rss_peak_mb(); rss && rss_reset)
+        state.counters["rss_peak_MB"] = *rss;
 }
 
 template <class Net>
@@ -67,6 +101,18 @@ const bool registered = [] {
     register_model<paper::CNMF>("cnmf");
     register_model<paper::CNN1x1>("cnn1x1");
     register_model<paper::CNMF1x1>("cnmf1x1");
+    for (const auto& [tag, mode] : {std::pair{"approximate", nd::nmf_gradient::approximate},
+                                    std::pair{"unrolled", nd::nmf_gradient::unrolled}})
+        benchmark::RegisterBenchmark(("train_step_T/" + std::string(tag) + "/cnmf1x1/3/50").c_str(),
+                                     [mode = mode](benchmark::State& s) {
+                                         step<paper::CNMF1x1, paper::CifarInput>(s, true, mode);
+                                     })
+            ->Arg(1)
+            ->Arg(5)
+            ->Arg(10)
+            ->Arg(20)
+            ->Arg(40)
+            ->Unit(benchmark::kMillisecond);
     return true;
 }();
 

@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "core/infer.hpp"
 #include "core/layer.hpp"
+#include "core/memory.hpp"
 #include "core/model.hpp"
 #include "core/params.hpp"
 #include "core/rng.hpp"

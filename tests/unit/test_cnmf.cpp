@@ -552,3 +552,46 @@ TEST_CASE("results do not depend on the thread count", "[cnmf][threads]")
     CHECK(one == two);
     CHECK(one == three);
 }
+
+TEST_CASE("memory accounting: a training step's peak does not grow with T in approximate mode", "[cnmf][memory]")
+{
+    // the peak of library-held bytes over building a CNMF+1×1 model and two forward/backward passes at batch 3
+    const std::size_t before = nd::threads();
+    nd::set_threads(1);  // thread-local kernel scratch then lives in this thread only, warmed up below
+    nd::rng g(nd::seed{41});
+    xt::xtensor<float, 4> x = xt::xtensor<float, 4>::from_shape({3, 1, 28, 28});
+    for (auto& v : x)
+        v = g.uniform01<float>();
+    std::size_t leftover = 0;
+    auto peak_of = [&](std::size_t iterations, nd::nmf_gradient mode) {
+        const std::size_t baseline = nd::memory::current_bytes();
+        nd::memory::reset_peak();
+        {
+            nd::Model<paper::CNMF1x1, nd::Shape<1, 28, 28>> m{nd::seed{2}};
+            nd::configure_nmf(m, [&](nd::cnmf_options& o) { o.iterations(iterations).gradient(mode); });
+            for (int pass = 0; pass < 2; ++pass) {
+                auto y = m.forward(x);
+                m.backward(xt::ones_like(y));
+            }
+        }
+        leftover = nd::memory::current_bytes() - baseline;
+        return nd::memory::peak_bytes() - baseline;
+    };
+    // warm-up: the first passes leave per-thread kernel scratch allocated, later ones reuse it
+    peak_of(5, nd::nmf_gradient::approximate);
+    peak_of(5, nd::nmf_gradient::unrolled);
+    peak_of(5, nd::nmf_gradient::approximate);
+    CHECK(leftover == 0);  // the model gave back everything it took
+    const std::size_t approx5 = peak_of(5, nd::nmf_gradient::approximate);
+    const std::size_t approx40 = peak_of(40, nd::nmf_gradient::approximate);
+    const std::size_t unrolled5 = peak_of(5, nd::nmf_gradient::unrolled);
+    const std::size_t unrolled40 = peak_of(40, nd::nmf_gradient::unrolled);
+    nd::set_threads(before);
+    INFO("approximate T=5 " << approx5 << " B, T=40 " << approx40 << " B; unrolled T=5 " << unrolled5 << " B, T=40 "
+                            << unrolled40 << " B");
+    CHECK(approx5 == approx40);
+    CHECK(approx5 > 4 * nd::parameter_count_v<paper::CNMF1x1, nd::Shape<1, 28, 28>>);  // at least the parameters
+    // the unrolled trace holds T iterations: 8× the iterations, far more memory (L1 alone records ≥ 1 MB per step)
+    CHECK(unrolled40 > unrolled5 + 7 * (unrolled5 - approx5) / 2);
+    CHECK(unrolled5 > approx5);
+}

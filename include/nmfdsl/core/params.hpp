@@ -10,6 +10,8 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "memory.hpp"
+
 namespace nmfdsl {
 
 /// Parameter groups. The paper trains `nmf` at lr 0.01 and `mix` / `norm` at 0.001 (deep-nmf-spec §4).
@@ -42,7 +44,7 @@ constexpr std::size_t padded_size(std::size_t n)
 }
 
 template <class T>
-using aligned_vector = std::vector<T, xsimd::aligned_allocator<T, 64>>;
+using aligned_vector = std::vector<T, memory::counting_allocator<T, 64>>;  ///< 64-byte aligned, counted
 
 template <std::size_t N>
 constexpr std::size_t total_size(const std::array<param_spec, N>& specs)
