@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -180,6 +181,16 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
         for (std::optional<T> eps : {std::optional<T>{}, std::optional<T>(T(0.3))}) {
             std::vector<T> fast(rows * H), slow(rows * H), rec(rows * H);
             k::nmf_forward(wts, xp.data(), rows, 9, eps, fast.data());
+            // the same with x̂ rows handed over tile by tile (as the layers' approximate mode does): identical
+            std::vector<T> streamed(rows * H);
+            std::atomic<std::size_t> sourced{0};  // tasks may run on several threads
+            k::nmf_forward_streamed(wts, rows, 9, eps, streamed.data(), [&](std::size_t first, std::size_t count, T* dst) {
+                sourced += count;
+                for (std::size_t r = 0; r < count; ++r)
+                    std::copy(x.data() + (first + r) * I, x.data() + (first + r + 1) * I, dst + r * wts.ip);
+            });
+            CHECK(sourced == rows);
+            CHECK(streamed == fast);
             nd::testing::naive_nmf_forward(x.data(), W.data(), rows, I, H, 9, eps ? &*eps : nullptr, slow.data());
             k::nmf_trace<T> tr;
             k::nmf_forward_recording(wts, xp.data(), rows, 9, eps, rec.data(), tr);
@@ -474,7 +485,7 @@ TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formula
     }
 }
 
-TEST_CASE("streamed approximate backward with col2im equals the gx matrix route", "[cnmf][kernels]")
+TEST_CASE("streamed approximate backward (x̂ remade, col2im fused) equals the matrix route", "[cnmf][kernels]")
 {
     // 11 samples of a 9×8×2 map, 3×2 windows: 49 positions per sample, 539 rows, so several tasks of whole samples
     constexpr k::window win{9, 8, 2, 3, 2, 1};
@@ -505,7 +516,16 @@ TEST_CASE("streamed approximate backward with col2im equals the gx matrix route"
     std::size_t covered = 0;
     const std::size_t threads_before = nd::threads();
     nd::set_threads(1);  // the sink below is not thread-safe; col2im itself needs no locks (tested with threads)
-    k::nmf_backward_approx_streamed(wts, xhat.data(), h.data(), G.data(), rows, P, gw2.data(), s, patch_sum.data(),
+    std::size_t sourced = 0;
+    k::nmf_backward_approx_streamed(
+        wts,
+        [&](std::size_t first, std::size_t count, float* dst) {  // x̂ remade from the input, as the layer does
+            sourced += count;
+            k::im2col_rows<win>(x.data(), first, count, dst, wts.ip);
+            for (std::size_t r = 0; r < count; ++r)
+                nd::detail::l1_scale_row(dst + r * wts.ip, I, patch_sum[first + r]);
+        },
+        h.data(), G.data(), rows, P, gw2.data(), s, patch_sum.data(),
                                     [&](std::size_t first, std::size_t count, const float* rows_gx) {
                                         seen.push_back(first);
                                         covered += count;
@@ -513,6 +533,7 @@ TEST_CASE("streamed approximate backward with col2im equals the gx matrix route"
                                     });
     nd::set_threads(threads_before);
     CHECK(covered == rows);
+    CHECK(sourced == rows);
     CHECK(std::is_sorted(seen.begin(), seen.end()));  // tasks and blocks in row order
     // every row's gx is computed the same way in both routes, and col2im adds a sample's rows in the same order
     CHECK(dx1 == dx2);

@@ -20,28 +20,9 @@ struct window {
     constexpr std::size_t patch() const { return kh * kw * c; }
 };
 
-/// cols[n·OH·OW + oy·OW + ox][(ky·KW + kx)·C + c] = x[n][oy·S + ky][ox·S + kx][c].
-/// `row_stride` (≥ patch, default patch) lets callers pad each row; the padding is left untouched.
-template <class T>
-void im2col(const T* x, std::size_t batch, const window& g, T* cols, std::size_t row_stride = 0)
-{
-    const std::size_t oh = g.oh(), ow = g.ow(), run = g.kw * g.c, patch = row_stride ? row_stride : g.patch();
-    parallel_for(batch, [&](std::size_t n) {  // one sample per task: disjoint rows
-        const T* xs = x + n * g.h * g.w * g.c;
-        for (std::size_t oy = 0; oy < oh; ++oy)
-            for (std::size_t ox = 0; ox < ow; ++ox) {
-                T* row = cols + ((n * oh + oy) * ow + ox) * patch;
-                for (std::size_t ky = 0; ky < g.kh; ++ky) {
-                    const T* src = xs + ((oy * g.stride + ky) * g.w + ox * g.stride) * g.c;
-                    std::copy(src, src + run, row + ky * run);
-                }
-            }
-    });
-}
-
 namespace detail {
-/// Geometry holders for col2im_rows: the window known at run time, or as a constant (then the compiler sees the
-/// short runs of small kernels — 5 values for a 5×5 single-channel window — and unrolls them).
+/// Geometry holders for the row-range functions: the window known at run time, or as a constant (then the compiler
+/// sees the short runs of small kernels — 5 values for a 5×5 single-channel window — and unrolls them).
 struct runtime_window {
     window value;
 };
@@ -58,23 +39,81 @@ inline void add_run(T* __restrict dst, const T* __restrict src, std::size_t n)
         dst[i] += src[i];
 }
 
+/// dst[i] = src[i] for i < n, non-overlapping (a plain loop: for the short runs of small windows it beats a call to
+/// memmove).
+template <class T>
+inline void copy_run(T* __restrict dst, const T* __restrict src, std::size_t n)
+{
+    for (std::size_t i = 0; i < n; ++i)
+        dst[i] = src[i];
+}
+
+/// Calls f(pointer to the row in cols, pointer to the window's top-left [y][x][0] in image) for the column rows
+/// [first, first + count) in order; cols points at row `first`.
+template <class Geometry, class T, class U, class F>
+inline void for_patch_rows(const Geometry& geo, T* cols, std::size_t first, std::size_t count, U* image,
+                           std::size_t row_stride, F&& f)
+{
+    const window& w = geo.value;
+    const std::size_t ow = w.ow(), positions = w.oh() * ow;
+    const std::size_t patch = row_stride ? row_stride : w.patch();
+    for (std::size_t row = first; row < first + count; ++row) {
+        const std::size_t n = row / positions, p = row % positions, oy = p / ow, ox = p % ow;
+        f(cols + (row - first) * patch, image + ((n * w.h + oy * w.stride) * w.w + ox * w.stride) * w.c);
+    }
+}
+
+template <class Geometry, class T>
+inline void im2col_rows(const Geometry& geo, const T* x, std::size_t first, std::size_t count, T* cols,
+                        std::size_t row_stride)
+{
+    const window& w = geo.value;
+    const std::size_t run = w.kw * w.c, line = w.w * w.c;
+    for_patch_rows(geo, cols, first, count, x, row_stride, [&](T* row, const T* corner) {
+        for (std::size_t ky = 0; ky < w.kh; ++ky)
+            copy_run(row + ky * run, corner + ky * line, run);
+    });
+}
+
 template <class Geometry, class T>
 inline void col2im_rows(const Geometry& geo, const T* cols, std::size_t first, std::size_t count, T* dx,
                         std::size_t row_stride)
 {
-    constexpr auto g = [](const Geometry& x) -> const window& { return x.value; };
-    const window& w = g(geo);
-    const std::size_t ow = w.ow(), positions = w.oh() * ow, run = w.kw * w.c;
-    const std::size_t patch = row_stride ? row_stride : w.patch();
-    for (std::size_t row = first; row < first + count; ++row) {
-        const std::size_t n = row / positions, p = row % positions, oy = p / ow, ox = p % ow;
-        T* base = dx + ((n * w.h + oy * w.stride) * w.w + ox * w.stride) * w.c;
-        const T* src = cols + (row - first) * patch;
-        for (std::size_t ky = 0; ky < w.kh; ++ky, src += run)
-            add_run(base + ky * w.w * w.c, src, run);
-    }
+    const window& w = geo.value;
+    const std::size_t run = w.kw * w.c, line = w.w * w.c;
+    for_patch_rows(geo, cols, first, count, dx, row_stride, [&](const T* row, T* corner) {
+        for (std::size_t ky = 0; ky < w.kh; ++ky)
+            add_run(corner + ky * line, row + ky * run, run);
+    });
 }
 } // namespace detail
+
+/// The column rows [first, first + count) of im2col (row = n·OH·OW + oy·OW + ox), written from `cols` on (which
+/// points at row `first`): cols[row][(ky·KW + kx)·C + c] = x[n][oy·S + ky][ox·S + kx][c]. `row_stride` (≥ patch,
+/// default patch) lets callers pad each row; the padding is left untouched.
+template <class T>
+void im2col_rows(const T* x, std::size_t first, std::size_t count, const window& g, T* cols,
+                 std::size_t row_stride = 0)
+{
+    detail::im2col_rows(detail::runtime_window{g}, x, first, count, cols, row_stride);
+}
+
+/// The same for a window fixed at compile time (the CNMF layers' case).
+template <window G, class T>
+void im2col_rows(const T* x, std::size_t first, std::size_t count, T* cols, std::size_t row_stride = 0)
+{
+    detail::im2col_rows(detail::fixed_window<G>{}, x, first, count, cols, row_stride);
+}
+
+/// All N·OH·OW rows of the column matrix (see im2col_rows), one sample per parallel task.
+template <class T>
+void im2col(const T* x, std::size_t batch, const window& g, T* cols, std::size_t row_stride = 0)
+{
+    const std::size_t positions = g.oh() * g.ow(), patch = row_stride ? row_stride : g.patch();
+    parallel_for(batch, [&](std::size_t n) {  // one sample per task: disjoint rows
+        im2col_rows(x, n * positions, positions, g, cols + n * positions * patch, row_stride);
+    });
+}
 
 /// The adjoint of im2col for the column rows [first, first + count) only (row = n·OH·OW + oy·OW + ox):
 /// dx[n][y][x][c] += their entries, rows taken in increasing order. `cols` points at row `first`.

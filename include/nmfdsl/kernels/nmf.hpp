@@ -178,7 +178,7 @@ inline void for_column_blocks(std::size_t cols, Block&& block)
 /// Per-thread scratch for one tile (reused across tiles and calls).
 template <class T>
 struct nmf_scratch {
-    aligned_vector<T> q, h, hn;
+    aligned_vector<T> q, h, hn, x;  ///< x: the tile of x̂ rows when they are produced on the fly
 };
 
 namespace detail {
@@ -189,9 +189,10 @@ nmf_scratch<T>& thread_scratch()
     return s;
 }
 
-/// Runs all T iterations on the tiles [first, last).
-template <class T>
-void nmf_forward_tiles(const nmf_weights<T>& wts, const T* xhat, std::size_t rows, std::size_t first_tile,
+/// Runs all T iterations on the tiles [first, last). tile_rows(t0, valid) gives the tile's x̂ rows starting at row
+/// t0 (tile_rows × Ip; rows ≥ valid are padding and must be zero).
+template <class T, class TileRows>
+void nmf_forward_tiles(const nmf_weights<T>& wts, TileRows&& tile_rows, std::size_t rows, std::size_t first_tile,
                        std::size_t last_tile, std::size_t iterations, const std::optional<T>& eps, T* h_out)
 {
     using lay = nmf_layout<T>;
@@ -205,7 +206,7 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, const T* xhat, std::size_t row
     const T h0 = T(1) / T(wts.h);
     for (std::size_t tile = first_tile; tile < last_tile; ++tile) {
         const std::size_t t0 = tile * NT;
-        const T* xt = xhat + t0 * wts.ip;
+        const T* xt = tile_rows(t0, std::min(NT, rows - t0));
         for (std::size_t r = 0; r < NT; ++r)
             for (std::size_t k = 0; k < wts.hp; ++k)
                 s.h[r * wts.hp + k] = k < wts.h ? h0 : T(0);
@@ -260,8 +261,34 @@ void nmf_forward(const nmf_weights<T>& wts, const T* xhat, std::size_t rows, std
     const std::size_t tasks = (tiles + nmf_tiles_per_task - 1) / nmf_tiles_per_task;
     parallel_for(tasks, [&](std::size_t task) {
         const std::size_t first = task * nmf_tiles_per_task;
-        detail::nmf_forward_tiles(wts, xhat, rows, first, std::min(tiles, first + nmf_tiles_per_task), iterations,
-                                  eps, h_out);
+        auto tile_rows = [&](std::size_t t0, std::size_t) { return xhat + t0 * wts.ip; };
+        detail::nmf_forward_tiles(wts, tile_rows, rows, first, std::min(tiles, first + nmf_tiles_per_task),
+                                  iterations, eps, h_out);
+    });
+}
+
+/// The same inference without an x̂ matrix: each tile's rows are produced when the tile starts, by
+/// `source(first_row, count, dst)`, which writes columns [0, I) of rows [first_row, first_row + count) into dst
+/// (row stride Ip). Tasks call it concurrently for disjoint rows; each row is requested exactly once.
+template <class T, class Source>
+void nmf_forward_streamed(const nmf_weights<T>& wts, std::size_t rows, std::size_t iterations,
+                          std::type_identity_t<std::optional<T>> eps, T* h_out, Source&& source)
+{
+    using lay = nmf_layout<T>;
+    const std::size_t tiles = (rows + lay::tile_rows - 1) / lay::tile_rows;
+    const std::size_t tasks = (tiles + nmf_tiles_per_task - 1) / nmf_tiles_per_task;
+    parallel_for(tasks, [&](std::size_t task) {
+        const std::size_t first = task * nmf_tiles_per_task;
+        auto& x = detail::thread_scratch<T>().x;
+        x.assign(lay::tile_rows * wts.ip, T(0));  // padding columns stay zero: the source writes [0, I) only
+        auto tile_rows = [&](std::size_t t0, std::size_t valid) {
+            if (valid < lay::tile_rows)  // the last tile: padding rows are zero
+                std::fill(x.begin(), x.end(), T(0));
+            source(t0, valid, x.data());
+            return static_cast<const T*>(x.data());
+        };
+        detail::nmf_forward_tiles(wts, tile_rows, rows, first, std::min(tiles, first + nmf_tiles_per_task),
+                                  iterations, eps, h_out);
     });
 }
 

@@ -31,7 +31,7 @@ inline constexpr double nmf_degenerate_sum = 1e-18;  ///< Σh̃ at or below this
 template <class T>
 struct nmf_backward_scratch {
     aligned_vector<T> r, hg_w, hg, qx, z;            // the GEMM formulation
-    aligned_vector<T> qz, at, gxb;                   // the fused tile formulation (per thread)
+    aligned_vector<T> qz, at, gxb, xb;               // the fused tile formulation (per thread)
     std::vector<aligned_vector<T>> partials;         // per-task GW
 };
 
@@ -131,12 +131,14 @@ inline void prefetch_lines(const T* p, std::size_t count)
 }
 
 /// The rows [first, last) (multiples of 4) of nmf_backward_approx; GW of these rows is written to gw_acc [Hr × Ip]
-/// (rows < H are meaningful). gx rows
-/// go to `gx` when it is given, else to a per-thread block buffer; either way `sink(first_row, count, gx_rows)` is
-/// called once per block for the block's real rows (count ≥ 1), in row order, while they are still in cache.
-template <class T, class Sink>
-void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows,
-                              std::size_t first, std::size_t last, T* gx, T* gw_acc, const T* patch_sum, Sink& sink)
+/// (rows < H are meaningful). x̂ rows come from the matrix `xhat` if it is given, else block by block from
+/// `source(first_row, count, dst)` (see nmf_forward_streamed). gx rows go to `gx` when it is given, else to a
+/// per-thread block buffer; either way `sink(first_row, count, gx_rows)` is called once per block for the block's
+/// real rows (count ≥ 1), in row order, while they are still in cache.
+template <class T, class Source, class Sink>
+void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& source, const T* h, const T* g,
+                              std::size_t rows, std::size_t first, std::size_t last, T* gx, T* gw_acc,
+                              const T* patch_sum, Sink& sink)
 {
     using batch = xsimd::batch<T>;
     using lay = nmf_layout<T>;
@@ -153,6 +155,8 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T*
     s.qz.resize(2 * block_rows * Ip);  // every row the GW update reads is written first
     if (gx == nullptr)
         s.gxb.resize(block_rows * Ip);
+    if (xhat == nullptr)
+        s.xb.assign(block_rows * Ip, T(0));  // padding columns stay zero: the source writes [0, I) only
     T* hgp = s.at.data();
     T* q = s.qz.data();
     for (std::size_t b0 = first; b0 < last; b0 += block_rows) {
@@ -163,6 +167,13 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T*
         T* hp = hgp + in_block * Hq;
         T* z = q + in_block * Ip;
         T* gxr = gx != nullptr ? gx + b0 * Ip : s.gxb.data();
+        const T* xb = xhat != nullptr ? xhat + b0 * Ip : s.xb.data();
+        if (xhat == nullptr) {
+            if (real < in_block)  // padding rows are zero
+                std::fill(s.xb.begin(), s.xb.end(), T(0));
+            if (real != 0)
+                source(b0, real, s.xb.data());
+        }
         for (std::size_t r = 0; r < in_block; ++r) {
             T* hr = hp + r * Hq;
             T* gr = hgp + r * Hq;
@@ -185,12 +196,13 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, const T*
                 const std::size_t n = std::min(MR, rows - next);
                 prefetch_lines(h + next * H, n * H);
                 prefetch_lines(g + next * H, n * H);
-                prefetch_lines(xhat + next * Ip, n * Ip);
+                if (xhat != nullptr)
+                    prefetch_lines(xhat + next * Ip, n * Ip);
             }
             batch dot[MR];
             detail::for_column_blocks<T, MR, NB>(Ip, [&](auto nbc, std::size_t c0) {
                 detail::backward_rows<T, MR, decltype(nbc)::value>(wts, hp + r0 * Hq, hgp + r0 * Hq, Hq,
-                                                                   xhat + (b0 + r0) * Ip, gxr + r0 * Ip,
+                                                                   xb + r0 * Ip, gxr + r0 * Ip,
                                                                    q + r0 * Ip, z + r0 * Ip, c0, dot);
             });
             // back through the patch normalisation while the rows are in cache: gx ← (gx − Σ gx⊙x̂) / Σ_raw
@@ -231,10 +243,10 @@ inline std::size_t backward_task_rows(std::size_t group_rows)
     return groups * group_rows;
 }
 
-template <class T, class Sink>
-void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows,
-                               std::size_t group_rows, T* gx, T* gw, nmf_backward_scratch<T>& s, const T* patch_sum,
-                               Sink& sink)
+template <class T, class Source, class Sink>
+void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, Source& source, const T* h, const T* g,
+                               std::size_t rows, std::size_t group_rows, T* gx, T* gw, nmf_backward_scratch<T>& s,
+                               const T* patch_sum, Sink& sink)
 {
     const std::size_t Hr = backward_gw_rows(wts.h);
     const std::size_t padded_rows = (rows + 3) / 4 * 4;  // whole groups of the 4-row micro-kernel
@@ -242,7 +254,7 @@ void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, const T
     const std::size_t tasks = (padded_rows + task_rows - 1) / task_rows;
     // one task and an aligned gw with no padding rows: GW straight into gw
     if (tasks == 1 && Hr == wts.h && reinterpret_cast<std::uintptr_t>(gw) % 64 == 0) {
-        nmf_backward_approx_rows(wts, xhat, h, g, rows, 0, padded_rows, gx, gw, patch_sum, sink);
+        nmf_backward_approx_rows(wts, xhat, source, h, g, rows, 0, padded_rows, gx, gw, patch_sum, sink);
         return;
     }
     s.partials.resize(tasks);
@@ -250,7 +262,8 @@ void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, const T
         const std::size_t first = task * task_rows;
         const std::size_t last = std::min(padded_rows, first + task_rows);
         s.partials[task].resize(Hr * wts.ip);  // the task's first block overwrites it
-        nmf_backward_approx_rows(wts, xhat, h, g, rows, first, last, gx, s.partials[task].data(), patch_sum, sink);
+        nmf_backward_approx_rows(wts, xhat, source, h, g, rows, first, last, gx, s.partials[task].data(), patch_sum,
+                                 sink);
     });
     // partial GWs summed in task order: the result does not depend on the thread count
     std::copy(s.partials[0].begin(), s.partials[0].begin() + wts.h * wts.ip, gw);
@@ -262,7 +275,7 @@ void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, const T
 
 /// Approximate gradient (eq. (1), (2)), fused over blocks of rows like the forward: per group of MR rows, r = hW and
 /// (h⊙G)W come from one pass over W, and P, GX, Qx = X̂⊙P and Z = Qx⊙GX are formed in registers; per block of
-/// `block_rows` rows, GW += [h⊙G; −h]ᵀ · [Qx; Z] is accumulated with the broadcast micro-kernel.
+/// `block_rows` rows, GW += [h⊙G; h]ᵀ · [Qx; −Z] is accumulated with the broadcast micro-kernel.
 /// xhat [pad_rows(rows) × Ip]; h, g [rows × H]; gx [pad_rows(rows) × Ip] (rows ≥ `rows` unspecified) and gw [H × Ip]
 /// are overwritten.
 /// If `patch_sum` is given (Σ of each raw patch before its L1 normalisation), gx is returned already taken back
@@ -271,22 +284,25 @@ template <class T>
 void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows, T* gx,
                          T* gw, nmf_backward_scratch<T>& s, const T* patch_sum = nullptr)
 {
-    auto ignore = [](std::size_t, std::size_t, const T*) {};
-    detail::nmf_backward_approx_tasks(wts, xhat, h, g, rows, 1, gx, gw, s, patch_sum, ignore);
+    auto no_source = [](std::size_t, std::size_t, T*) {};
+    auto no_sink = [](std::size_t, std::size_t, const T*) {};
+    detail::nmf_backward_approx_tasks(wts, xhat, no_source, h, g, rows, 1, gx, gw, s, patch_sum, no_sink);
 }
 
-/// The same gradient without a gx matrix: each block of gx rows, once computed (and taken back through the patch
-/// normalisation when `patch_sum` is given), is handed to `sink(first_row, count, gx_rows)` — row stride Ip — and
-/// then overwritten. Rows come in groups of `group_rows` (the positions of one sample); all rows of a group go to
-/// the same task, in order, so a sink that scatters a group into that sample's part of dx (col2im) needs no locks
-/// and sums in a fixed order. Tasks run in parallel; each task's sink calls are sequential.
-template <class T, class Sink>
-void nmf_backward_approx_streamed(const nmf_weights<T>& wts, const T* xhat, const T* h, const T* g, std::size_t rows,
-                                  std::size_t group_rows, T* gw, nmf_backward_scratch<T>& s, const T* patch_sum,
-                                  Sink&& sink)
+/// The same gradient without an x̂ or a gx matrix. x̂ rows are produced block by block by
+/// `source(first_row, count, dst)` as in nmf_forward_streamed (it must give the rows the forward saw); each block
+/// of gx rows, once computed (and taken back through the patch normalisation when `patch_sum` is given), is handed
+/// to `sink(first_row, count, gx_rows)` — row stride Ip — and then overwritten. Rows come in groups of
+/// `group_rows` (the positions of one sample); all rows of a group go to the same task, in order, so a sink that
+/// scatters a group into that sample's part of dx (col2im) needs no locks and sums in a fixed order. Tasks run in
+/// parallel; each task's source and sink calls are sequential.
+template <class T, class Source, class Sink>
+void nmf_backward_approx_streamed(const nmf_weights<T>& wts, Source&& source, const T* h, const T* g,
+                                  std::size_t rows, std::size_t group_rows, T* gw, nmf_backward_scratch<T>& s,
+                                  const T* patch_sum, Sink&& sink)
 {
-    detail::nmf_backward_approx_tasks(wts, xhat, h, g, rows, group_rows, static_cast<T*>(nullptr), gw, s, patch_sum,
-                                      sink);
+    detail::nmf_backward_approx_tasks(wts, static_cast<const T*>(nullptr), source, h, g, rows, group_rows,
+                                      static_cast<T*>(nullptr), gw, s, patch_sum, sink);
 }
 
 /// What the unrolled gradient needs: every iteration's incoming h, its reconstruction r and back-projection u, and

@@ -8,7 +8,9 @@
 ///    through all T iterations), or implicit (at the fixed point) — kernels/nmf_backward.hpp — then the chain to V
 ///    (through abs and the row normalisation):
 ///      dV = sign(V) ⊙ (GW − rowsum(GW ⊙ W)) / S,   S = rowsum|V| + 1e-19,
-///    and back through the patch L1 norm and col2im.
+///    and back through the patch L1 norm and col2im. In approximate mode no x̂ matrix exists: the forward makes x̂
+///    tile by tile from the input, and the backward remakes it (bit-identically) from the input and the saved patch
+///    sums, so the layer keeps only h and one sum per position between the passes.
 ///  - CNMF<Out, K, Stride>: the paper's module, ReLU → CNMFCore → BatchNorm when the output map is larger than 1×1.
 /// K may be nmfdsl::whole_map. With NMFDSL_CHECKED, non-finite or negative input throws numeric_error.
 #include <cmath>
@@ -112,13 +114,14 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
     struct cache {
         kernels::nmf_weights<T> wts;
         aligned_vector<T> w, row_sum;     ///< W [Out × I] and S = rowsum|V| + 1e-19
-        aligned_vector<T> xhat, patch_sum;  ///< normalised patches [pad_rows(rows) × Ip], Σ of each raw patch
+        aligned_vector<T> xhat;       ///< normalised patches [pad_rows(rows) × Ip]; kept by the exact modes only
+        aligned_vector<T> patch_sum;  ///< Σ of each raw patch (the approximate mode remakes x̂ from it and x)
         aligned_vector<T> gx, gw;
         kernels::nmf_backward_scratch<T> bscratch;
         kernels::nmf_trace<T> trace;      ///< unrolled mode only
         nmf_gradient recorded = nmf_gradient::approximate;
-        /// Bytes kept between forward and backward beyond the weights: x̂ and the patch sums (h is the layer's
-        /// output), plus the iteration trace in unrolled mode.
+        /// Bytes kept between forward and backward beyond the weights and the input: the patch sums and h (the
+        /// layer's output); the exact modes add x̂, and unrolled mode the iteration trace.
         std::size_t saved_bytes(std::size_t rows) const
         {
             return (xhat.size() + patch_sum.size() + rows * Out) * sizeof(T) + trace.bytes();
@@ -161,18 +164,31 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         c.wts.assign(c.w.data(), Out, I);
         // x̂: unfolded patches, each L1-normalised (spec §1.2–1.3)
         const std::size_t rows = a.batch * P, Ip = c.wts.ip;
-        c.xhat.assign(lay::pad_rows(rows) * Ip, T(0));
-        kernels::im2col(a.x, a.batch, win, c.xhat.data(), Ip);
         c.patch_sum.resize(rows);
-        detail::l1_normalise_rows(c.xhat.data(), rows, I, Ip, c.patch_sum.data());
         const std::optional<T> eps = epsilon_of<T>(o);
         c.recorded = o.gradient();
-        if (o.gradient() == nmf_gradient::unrolled) {
-            kernels::nmf_forward_recording(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y, c.trace);
-        } else {
-            c.trace = {};
-            kernels::nmf_forward(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y);
+        c.trace = {};
+        if (o.gradient() == nmf_gradient::approximate) {
+            // x̂ is made tile by tile from the input and not kept; the backward remakes it from x and the patch sums
+            c.xhat = {};
+            kernels::nmf_forward_streamed(c.wts, rows, o.iterations(), eps, a.y,
+                                          [&](std::size_t first, std::size_t count, T* dst) {
+                                              kernels::im2col_rows<win>(a.x, first, count, dst, Ip);
+                                              for (std::size_t r = 0; r < count; ++r) {
+                                                  T* row = dst + r * Ip;
+                                                  c.patch_sum[first + r] = kernels::sum(row, I);
+                                                  detail::l1_scale_row(row, I, c.patch_sum[first + r]);
+                                              }
+                                          });
+            return;
         }
+        c.xhat.assign(lay::pad_rows(rows) * Ip, T(0));
+        kernels::im2col(a.x, a.batch, win, c.xhat.data(), Ip);
+        detail::l1_normalise_rows(c.xhat.data(), rows, I, Ip, c.patch_sum.data());
+        if (o.gradient() == nmf_gradient::unrolled)
+            kernels::nmf_forward_recording(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y, c.trace);
+        else
+            kernels::nmf_forward(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y);
     }
 
     template <class In, class T>
@@ -195,13 +211,19 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
             kernels::nmf_backward_implicit(c.wts, c.xhat.data(), a.y, a.dy, rows, c.gx.data(), c.gw.data(),
                                            c.bscratch);
             break;
-        default:  // the patch L1 backward and col2im are fused into the kernel: no gx matrix
+        default:  // x̂ remade from the input, the patch L1 backward and col2im fused in: no x̂ or gx matrix
             c.gx = {};
-            kernels::nmf_backward_approx_streamed(c.wts, c.xhat.data(), a.y, a.dy, rows, P, c.gw.data(), c.bscratch,
-                                                  c.patch_sum.data(),
-                                                  [&](std::size_t first, std::size_t count, const T* gx) {
-                                                      kernels::col2im_add_rows<win>(gx, first, count, a.dx, Ip);
-                                                  });
+            kernels::nmf_backward_approx_streamed(
+                c.wts,
+                [&](std::size_t first, std::size_t count, T* dst) {
+                    kernels::im2col_rows<win>(a.x, first, count, dst, Ip);
+                    for (std::size_t r = 0; r < count; ++r)
+                        detail::l1_scale_row(dst + r * Ip, I, c.patch_sum[first + r]);
+                },
+                a.y, a.dy, rows, P, c.gw.data(), c.bscratch, c.patch_sum.data(),
+                [&](std::size_t first, std::size_t count, const T* gx) {
+                    kernels::col2im_add_rows<win>(gx, first, count, a.dx, Ip);
+                });
         }
         // dV = sign(V) ⊙ (GW − rowsum(GW ⊙ W)) / S
         for (std::size_t k = 0; k < Out; ++k) {

@@ -65,6 +65,16 @@ struct patch_layer : layer_base {
     static constexpr std::size_t patch = kernel_h<In, K> * kernel_w<In, K> * In::c;
 };
 
+/// x̂ = x / (s + 1e-19) for one row of I values, s = Σx of the raw row. The one formula of the patch normalisation,
+/// so that x̂ recomputed from the input and a saved s is bit-identical to the forward's.
+template <class T>
+inline void l1_scale_row(T* row, std::size_t I, T s)
+{
+    const T inv = T(1) / (s + l1_eps<T>());
+    for (std::size_t i = 0; i < I; ++i)
+        row[i] *= inv;
+}
+
 /// x̂ = x / (Σx + 1e-19) for each of `rows` rows of I values (row stride `stride`); sums[r] receives Σx.
 template <class T>
 void l1_normalise_rows(T* x, std::size_t rows, std::size_t I, std::size_t stride, T* sums)
@@ -72,11 +82,8 @@ void l1_normalise_rows(T* x, std::size_t rows, std::size_t I, std::size_t stride
     parallel_chunks(rows, std::max<std::size_t>(1, elementwise_chunk / stride), [&](std::size_t rb, std::size_t re) {
         for (std::size_t r = rb; r < re; ++r) {
             T* row = x + r * stride;
-            const T s = kernels::sum(row, I);
-            sums[r] = s;
-            const T inv = T(1) / (s + l1_eps<T>());
-            for (std::size_t i = 0; i < I; ++i)
-                row[i] *= inv;
+            sums[r] = kernels::sum(row, I);
+            l1_scale_row(row, I, sums[r]);
         }
     });
 }
