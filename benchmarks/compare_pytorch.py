@@ -13,8 +13,9 @@ run this script) and a native build of nmfdsl_bench:
   /usr/bin/python3 benchmarks/compare_pytorch.py --threads 1 2   # Debian's Python, where python3-torch lives
 
 PyTorch's CPU speed on this machine depends several-fold on OpenBLAS's core type, so every PyTorch measurement is
-repeated in subprocesses with OPENBLAS_CORETYPE unset and set to each of CORETYPES, and the fastest is reported,
-with the setting that gave it.
+repeated in subprocesses with OPENBLAS_CORETYPE unset and set to each of CORETYPES (and, with several threads,
+with OPENBLAS_NUM_THREADS unset and 1), and the fastest is reported with the setting that gave it. A second table
+compares nmfdsl with PyTorch's fastest over all thread counts tried.
 """
 import argparse
 import json
@@ -136,21 +137,29 @@ def torch_worker(threads, repeats):
 
 
 def pytorch_best(threads, repeats):
+    """Fastest time per benchmark over OPENBLAS_CORETYPE (unset or each of CORETYPES) and, with several threads,
+    OPENBLAS_NUM_THREADS unset or 1 (OpenBLAS's own threads can fight PyTorch's); returns name -> (ms, setting)."""
     best = {}
+    blas_threads = [""] if threads == 1 else ["", "1"]
     for core in CORETYPES:
-        env = dict(os.environ)
-        env.pop("OPENBLAS_CORETYPE", None)
-        if core:
-            env["OPENBLAS_CORETYPE"] = core
-        run = subprocess.run([sys.executable, __file__, "--worker", "--threads", str(threads), "--repeats",
-                              str(repeats)], env=env, capture_output=True, text=True)
-        if run.returncode != 0:
-            print("pytorch (OPENBLAS_CORETYPE=%s) failed: %s" % (core or "unset", run.stderr.strip()[-300:]),
-                  file=sys.stderr)
-            continue
-        for name, ms in json.loads(run.stdout).items():
-            if name not in best or ms < best[name][0]:
-                best[name] = (ms, core or "unset")
+        for blas in blas_threads:
+            env = dict(os.environ)
+            env.pop("OPENBLAS_CORETYPE", None)
+            env.pop("OPENBLAS_NUM_THREADS", None)
+            setting = "CORETYPE=" + (core or "unset")
+            if core:
+                env["OPENBLAS_CORETYPE"] = core
+            if blas:
+                env["OPENBLAS_NUM_THREADS"] = blas
+                setting += ", OPENBLAS_NUM_THREADS=" + blas
+            run = subprocess.run([sys.executable, __file__, "--worker", "--threads", str(threads), "--repeats",
+                                  str(repeats)], env=env, capture_output=True, text=True)
+            if run.returncode != 0:
+                print("pytorch (%s) failed: %s" % (setting, run.stderr.strip()[-300:]), file=sys.stderr)
+                continue
+            for name, ms in json.loads(run.stdout).items():
+                if name not in best or ms < best[name][0]:
+                    best[name] = (ms, setting)
     return best
 
 
@@ -178,15 +187,29 @@ def main():
     if a.worker:
         torch_worker(a.threads[0], a.repeats)
         return
-    print("| benchmark | threads | nmfdsl ms | PyTorch ms (best OPENBLAS_CORETYPE) | PyTorch / nmfdsl |")
+    print("| benchmark | threads | nmfdsl ms | PyTorch ms (its fastest setting) | PyTorch / nmfdsl |")
     print("|---|---|---|---|---|")
+    ours_all, theirs_all = {}, {}
     for threads in a.threads:
-        ours = nmfdsl_times(a.bench, threads)
-        theirs = pytorch_best(threads, a.repeats)
+        ours = ours_all[threads] = nmfdsl_times(a.bench, threads)
+        theirs = theirs_all[threads] = pytorch_best(threads, a.repeats)
         for name in sorted(ours):
             if name in theirs:
-                ms, core = theirs[name]
-                print("| %s | %d | %.2f | %.2f (%s) | %.2f× |" % (name, threads, ours[name], ms, core, ms / ours[name]))
+                ms, setting = theirs[name]
+                print("| %s | %d | %.2f | %.2f (%s) | %.2f× |" % (name, threads, ours[name], ms, setting,
+                                                                  ms / ours[name]))
+    # PyTorch's best over every thread count tried, against nmfdsl at each thread count
+    print()
+    print("| benchmark | PyTorch's fastest (threads, setting) | nmfdsl threads | nmfdsl ms | ratio |")
+    print("|---|---|---|---|---|")
+    names = sorted(set.intersection(*(set(t) for t in theirs_all.values())))
+    for name in names:
+        th, (ms, setting) = min(((t, theirs_all[t][name]) for t in theirs_all), key=lambda x: x[1][0])
+        for threads in a.threads:
+            if name in ours_all[threads]:
+                print("| %s | %.2f ms (%d, %s) | %d | %.2f | %.2f× |" % (name, ms, th, setting, threads,
+                                                                         ours_all[threads][name],
+                                                                         ms / ours_all[threads][name]))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@
 #include "../core/parallel.hpp"
 #include "gemm.hpp"
 #include "nmf.hpp"
+#include "reduce.hpp"
 
 namespace nmfdsl::kernels {
 
@@ -200,6 +201,8 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& 
                     prefetch_lines(xhat + next * Ip, n * Ip);
             }
             batch dot[MR];
+            for (auto& d : dot)
+                d = batch(T(0));
             detail::for_column_blocks<T, MR, NB>(Ip, [&](auto nbc, std::size_t c0) {
                 detail::backward_rows<T, MR, decltype(nbc)::value>(wts, hp + r0 * Hq, hgp + r0 * Hq, Hq,
                                                                    xb + r0 * Ip, gxr + r0 * Ip,
@@ -209,7 +212,7 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& 
             if (patch_sum != nullptr)
                 for (std::size_t r = 0; r < MR && r0 + r < real; ++r) {
                     T* gr = gxr + (r0 + r) * Ip;
-                    const batch d(xsimd::hadd(dot[r])), inv(T(1) / (patch_sum[b0 + r0 + r] + T(1e-19)));
+                    const batch d(horizontal_sum(dot[r])), inv(T(1) / (patch_sum[b0 + r0 + r] + T(1e-19)));
                     for (std::size_t i = 0; i < Ip; i += L)
                         ((batch::load_unaligned(gr + i) - d) * inv).store_unaligned(gr + i);
                 }

@@ -10,6 +10,18 @@
 
 namespace nmfdsl::kernels {
 
+/// The sum of a batch's lanes (through memory: g++ 12 warns spuriously inside xsimd::hadd for double on AVX-512).
+template <class T, class A>
+inline T horizontal_sum(const xsimd::batch<T, A>& v)
+{
+    alignas(A::alignment()) T lanes[xsimd::batch<T, A>::size];
+    v.store_aligned(lanes);
+    T s = 0;
+    for (T x : lanes)
+        s += x;
+    return s;
+}
+
 namespace detail {
 /// Σ_i f(a[i], b[i]) for f = fma-style accumulation (op(acc, va, vb)) over four independent vector accumulators.
 template <class T, class VecOp, class ScalarOp>
