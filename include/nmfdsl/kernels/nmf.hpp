@@ -20,6 +20,7 @@
 
 #include "../core/parallel.hpp"
 #include "../core/params.hpp"
+#include "reduce.hpp"
 
 namespace nmfdsl::kernels {
 
@@ -150,7 +151,7 @@ inline void update_normalise_rows(const nmf_weights<T>& wts, T* h, const T* q, c
             acc[r][j] = eps ? hv * xsimd::fma(e, acc[r][j], one) : hv * acc[r][j];
             sum += acc[r][j];
         }
-        const batch inv(T(1) / (xsimd::hadd(sum) + T(1e-19)));
+        const batch inv(T(1) / (horizontal_sum(sum) + T(1e-19)));
 #pragma GCC unroll 8
         for (std::size_t j = 0; j < NB; ++j)
             (acc[r][j] * inv).store_aligned(h + r * wts.hp + j * L);

@@ -5,21 +5,28 @@
 /// and SIMD width, so results do not depend on the thread count. Pointers need no particular alignment.
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 
 #include <xsimd/xsimd.hpp>
 
 namespace nmfdsl::kernels {
 
-/// The sum of a batch's lanes (through memory: g++ 12 warns spuriously inside xsimd::hadd for double on AVX-512).
+/// The sum of a batch's lanes, as a tree. float: xsimd::hadd; double: through memory (g++ 12 warns spuriously inside
+/// xsimd::hadd for double on AVX-512).
 template <class T, class A>
 inline T horizontal_sum(const xsimd::batch<T, A>& v)
 {
-    alignas(A::alignment()) T lanes[xsimd::batch<T, A>::size];
-    v.store_aligned(lanes);
-    T s = 0;
-    for (T x : lanes)
-        s += x;
-    return s;
+    if constexpr (std::is_same_v<T, float>) {
+        return xsimd::hadd(v);
+    } else {
+        constexpr std::size_t n = xsimd::batch<T, A>::size;
+        alignas(A::alignment()) T lanes[n];
+        v.store_aligned(lanes);
+        for (std::size_t width = n / 2; width >= 1; width /= 2)
+            for (std::size_t i = 0; i < width; ++i)
+                lanes[i] += lanes[i + width];
+        return lanes[0];
+    }
 }
 
 namespace detail {
@@ -36,7 +43,7 @@ inline T reduce_pairs(const T* a, const T* b, std::size_t n, VecOp vec, ScalarOp
             acc[j] = vec(acc[j], a + i + j * L, b + i + j * L);
     for (; i + L <= n; i += L)
         acc[0] = vec(acc[0], a + i, b + i);
-    T sum = xsimd::hadd((acc[0] + acc[1]) + (acc[2] + acc[3]));
+    T sum = horizontal_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
     for (; i < n; ++i)
         sum = scalar(sum, a[i], b[i]);
     return sum;

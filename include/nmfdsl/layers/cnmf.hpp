@@ -170,6 +170,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         c.trace = {};
         if (o.gradient() == nmf_gradient::approximate) {
             // x̂ is made tile by tile from the input and not kept; the backward remakes it from x and the patch sums
+            // (scaling whole padded rows: the padding stays zero, and whole vectors are cheaper than a remainder)
             c.xhat = {};
             kernels::nmf_forward_streamed(c.wts, rows, o.iterations(), eps, a.y,
                                           [&](std::size_t first, std::size_t count, T* dst) {
@@ -177,7 +178,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
                                               for (std::size_t r = 0; r < count; ++r) {
                                                   T* row = dst + r * Ip;
                                                   c.patch_sum[first + r] = kernels::sum(row, I);
-                                                  detail::l1_scale_row(row, I, c.patch_sum[first + r]);
+                                                  detail::l1_scale_row(row, Ip, c.patch_sum[first + r]);
                                               }
                                           });
             return;
@@ -218,7 +219,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
                 [&](std::size_t first, std::size_t count, T* dst) {
                     kernels::im2col_rows<win>(a.x, first, count, dst, Ip);
                     for (std::size_t r = 0; r < count; ++r)
-                        detail::l1_scale_row(dst + r * Ip, I, c.patch_sum[first + r]);
+                        detail::l1_scale_row(dst + r * Ip, Ip, c.patch_sum[first + r]);
                 },
                 a.y, a.dy, rows, P, c.gw.data(), c.bscratch, c.patch_sum.data(),
                 [&](std::size_t first, std::size_t count, const T* gx) {
