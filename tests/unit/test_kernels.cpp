@@ -150,3 +150,23 @@ TEST_CASE("the thread pool runs every task once, propagates exceptions and valid
     pool.set_threads(1);
     CHECK(pool.threads() == 1);
 }
+
+TEST_CASE("the thread pool survives many short calls back to back", "[threads]")
+{
+    // A worker still leaving call k while the caller starts call k+1 must neither run nor skip a task of k+1 (a
+    // stray task claim once made a benchmark hang with 2 threads). Many tiny calls make that window likely.
+    for (std::size_t threads : {2, 3}) {
+        nd::thread_pool pool(threads);
+        std::vector<std::atomic<int>> hits(7);
+        std::vector<int> expected(7, 0);
+        for (std::size_t call = 0; call < 200000; ++call) {
+            const std::size_t n = 2 + call % 6;
+            pool.parallel_for(n, [&](std::size_t i) { hits[i].fetch_add(1, std::memory_order_relaxed); });
+            for (std::size_t i = 0; i < n; ++i)
+                ++expected[i];
+        }
+        INFO(threads << " threads");
+        for (std::size_t i = 0; i < hits.size(); ++i)
+            CHECK(hits[i].load() == expected[i]);
+    }
+}

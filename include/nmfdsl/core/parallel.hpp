@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <functional>
 #include <mutex>
@@ -50,22 +51,23 @@ public:
     {
         if (n == 0)
             return;
-        if (n == 1 || workers_.empty() || inside_task()) {
+        if (n == 1 || workers_.empty() || inside_task() || n > index_mask) {
             for (std::size_t i = 0; i < n; ++i)
                 f(i);
             return;
         }
         std::function<void(std::size_t)> job = [&f](std::size_t i) { f(i); };
+        std::uint64_t generation;
         {
             std::unique_lock lock(mutex_);
+            generation = ++generation_;
             job_ = &job;
             tasks_ = n;
-            next_.store(0);
             pending_ = n;
-            ++generation_;
+            next_.store(tag(generation));
         }
         wake_.notify_all();
-        work();
+        work(generation, n, &job);
         std::unique_lock lock(mutex_);
         done_.wait(lock, [&] { return pending_ == 0; });
         job_ = nullptr;
@@ -114,29 +116,45 @@ private:
 
     void loop()
     {
-        std::size_t seen = 0;
+        std::uint64_t seen = 0;
         for (;;) {
+            std::size_t tasks;
+            std::function<void(std::size_t)>* job;
             {
                 std::unique_lock lock(mutex_);
                 wake_.wait(lock, [&] { return quit_ || generation_ != seen; });
                 if (quit_)
                     return;
                 seen = generation_;
+                tasks = tasks_;
+                job = job_;
             }
-            work();
+            work(seen, tasks, job);
         }
     }
 
-    /// Takes tasks until none are left.
-    void work()
+    /// The task counter: the generation in the high 32 bits, the next task index in the low 32.
+    static constexpr std::uint64_t index_mask = 0xffffffffu;
+    static std::uint64_t tag(std::uint64_t generation) { return (generation & index_mask) << 32; }
+
+    /// Takes tasks of `generation` until none are left. A task is claimed only while the counter still belongs to
+    /// this generation: a thread that arrives late (the caller already returned and started the next parallel_for)
+    /// must neither run nor skip a task of the next one.
+    void work(std::uint64_t generation, std::size_t tasks, std::function<void(std::size_t)>* job)
     {
         inside_task() = true;
         for (;;) {
-            const std::size_t i = next_.fetch_add(1);
-            if (i >= tasks_)
+            std::uint64_t v = next_.load();
+            bool claimed = false;
+            while ((v & ~index_mask) == tag(generation) && (v & index_mask) < tasks)
+                if (next_.compare_exchange_weak(v, v + 1)) {
+                    claimed = true;
+                    break;
+                }
+            if (!claimed)
                 break;
             try {
-                (*job_)(i);
+                (*job)(static_cast<std::size_t>(v & index_mask));
             } catch (...) {
                 std::unique_lock lock(mutex_);
                 if (!error_)
@@ -153,8 +171,9 @@ private:
     std::mutex mutex_;
     std::condition_variable wake_, done_;
     std::function<void(std::size_t)>* job_ = nullptr;
-    std::size_t tasks_ = 0, pending_ = 0, generation_ = 0;
-    std::atomic<std::size_t> next_{0};
+    std::size_t tasks_ = 0, pending_ = 0;
+    std::uint64_t generation_ = 0;
+    std::atomic<std::uint64_t> next_{0};
     std::exception_ptr error_;
     bool quit_ = false;
 };
