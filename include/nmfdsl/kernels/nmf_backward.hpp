@@ -190,33 +190,45 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& 
                 std::fill(gr, gr + H, T(0));
             }
         }
-        for (std::size_t r0 = 0; r0 < in_block; r0 += MR) {
+        // rows in groups of MRg: r = hW and (h⊙G)W for the group, then its patch-L1 backward
+        auto row_group = [&]<std::size_t MRg, std::size_t NBg>(std::size_t r0) {
             // the matching rows of the next block are requested from memory while this block computes: a few lines
             // per group of rows, so that the requests do not pile up
             if (const std::size_t next = b0 + in_block + r0; next < rows) {
-                const std::size_t n = std::min(MR, rows - next);
+                const std::size_t n = std::min(MRg, rows - next);
                 prefetch_lines(h + next * H, n * H);
                 prefetch_lines(g + next * H, n * H);
                 if (xhat != nullptr)
                     prefetch_lines(xhat + next * Ip, n * Ip);
             }
-            batch dot[MR];
+            batch dot[MRg];
             for (auto& d : dot)
                 d = batch(T(0));
-            detail::for_column_blocks<T, MR, NB>(Ip, [&](auto nbc, std::size_t c0) {
-                detail::backward_rows<T, MR, decltype(nbc)::value>(wts, hp + r0 * Hq, hgp + r0 * Hq, Hq,
-                                                                   xb + r0 * Ip, gxr + r0 * Ip,
-                                                                   q + r0 * Ip, z + r0 * Ip, c0, dot);
+            detail::for_column_blocks<T, MRg, NBg>(Ip, [&](auto nbc, std::size_t c0) {
+                detail::backward_rows<T, MRg, decltype(nbc)::value>(wts, hp + r0 * Hq, hgp + r0 * Hq, Hq,
+                                                                    xb + r0 * Ip, gxr + r0 * Ip, q + r0 * Ip,
+                                                                    z + r0 * Ip, c0, dot);
             });
             // back through the patch normalisation while the rows are in cache: gx ← (gx − Σ gx⊙x̂) / Σ_raw
             if (patch_sum != nullptr)
-                for (std::size_t r = 0; r < MR && r0 + r < real; ++r) {
+                for (std::size_t r = 0; r < MRg && r0 + r < real; ++r) {
                     T* gr = gxr + (r0 + r) * Ip;
                     const batch d(horizontal_sum(dot[r])), inv(T(1) / (patch_sum[b0 + r0 + r] + T(1e-19)));
                     for (std::size_t i = 0; i < Ip; i += L)
                         ((batch::load_unaligned(gr + i) - d) * inv).store_unaligned(gr + i);
                 }
-        }
+        };
+        std::size_t r0 = 0;
+        // narrow rows (at most two vectors, e.g. 5×5 single-channel patches) with 32 registers: 6 rows at a time
+        // (24 accumulators) load W and broadcast less per FMA than 4
+        if constexpr (gemm_config<T>::wide_registers)
+            if (Ip <= 2 * L)
+                for (; r0 + 6 <= in_block; r0 += 6)
+                    row_group.template operator()<6, 2>(r0);
+        for (; r0 + MR <= in_block; r0 += MR)
+            row_group.template operator()<MR, NB>(r0);
+        for (; r0 < in_block; r0 += 2)  // in_block is a multiple of 4, so at most 2 rows are left after the 6s
+            row_group.template operator()<2, NB>(r0);
         if (real != 0)
             sink(b0, real, static_cast<const T*>(gxr));
         // GW tiles of 8 rows × up to 3 vectors with AVX-512's 32 registers (24 accumulators: each pass over [Qx; Z]
