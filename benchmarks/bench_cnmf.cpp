@@ -11,6 +11,8 @@
 
 #include <nmfdsl/nmfdsl.hpp>
 
+#include "bench_args.hpp"
+
 namespace {
 namespace nd = nmfdsl;
 
@@ -80,11 +82,7 @@ void register_iteration_scaling()
                                      [which = which](benchmark::State& s) {
                                          run<Layer, In>(s, which, static_cast<std::size_t>(s.range(0)), 32);
                                      })
-            ->Arg(1)
-            ->Arg(5)
-            ->Arg(10)
-            ->Arg(20)
-            ->Arg(40)
+            ->Apply(nmfdsl_bench::iteration_counts)
             ->Unit(benchmark::kMillisecond);
 }
 

@@ -16,6 +16,8 @@
 
 #include <nmfdsl/nmfdsl.hpp>
 
+#include "bench_args.hpp"
+
 #include "../examples/paper_models.hpp"
 
 namespace {
@@ -107,11 +109,7 @@ const bool registered = [] {
                                      [mode = mode](benchmark::State& s) {
                                          step<paper::CNMF1x1, paper::CifarInput>(s, true, mode);
                                      })
-            ->Arg(1)
-            ->Arg(5)
-            ->Arg(10)
-            ->Arg(20)
-            ->Arg(40)
+            ->Apply(nmfdsl_bench::iteration_counts)
             ->Unit(benchmark::kMillisecond);
     return true;
 }();

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
+#include <cstdint>
 #include <cmath>
 #include <vector>
 
@@ -521,7 +523,7 @@ TEST_CASE("streamed approximate backward (x̂ remade, col2im fused) equals the m
         wts,
         [&](std::size_t first, std::size_t count, float* dst) {  // x̂ remade from the input, as the layer does
             sourced += count;
-            k::im2col_rows<win>(x.data(), first, count, dst, wts.ip);
+            k::im2col_rows(x.data(), first, count, k::fixed_window<win>{}, dst, wts.ip);
             for (std::size_t r = 0; r < count; ++r)
                 nd::detail::l1_scale_row(dst + r * wts.ip, I, patch_sum[first + r]);
         },
@@ -529,7 +531,8 @@ TEST_CASE("streamed approximate backward (x̂ remade, col2im fused) equals the m
                                     [&](std::size_t first, std::size_t count, const float* rows_gx) {
                                         seen.push_back(first);
                                         covered += count;
-                                        k::col2im_add_rows<win>(rows_gx, first, count, dx2.data(), wts.ip);
+                                        k::col2im_add_rows(rows_gx, first, count, k::fixed_window<win>{}, dx2.data(),
+                                                                          wts.ip);
                                     });
     nd::set_threads(threads_before);
     CHECK(covered == rows);
@@ -615,4 +618,17 @@ TEST_CASE("memory accounting: a training step's peak does not grow with T in app
     // the unrolled trace holds T iterations: 8× the iterations, far more memory (L1 alone records ≥ 1 MB per step)
     CHECK(unrolled40 > unrolled5 + 7 * (unrolled5 - approx5) / 2);
     CHECK(unrolled5 > approx5);
+}
+
+TEST_CASE("memory accounting: an impossible allocation throws and leaves the counters alone", "[memory]")
+{
+    const std::size_t before = nd::memory::current_bytes();
+    nd::memory::counting_allocator<float> alloc;
+    CHECK_THROWS_AS(alloc.allocate(std::numeric_limits<std::size_t>::max() / 2), std::bad_array_new_length);
+    CHECK(nd::memory::current_bytes() == before);
+    float* p = alloc.allocate(100);
+    CHECK(reinterpret_cast<std::uintptr_t>(p) % 64 == 0);
+    CHECK(nd::memory::current_bytes() == before + 100 * sizeof(float));
+    alloc.deallocate(p, 100);
+    CHECK(nd::memory::current_bytes() == before);
 }

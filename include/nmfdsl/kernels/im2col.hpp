@@ -25,16 +25,21 @@ struct window {
     constexpr std::size_t patch() const { return kh * kw * c; }
 };
 
-namespace detail {
-/// Geometry holders for the row-range functions: the window known at run time, or as a constant (then the compiler
-/// sees the short runs of small kernels — 5 values for a 5×5 single-channel window — and unrolls them).
-struct runtime_window {
-    window value;
-};
+/// A window fixed at compile time. The row-range functions below take either a `window` or a `fixed_window<G>{}`;
+/// with the latter the compiler sees the short runs of small kernels (5 values for a 5×5 single-channel window) and
+/// unrolls them — the CNMF layers' case.
 template <window G>
 struct fixed_window {
     static constexpr window value = G;
 };
+
+namespace detail {
+constexpr const window& window_of(const window& g) { return g; }
+template <window G>
+constexpr const window& window_of(fixed_window<G>)
+{
+    return fixed_window<G>::value;
+}
 
 /// dst[i] = src[i] (Add = false) or dst[i] += src[i] (Add = true) for i < n; the buffers do not overlap. The runs of
 /// small windows are short (5 values for a 5×5 single-channel window, 15 for three channels) and a scalar loop
@@ -69,7 +74,7 @@ template <class Geometry, class T, class U, class F>
 inline void for_patch_rows(const Geometry& geo, T* cols, std::size_t first, std::size_t count, U* image,
                            std::size_t row_stride, F&& f)
 {
-    const window& w = geo.value;
+    const window& w = window_of(geo);
     const std::size_t ow = w.ow(), oh = w.oh(), positions = oh * ow;
     const std::size_t patch = row_stride ? row_stride : w.patch();
     // (sample, oy, ox) of the first row, then stepped along
@@ -90,7 +95,7 @@ template <class Geometry, class T>
 inline void im2col_rows(const Geometry& geo, const T* x, std::size_t first, std::size_t count, T* cols,
                         std::size_t row_stride)
 {
-    const window& w = geo.value;
+    const window& w = window_of(geo);
     const std::size_t run = w.kw * w.c, line = w.w * w.c;
     for_patch_rows(geo, cols, first, count, x, row_stride, [&](T* row, const T* corner) {
         for (std::size_t ky = 0; ky < w.kh; ++ky)
@@ -102,7 +107,7 @@ template <class Geometry, class T>
 inline void col2im_rows(const Geometry& geo, const T* cols, std::size_t first, std::size_t count, T* dx,
                         std::size_t row_stride)
 {
-    const window& w = geo.value;
+    const window& w = window_of(geo);
     const std::size_t run = w.kw * w.c, line = w.w * w.c;
     for_patch_rows(geo, cols, first, count, dx, row_stride, [&](const T* row, T* corner) {
         for (std::size_t ky = 0; ky < w.kh; ++ky)
@@ -112,20 +117,14 @@ inline void col2im_rows(const Geometry& geo, const T* cols, std::size_t first, s
 } // namespace detail
 
 /// The column rows [first, first + count) of im2col (row = n·OH·OW + oy·OW + ox), written from `cols` on (which
-/// points at row `first`): cols[row][(ky·KW + kx)·C + c] = x[n][oy·S + ky][ox·S + kx][c]. `row_stride` (≥ patch,
-/// default patch) lets callers pad each row; the padding is left untouched.
-template <class T>
-void im2col_rows(const T* x, std::size_t first, std::size_t count, const window& g, T* cols,
+/// points at row `first`): cols[row][(ky·KW + kx)·C + c] = x[n][oy·S + ky][ox·S + kx][c]. `g` is a `window` or a
+/// `fixed_window<G>{}`. `row_stride` (≥ patch, default patch) lets callers pad each row; the padding is left
+/// untouched.
+template <class Geometry, class T>
+void im2col_rows(const T* x, std::size_t first, std::size_t count, const Geometry& g, T* cols,
                  std::size_t row_stride = 0)
 {
-    detail::im2col_rows(detail::runtime_window{g}, x, first, count, cols, row_stride);
-}
-
-/// The same for a window fixed at compile time (the CNMF layers' case).
-template <window G, class T>
-void im2col_rows(const T* x, std::size_t first, std::size_t count, T* cols, std::size_t row_stride = 0)
-{
-    detail::im2col_rows(detail::fixed_window<G>{}, x, first, count, cols, row_stride);
+    detail::im2col_rows(g, x, first, count, cols, row_stride);
 }
 
 /// All N·OH·OW rows of the column matrix (see im2col_rows), one sample per parallel task.
@@ -139,19 +138,13 @@ void im2col(const T* x, std::size_t batch, const window& g, T* cols, std::size_t
 }
 
 /// The adjoint of im2col for the column rows [first, first + count) only (row = n·OH·OW + oy·OW + ox):
-/// dx[n][y][x][c] += their entries, rows taken in increasing order. `cols` points at row `first`.
-template <class T>
-void col2im_add_rows(const T* cols, std::size_t first, std::size_t count, const window& g, T* dx,
+/// dx[n][y][x][c] += their entries, rows taken in increasing order. `cols` points at row `first`; `g` is a
+/// `window` or a `fixed_window<G>{}`.
+template <class Geometry, class T>
+void col2im_add_rows(const T* cols, std::size_t first, std::size_t count, const Geometry& g, T* dx,
                      std::size_t row_stride = 0)
 {
-    detail::col2im_rows(detail::runtime_window{g}, cols, first, count, dx, row_stride);
-}
-
-/// The same for a window fixed at compile time (the CNMF layers' case).
-template <window G, class T>
-void col2im_add_rows(const T* cols, std::size_t first, std::size_t count, T* dx, std::size_t row_stride = 0)
-{
-    detail::col2im_rows(detail::fixed_window<G>{}, cols, first, count, dx, row_stride);
+    detail::col2im_rows(g, cols, first, count, dx, row_stride);
 }
 
 /// The adjoint of im2col: dx[n][y][x][c] += Σ over the patches containing (y, x) of their column entry.

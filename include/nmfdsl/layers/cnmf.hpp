@@ -148,6 +148,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
     static void forward(const options& o, const forward_args<T>& a, cache<In, T>& c)
     {
         constexpr auto win = detail::window_of<In, K, Stride>();
+        constexpr kernels::fixed_window<win> geometry{};  // the row-range kernels then see constant extents
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         using lay = kernels::nmf_layout<T>;
         if constexpr (NMFDSL_CHECKED)
@@ -174,11 +175,10 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
             c.xhat = {};
             kernels::nmf_forward_streamed(c.wts, rows, o.iterations(), eps, a.y,
                                           [&](std::size_t first, std::size_t count, T* dst) {
-                                              kernels::im2col_rows<win>(a.x, first, count, dst, Ip);
+                                              kernels::im2col_rows(a.x, first, count, geometry, dst, Ip);
                                               for (std::size_t r = 0; r < count; ++r) {
                                                   T* row = dst + r * Ip;
-                                                  c.patch_sum[first + r] = kernels::sum(row, I);
-                                                  detail::l1_scale_row(row, Ip, c.patch_sum[first + r]);
+                                                  c.patch_sum[first + r] = detail::l1_normalise_row(row, I, Ip);
                                               }
                                           });
             return;
@@ -196,6 +196,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
     static void backward(const options& o, const backward_args<T>& a, cache<In, T>& c)
     {
         constexpr auto win = detail::window_of<In, K, Stride>();
+        constexpr kernels::fixed_window<win> geometry{};  // the row-range kernels then see constant extents
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         const std::size_t rows = a.batch * P, Ip = c.wts.ip;
         c.gw.resize(Out * Ip);
@@ -217,13 +218,13 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
             kernels::nmf_backward_approx_streamed(
                 c.wts,
                 [&](std::size_t first, std::size_t count, T* dst) {
-                    kernels::im2col_rows<win>(a.x, first, count, dst, Ip);
+                    kernels::im2col_rows(a.x, first, count, geometry, dst, Ip);
                     for (std::size_t r = 0; r < count; ++r)
                         detail::l1_scale_row(dst + r * Ip, Ip, c.patch_sum[first + r]);
                 },
                 a.y, a.dy, rows, P, c.gw.data(), c.bscratch, c.patch_sum.data(),
                 [&](std::size_t first, std::size_t count, const T* gx) {
-                    kernels::col2im_add_rows<win>(gx, first, count, a.dx, Ip);
+                    kernels::col2im_add_rows(gx, first, count, geometry, a.dx, Ip);
                 });
         }
         // dV = sign(V) ⊙ (GW − rowsum(GW ⊙ W)) / S

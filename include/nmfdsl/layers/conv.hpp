@@ -75,15 +75,23 @@ inline void l1_scale_row(T* row, std::size_t I, T s)
         row[i] *= inv;
 }
 
+/// Normalises one row in place and returns its raw sum s = Σx over its I values; the scaling covers the first
+/// `width` ≥ I values (zero padding may go along: it stays zero).
+template <class T>
+inline T l1_normalise_row(T* row, std::size_t I, std::size_t width)
+{
+    const T s = kernels::sum(row, I);
+    l1_scale_row(row, width, s);
+    return s;
+}
+
 /// x̂ = x / (Σx + 1e-19) for each of `rows` rows of I values (row stride `stride`); sums[r] receives Σx.
 template <class T>
 void l1_normalise_rows(T* x, std::size_t rows, std::size_t I, std::size_t stride, T* sums)
 {
     parallel_chunks(rows, std::max<std::size_t>(1, elementwise_chunk / stride), [&](std::size_t rb, std::size_t re) {
         for (std::size_t r = rb; r < re; ++r) {
-            T* row = x + r * stride;
-            sums[r] = kernels::sum(row, I);
-            l1_scale_row(row, I, sums[r]);
+            sums[r] = l1_normalise_row(x + r * stride, I, I);
         }
     });
 }
