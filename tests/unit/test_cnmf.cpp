@@ -455,7 +455,11 @@ TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formula
 {
     using T = TestType;
     nd::rng g(nd::seed{12});
-    const std::size_t shapes[][3] = {{7, 3, 1}, {13, 10, 13}, {75, 32, 25}, {33, 17, 12}, {5, 97, 7}, {25, 32, 1001}};
+    // GW is accumulated directly ([H × Ip]) when I and H are multiples of the lanes, {64, 16, 9}, and transposed
+    // when the padding columns of short patches would waste lanes, e.g. {5, 97, 7}; the transposed tiles are split
+    // into nearly equal heights (I = 25: 13 + 12; 26: 13 + 13; 14: 7 + 7; 75: 13·3 + 12·3; 7: 4 + 1 + 1 + 1)
+    const std::size_t shapes[][3] = {{7, 3, 1},    {13, 10, 13},  {75, 32, 25}, {33, 17, 12}, {5, 97, 7},
+                                     {25, 32, 1001}, {26, 20, 30}, {14, 40, 17}, {64, 16, 9}};
     for (const auto& sh : shapes) {
         const std::size_t I = sh[0], H = sh[1], rows = sh[2];
         std::vector<T> W(H * I), h(rows * H), G(rows * H);
@@ -467,6 +471,10 @@ TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formula
             v = g.uniform<T>(T(-1), T(1));
         k::nmf_weights<T> wts;
         wts.assign(W.data(), H, I);
+        if (I == 64 && H == 16)
+            CHECK_FALSE(k::detail::backward_gw_transposed(wts));
+        if (I == 5 && H == 97)
+            CHECK(k::detail::backward_gw_transposed(wts));
         const std::size_t padded = k::nmf_layout<T>::pad_rows(rows);
         nd::aligned_vector<T> x(padded * wts.ip, T(0));
         for (std::size_t n = 0; n < rows; ++n)

@@ -122,6 +122,24 @@ namespace detail {
 /// Rows of the per-task GW accumulators: H rounded up to the GW micro-tile height (8).
 inline std::size_t backward_gw_rows(std::size_t h) { return (h + 7) / 8 * 8; }
 
+/// Whether GW is accumulated transposed, as GWᵀ [I × Hp] with vectors along H and the x̂ columns broadcast, rather
+/// than as [Hr × Ip] with vectors along the x̂ columns. Short patches waste lanes in the padding columns (I = 25 is
+/// two vectors of 16, 32 columns) that the transposed form never multiplies, so it is taken when it needs fewer
+/// vector FMAs: I·⌈H/L⌉ < Hr·⌈I/L⌉. Equal counts (I and H multiples of the lanes) keep the direct form.
+template <class T>
+bool backward_gw_transposed(const nmf_weights<T>& wts)
+{
+    constexpr std::size_t L = xsimd::batch<T>::size;
+    return wts.i * (wts.hp / L) < backward_gw_rows(wts.h) * (wts.ip / L);
+}
+
+/// Size of one GW accumulator: [Hr × Ip], or [I × Hp] when transposed.
+template <class T>
+std::size_t backward_gw_size(const nmf_weights<T>& wts)
+{
+    return backward_gw_transposed(wts) ? wts.i * wts.hp : backward_gw_rows(wts.h) * wts.ip;
+}
+
 /// Asks for the cache lines of [p, p + count) to be loaded (a hint; no effect on results).
 template <class T>
 inline void prefetch_lines(const T* p, std::size_t count)
@@ -131,8 +149,8 @@ inline void prefetch_lines(const T* p, std::size_t count)
         __builtin_prefetch(p + i);
 }
 
-/// The rows [first, last) (multiples of 4) of nmf_backward_approx; GW of these rows is written to gw_acc [Hr × Ip]
-/// (rows < H are meaningful). x̂ rows come from the matrix `xhat` if it is given, else block by block from
+/// The rows [first, last) (multiples of 4) of nmf_backward_approx; GW of these rows is written to gw_acc: [Hr × Ip]
+/// (rows < H are meaningful), or GWᵀ [I × Hp] (columns < H are meaningful) if backward_gw_transposed(wts). x̂ rows come from the matrix `xhat` if it is given, else block by block from
 /// `source(first_row, count, dst)` (see nmf_forward_streamed). gx rows go to `gx` when it is given, else to a
 /// per-thread block buffer; either way `sink(first_row, count, gx_rows)` is called once per block for the block's
 /// real rows (count ≥ 1), in row order, while they are still in cache.
@@ -149,6 +167,7 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& 
     const std::size_t H = wts.h, Ip = wts.ip;
     const std::size_t Hr = backward_gw_rows(H);  // GW rows, padded to the micro-kernel height
     const std::size_t Hq = std::max(Hr, wts.hp);        // row stride of the h blocks; columns ≥ H stay zero
+    const bool transposed = backward_gw_transposed(wts);
     // at = [h⊙G; h] for the block (2·block_rows × Hq): the h half feeds backward_rows, and read transposed the
     // whole is the A operand of the GW update, whose B operand [Qx; −Z] carries the minus sign of eq. (2)
     thread_local nmf_backward_scratch<T> s;
@@ -231,6 +250,45 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& 
             row_group.template operator()<2, NB>(r0);
         if (real != 0)
             sink(b0, real, static_cast<const T*>(gxr));
+        if (transposed) {
+            // GWᵀ tiles of up to MRT x̂ columns × up to NBT vectors of H: 13 × 2 with 32 registers (26
+            // accumulators), 4 × 3 with 16
+            constexpr std::size_t MRT = gemm_config<T>::wide_registers ? 13 : 4;
+            constexpr std::size_t NBT = gemm_config<T>::wide_registers ? 2 : 3;
+            const std::size_t I = wts.i, Hp = wts.hp;
+            auto columns = [&]<std::size_t MR>(std::size_t i0) {
+                detail::for_column_blocks<T, MR, NBT>(Hp, [&](auto nbc, std::size_t c0) {
+                    constexpr std::size_t nb = decltype(nbc)::value;
+                    batch acc[MR][nb];
+                    detail::bcast_tile<T, MR, nb>(2 * in_block, s.qz.data() + i0, 1, s.at.data() + c0, Hq, acc, Ip);
+                    for (std::size_t r = 0; r < MR; ++r)
+                        for (std::size_t j = 0; j < nb; ++j) {
+                            T* dst = gw_acc + (i0 + r) * Hp + c0 + j * L;
+                            (b0 == first ? acc[r][j] : batch::load_aligned(dst) + acc[r][j]).store_aligned(dst);
+                        }
+                });
+            };
+            std::size_t i0 = 0;
+            if constexpr (MRT > 4) {
+                // ⌈I/MRT⌉ tiles of nearly equal height (I = 25: 13 + 12), so no thin leftover tile wastes loads;
+                // heights below MRT/2 happen only for I < MRT and fall through to the tiles of 4 and 1
+                if (I >= MRT) {
+                    const std::size_t tiles = (I + MRT - 1) / MRT;
+                    for (std::size_t t = 0; t < tiles; ++t) {
+                        const std::size_t height = I / tiles + (t < I % tiles ? 1 : 0);
+                        [&]<std::size_t... M>(std::index_sequence<M...>) {
+                            ((height == MRT - M ? (columns.template operator()<MRT - M>(i0), 0) : 0), ...);
+                        }(std::make_index_sequence<MRT - MRT / 2>{});
+                        i0 += height;
+                    }
+                }
+            }
+            for (; i0 + 4 <= I; i0 += 4)
+                columns.template operator()<4>(i0);
+            for (; i0 < I; ++i0)
+                columns.template operator()<1>(i0);
+            continue;
+        }
         // GW tiles of 8 rows × up to 3 vectors with AVX-512's 32 registers (24 accumulators: each pass over [Qx; Z]
         // serves 8 rows of GW), 4 × 3 with 16 registers
         constexpr std::size_t MRW = gemm_config<T>::wide_registers ? 8 : 4, NBW = 3;
@@ -263,12 +321,13 @@ void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, Source&
                                std::size_t rows, std::size_t group_rows, T* gx, T* gw, nmf_backward_scratch<T>& s,
                                const T* patch_sum, Sink& sink)
 {
-    const std::size_t Hr = backward_gw_rows(wts.h);
+    const std::size_t H = wts.h, I = wts.i, Ip = wts.ip, Hp = wts.hp;
     const std::size_t padded_rows = (rows + 3) / 4 * 4;  // whole groups of the 4-row micro-kernel
     const std::size_t task_rows = backward_task_rows(group_rows);
     const std::size_t tasks = (padded_rows + task_rows - 1) / task_rows;
-    // one task and an aligned gw with no padding rows: GW straight into gw
-    if (tasks == 1 && Hr == wts.h && reinterpret_cast<std::uintptr_t>(gw) % 64 == 0) {
+    const bool transposed = backward_gw_transposed(wts);
+    // one task, the direct layout and an aligned gw with no padding rows: GW straight into gw
+    if (tasks == 1 && !transposed && backward_gw_rows(H) == H && reinterpret_cast<std::uintptr_t>(gw) % 64 == 0) {
         nmf_backward_approx_rows(wts, xhat, source, h, g, rows, 0, padded_rows, gx, gw, patch_sum, sink);
         return;
     }
@@ -276,14 +335,27 @@ void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, Source&
     parallel_for(tasks, [&](std::size_t task) {
         const std::size_t first = task * task_rows;
         const std::size_t last = std::min(padded_rows, first + task_rows);
-        s.partials[task].resize(Hr * wts.ip);  // the task's first block overwrites it
+        s.partials[task].resize(backward_gw_size(wts));  // the task's first block overwrites it
         nmf_backward_approx_rows(wts, xhat, source, h, g, rows, first, last, gx, s.partials[task].data(), patch_sum,
                                  sink);
     });
     // partial GWs summed in task order: the result does not depend on the thread count
-    std::copy(s.partials[0].begin(), s.partials[0].begin() + wts.h * wts.ip, gw);
+    if (transposed) {
+        for (std::size_t k = 0; k < H; ++k)
+            for (std::size_t i = 0; i < Ip; ++i) {
+                T sum = T(0);  // padding columns of gw are zero
+                if (i < I) {
+                    sum = s.partials[0][i * Hp + k];
+                    for (std::size_t t = 1; t < tasks; ++t)
+                        sum += s.partials[t][i * Hp + k];
+                }
+                gw[k * Ip + i] = sum;
+            }
+        return;
+    }
+    std::copy(s.partials[0].begin(), s.partials[0].begin() + H * Ip, gw);
     for (std::size_t t = 1; t < tasks; ++t)
-        for (std::size_t i = 0; i < wts.h * wts.ip; ++i)
+        for (std::size_t i = 0; i < H * Ip; ++i)
             gw[i] += s.partials[t][i];
 }
 } // namespace detail
