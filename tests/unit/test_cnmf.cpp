@@ -546,8 +546,12 @@ TEST_CASE("streamed approximate backward (x̂ remade, col2im fused) equals the m
     CHECK(covered == rows);
     CHECK(sourced == rows);
     CHECK(std::is_sorted(seen.begin(), seen.end()));  // tasks and blocks in row order
-    // every row's gx is computed the same way in both routes, and col2im adds a sample's rows in the same order
-    CHECK(dx1 == dx2);
+    // every row's gx is computed the same way in both routes; col2im's sums may be grouped differently (with AVX-512
+    // the compile-time window sums each output line in registers first)
+    double worst_dx = 0;
+    for (std::size_t i = 0; i < dx1.size(); ++i)
+        worst_dx = std::max(worst_dx, std::abs(double(dx1[i]) - double(dx2[i])));
+    CHECK(worst_dx < 1e-5);
     double worst = 0;
     for (std::size_t i = 0; i < H * wts.ip; ++i)
         worst = std::max(worst, nd::testing::detail::relative_error(gw1[i], gw2[i]));

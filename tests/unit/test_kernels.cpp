@@ -89,6 +89,41 @@ TEMPLATE_TEST_CASE("im2col and col2im match their naive twins", "[kernels][im2co
     }
 }
 
+namespace {
+/// col2im_add_rows with a compile-time window, in calls of `chunk` rows (row stride `stride`), against the naive twin.
+template <nd::kernels::window G>
+void check_fixed_col2im(std::size_t chunk, std::size_t stride, nd::rng& g)
+{
+    const std::size_t batch = 3, rows = batch * G.oh() * G.ow();
+    std::vector<float> cols(rows * stride, 0.f), dense(rows * G.patch());
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t i = 0; i < G.patch(); ++i)
+            dense[r * G.patch() + i] = cols[r * stride + i] = g.uniform(-1.f, 1.f);
+    std::vector<float> fast(batch * G.h * G.w * G.c, 0.f), slow(fast.size(), 0.f);
+    for (std::size_t first = 0; first < rows; first += chunk)
+        nd::kernels::col2im_add_rows(cols.data() + first * stride, first, std::min(chunk, rows - first),
+                                     nd::kernels::fixed_window<G>{}, fast.data(), stride);
+    nd::testing::naive_col2im(dense.data(), batch, G, slow.data());
+    INFO("window " << G.h << "x" << G.w << "x" << G.c << ", kernel " << G.kh << "x" << G.kw << ", stride "
+                   << G.stride << ", calls of " << chunk << " rows");
+    CHECK(max_abs_diff(fast, slow) < 1e-5);
+}
+} // namespace
+
+TEST_CASE("col2im over row ranges with a compile-time window matches the naive twin", "[kernels][im2col]")
+{
+    // with AVX-512 the first three take the line-accumulator path (input lines and patches of at most 32 floats):
+    // the Fashion-MNIST first layer, a 2-channel window with stride 2, and a line of exactly 16 floats; calls that
+    // start and stop inside output lines and samples. The last window's lines are too long and take the row path.
+    nd::rng g(nd::seed{10});
+    for (std::size_t chunk : {1u, 7u, 48u, 1000u}) {
+        check_fixed_col2im<nd::kernels::window{28, 28, 1, 5, 5, 1}>(chunk, 32, g);
+        check_fixed_col2im<nd::kernels::window{11, 9, 2, 3, 2, 2}>(chunk, 12, g);
+        check_fixed_col2im<nd::kernels::window{6, 16, 1, 2, 4, 1}>(chunk, 8, g);
+        check_fixed_col2im<nd::kernels::window{7, 12, 3, 3, 3, 1}>(chunk, 27, g);
+    }
+}
+
 TEST_CASE("col2im is the adjoint of im2col", "[kernels][im2col]")
 {
     // <im2col(x), c> == <x, col2im(c)> for any x, c.
