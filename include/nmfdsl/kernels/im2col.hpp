@@ -203,11 +203,13 @@ void im2col_rows(const T* x, std::size_t first, std::size_t count, const Geometr
     detail::im2col_rows(g, x, first, count, cols, row_stride);
 }
 
-/// All N·OH·OW rows of the column matrix (see im2col_rows), one sample per parallel task.
-template <class T>
-void im2col(const T* x, std::size_t batch, const window& g, T* cols, std::size_t row_stride = 0)
+/// All N·OH·OW rows of the column matrix (see im2col_rows), one sample per parallel task. `g` is a `window` or a
+/// `fixed_window<G>{}`.
+template <class Geometry, class T>
+void im2col(const T* x, std::size_t batch, const Geometry& g, T* cols, std::size_t row_stride = 0)
 {
-    const std::size_t positions = g.oh() * g.ow(), patch = row_stride ? row_stride : g.patch();
+    const window& w = detail::window_of(g);
+    const std::size_t positions = w.oh() * w.ow(), patch = row_stride ? row_stride : w.patch();
     parallel_for(batch, [&](std::size_t n) {  // one sample per task: disjoint rows
         im2col_rows(x, n * positions, positions, g, cols + n * positions * patch, row_stride);
     });
@@ -224,11 +226,12 @@ void col2im_add_rows(const T* cols, std::size_t first, std::size_t count, const 
 }
 
 /// The adjoint of im2col: dx[n][y][x][c] += Σ over the patches containing (y, x) of their column entry.
-/// dx is accumulated into (zero it first for a plain col2im).
-template <class T>
-void col2im_add(const T* cols, std::size_t batch, const window& g, T* dx, std::size_t row_stride = 0)
+/// dx is accumulated into (zero it first for a plain col2im). `g` is a `window` or a `fixed_window<G>{}`.
+template <class Geometry, class T>
+void col2im_add(const T* cols, std::size_t batch, const Geometry& g, T* dx, std::size_t row_stride = 0)
 {
-    const std::size_t positions = g.oh() * g.ow(), patch = row_stride ? row_stride : g.patch();
+    const window& w = detail::window_of(g);
+    const std::size_t positions = w.oh() * w.ow(), patch = row_stride ? row_stride : w.patch();
     parallel_for(batch, [&](std::size_t n) {  // one sample per task: disjoint parts of dx, fixed summation order
         col2im_add_rows(cols + n * positions * patch, n * positions, positions, g, dx, row_stride);
     });

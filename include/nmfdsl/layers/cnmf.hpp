@@ -184,7 +184,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
             return;
         }
         c.xhat.assign(lay::pad_rows(rows) * Ip, T(0));
-        kernels::im2col(a.x, a.batch, win, c.xhat.data(), Ip);
+        kernels::im2col(a.x, a.batch, geometry, c.xhat.data(), Ip);
         detail::l1_normalise_rows(c.xhat.data(), rows, I, Ip, c.patch_sum.data());
         if (o.gradient() == nmf_gradient::unrolled)
             kernels::nmf_forward_recording(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y, c.trace);
@@ -243,7 +243,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         // other modes: through the patch L1 norm, then col2im
         if (c.recorded != nmf_gradient::approximate) {
             detail::l1_backward_rows(c.gx.data(), c.xhat.data(), c.patch_sum.data(), rows, I, Ip);
-            kernels::col2im_add(c.gx.data(), a.batch, win, a.dx, Ip);
+            kernels::col2im_add(c.gx.data(), a.batch, geometry, a.dx, Ip);
         }
     }
 };

@@ -166,7 +166,7 @@ struct Conv : detail::patch_layer<Out, K, Stride> {
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         const std::size_t rows = a.batch * P;
         c.cols.resize(rows * I);
-        kernels::im2col(a.x, a.batch, win, c.cols.data());
+        kernels::im2col(a.x, a.batch, kernels::fixed_window<win>{}, c.cols.data());
         if constexpr (Norm == patch_norm::l1) {
             c.sums.resize(rows);
             detail::l1_normalise_rows(c.cols.data(), rows, I, I, c.sums.data());
@@ -188,7 +188,7 @@ struct Conv : detail::patch_layer<Out, K, Stride> {
         if constexpr (Norm == patch_norm::l1)
             detail::l1_backward_rows(c.dcols.data(), c.cols.data(), c.sums.data(), rows, I, I);
         std::fill(a.dx, a.dx + a.batch * In::size, T(0));
-        kernels::col2im_add(c.dcols.data(), a.batch, win, a.dx);
+        kernels::col2im_add(c.dcols.data(), a.batch, kernels::fixed_window<win>{}, a.dx);
     }
 };
 
