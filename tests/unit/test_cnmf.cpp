@@ -193,6 +193,12 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
             });
             CHECK(sourced == rows);
             CHECK(streamed == fast);
+            // a one-row problem runs the row on its own (no group of padding rows): the same bits as in a group
+            nd::aligned_vector<T> first_row(k::nmf_layout<T>::pad_rows(1) * wts.ip, T(0));
+            std::copy(xp.begin(), xp.begin() + wts.ip, first_row.begin());
+            std::vector<T> alone(H);
+            k::nmf_forward(wts, first_row.data(), 1, 9, eps, alone.data());
+            CHECK(std::equal(alone.begin(), alone.end(), fast.begin()));
             nd::testing::naive_nmf_forward(x.data(), W.data(), rows, I, H, 9, eps ? &*eps : nullptr, slow.data());
             k::nmf_trace<T> tr;
             k::nmf_forward_recording(wts, xp.data(), rows, 9, eps, rec.data(), tr);
@@ -484,6 +490,12 @@ TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formula
         k::nmf_backward_scratch<T> s;
         k::nmf_backward_approx(wts, x.data(), h.data(), G.data(), rows, gx1.data(), gw1.data(), s);
         k::nmf_backward_approx_gemm(wts, x.data(), h.data(), G.data(), rows, gx2.data(), gw2.data(), s);
+        // the first row alone (a one-row problem is not padded to a group of four): the same gx bits
+        nd::aligned_vector<T> x_one(k::nmf_layout<T>::pad_rows(1) * wts.ip, T(0));
+        std::copy(x.begin(), x.begin() + wts.ip, x_one.begin());
+        std::vector<T> gx_one(x_one.size()), gw_one(H * wts.ip);
+        k::nmf_backward_approx(wts, x_one.data(), h.data(), G.data(), 1, gx_one.data(), gw_one.data(), s);
+        CHECK(std::equal(gx_one.begin(), gx_one.begin() + wts.ip, gx1.begin()));
         double worst = 0;
         for (std::size_t i = 0; i < rows * wts.ip; ++i)
             worst = std::max(worst, nd::testing::detail::relative_error(gx1[i], gx2[i]));

@@ -205,32 +205,28 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, TileRows&& tile_rows, std::siz
     s.h.resize(NT * wts.hp);
     s.hn.resize(NT * wts.hp);
     const T h0 = T(1) / T(wts.h);
-    for (std::size_t tile = first_tile; tile < last_tile; ++tile) {
-        const std::size_t t0 = tile * NT;
-        const T* xt = tile_rows(t0, std::min(NT, rows - t0));
-        for (std::size_t r = 0; r < NT; ++r)
-            for (std::size_t k = 0; k < wts.hp; ++k)
-                s.h[r * wts.hp + k] = k < wts.h ? h0 : T(0);
+    // all T iterations on the first `active` rows of the tile (a multiple of MR), MR rows at a time
+    auto iterate = [&]<std::size_t MR>(const T* xt, std::size_t active) {
         for (std::size_t it = 0; it < iterations; ++it) {
-            for (std::size_t r0 = 0; r0 < NT; r0 += MR_R)
-                for_column_blocks<T, MR_R, NB_R>(wts.ip, [&](auto nb, std::size_t c0) {
-                    quotient_block<T, MR_R, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, xt + r0 * wts.ip,
-                                                                 s.q.data() + r0 * wts.ip, c0);
+            for (std::size_t r0 = 0; r0 < active; r0 += MR)
+                for_column_blocks<T, MR, NB_R>(wts.ip, [&](auto nb, std::size_t c0) {
+                    quotient_block<T, MR, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, xt + r0 * wts.ip,
+                                                               s.q.data() + r0 * wts.ip, c0);
                 });
             if (wts.hp <= NB_U * lay::lanes) {  // a whole row of h in registers: fused update and normalisation
-                for (std::size_t r0 = 0; r0 < NT; r0 += MR_U)
-                    for_column_blocks<T, MR_U, NB_U>(wts.hp, [&](auto nb, std::size_t) {
-                        update_normalise_rows<T, MR_U, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp,
-                                                                            s.q.data() + r0 * wts.ip, eps);
+                for (std::size_t r0 = 0; r0 < active; r0 += MR)
+                    for_column_blocks<T, MR, NB_U>(wts.hp, [&](auto nb, std::size_t) {
+                        update_normalise_rows<T, MR, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp,
+                                                                          s.q.data() + r0 * wts.ip, eps);
                     });
                 continue;
             }
-            for (std::size_t r0 = 0; r0 < NT; r0 += MR_U)
-                for_column_blocks<T, MR_U, NB_U>(wts.hp, [&](auto nb, std::size_t c0) {
-                    update_block<T, MR_U, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, s.q.data() + r0 * wts.ip,
-                                                               s.hn.data() + r0 * wts.hp, c0, eps);
+            for (std::size_t r0 = 0; r0 < active; r0 += MR)
+                for_column_blocks<T, MR, NB_U>(wts.hp, [&](auto nb, std::size_t c0) {
+                    update_block<T, MR, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, s.q.data() + r0 * wts.ip,
+                                                             s.hn.data() + r0 * wts.hp, c0, eps);
                 });
-            for (std::size_t r = 0; r < NT; ++r) {
+            for (std::size_t r = 0; r < active; ++r) {
                 T* hr = s.hn.data() + r * wts.hp;
                 T sum = 0;
                 for (std::size_t k = 0; k < wts.h; ++k)
@@ -241,7 +237,21 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, TileRows&& tile_rows, std::siz
                     dst[k] = hr[k] * inv;
             }
         }
-        const std::size_t valid = std::min(NT, rows - t0);
+    };
+    static_assert(MR_R == MR_U && NT % MR_R == 0);
+    for (std::size_t tile = first_tile; tile < last_tile; ++tile) {
+        const std::size_t t0 = tile * NT, valid = std::min(NT, rows - t0);
+        const T* xt = tile_rows(t0, valid);
+        for (std::size_t r = 0; r < NT; ++r)
+            for (std::size_t k = 0; k < wts.hp; ++k)
+                s.h[r * wts.hp + k] = k < wts.h ? h0 : T(0);
+        // a short last tile (one image through a 1×1 layer is a single row) runs only the row groups that hold
+        // real rows, and one or two rows on their own rather than in a group of mostly padding. Each row's
+        // arithmetic is the same either way, so the result does not depend on the grouping.
+        if (valid <= 2)
+            iterate.template operator()<1>(xt, valid);
+        else
+            iterate.template operator()<MR_R>(xt, (valid + MR_R - 1) / MR_R * MR_R);
         for (std::size_t r = 0; r < valid; ++r)
             std::copy(s.h.data() + r * wts.hp, s.h.data() + r * wts.hp + wts.h, h_out + (t0 + r) * wts.h);
     }

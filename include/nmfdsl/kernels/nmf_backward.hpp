@@ -34,6 +34,8 @@ struct nmf_backward_scratch {
     aligned_vector<T> r, hg_w, hg, qx, z;            // the GEMM formulation
     aligned_vector<T> qz, at, gxb, xb;               // the fused tile formulation (per thread)
     std::vector<aligned_vector<T>> partials;         // per-task GW
+    // the (columns in use, row stride) for which at and xb hold zeros in every padding column
+    std::size_t at_h = 0, at_stride = 0, xb_i = 0, xb_stride = 0;
 };
 
 /// Rows per parallel task of the approximate backward: fixed, so the split does not depend on the thread count.
@@ -149,7 +151,7 @@ inline void prefetch_lines(const T* p, std::size_t count)
         __builtin_prefetch(p + i);
 }
 
-/// The rows [first, last) (multiples of 4) of nmf_backward_approx; GW of these rows is written to gw_acc: [Hr × Ip]
+/// The rows [first, last) (multiples of 4, or the one row of a one-row problem) of nmf_backward_approx; GW of these rows is written to gw_acc: [Hr × Ip]
 /// (rows < H are meaningful), or GWᵀ [I × Hp] (columns < H are meaningful) if backward_gw_transposed(wts). x̂ rows
 /// come from the matrix `xhat` if it is given, else block by block from `source(first_row, count, dst)` (see
 /// nmf_forward_streamed). gx rows go to `gx` when it is given, else to a
@@ -171,13 +173,22 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& 
     const bool transposed = backward_gw_transposed(wts);
     // at = [h⊙G; h] for the block (2·block_rows × Hq): the h half feeds backward_rows, and read transposed the
     // whole is the A operand of the GW update, whose B operand [Qx; −Z] carries the minus sign of eq. (2)
+    // Padding columns of at (≥ H) and xb (≥ I) must be zero; nothing below writes them, so the buffers are zeroed
+    // only when the layout changes (not per call: a one-row call would pay for 48 rows)
     thread_local nmf_backward_scratch<T> s;
-    s.at.assign(2 * block_rows * Hq, T(0));
+    if (s.at_h != H || s.at_stride != Hq) {
+        s.at.assign(2 * block_rows * Hq, T(0));
+        s.at_h = H;
+        s.at_stride = Hq;
+    }
     s.qz.resize(2 * block_rows * Ip);  // every row the GW update reads is written first
     if (gx == nullptr)
         s.gxb.resize(block_rows * Ip);
-    if (xhat == nullptr)
-        s.xb.assign(block_rows * Ip, T(0));  // padding columns stay zero: the source writes [0, I) only
+    if (xhat == nullptr && (s.xb_i != wts.i || s.xb_stride != Ip)) {
+        s.xb.assign(block_rows * Ip, T(0));  // the source writes columns [0, I) only
+        s.xb_i = wts.i;
+        s.xb_stride = Ip;
+    }
     T* hgp = s.at.data();
     T* q = s.qz.data();
     for (std::size_t b0 = first; b0 < last; b0 += block_rows) {
@@ -190,8 +201,7 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& 
         T* gxr = gx != nullptr ? gx + b0 * Ip : s.gxb.data();
         const T* xb = xhat != nullptr ? xhat + b0 * Ip : s.xb.data();
         if (xhat == nullptr) {
-            if (real < in_block)  // padding rows are zero
-                std::fill(s.xb.begin(), s.xb.end(), T(0));
+            std::fill(s.xb.begin() + real * Ip, s.xb.begin() + in_block * Ip, T(0));  // padding rows are zero
             if (real != 0)
                 source(b0, real, s.xb.data());
         }
@@ -247,8 +257,10 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& 
                     row_group.template operator()<6, 2>(r0);
         for (; r0 + MR <= in_block; r0 += MR)
             row_group.template operator()<MR, NB>(r0);
-        for (; r0 < in_block; r0 += 2)  // in_block is a multiple of 4, so at most 2 rows are left after the 6s
+        for (; r0 + 2 <= in_block; r0 += 2)  // in_block is a multiple of 4: at most 2 rows are left after the 6s
             row_group.template operator()<2, NB>(r0);
+        if (r0 < in_block)  // a one-row problem (a single image through a 1×1 layer)
+            row_group.template operator()<1, NB>(r0);
         if (real != 0)
             sink(b0, real, static_cast<const T*>(gxr));
         if (transposed) {
@@ -323,7 +335,9 @@ void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, Source&
                                const T* patch_sum, Sink& sink)
 {
     const std::size_t H = wts.h, I = wts.i, Ip = wts.ip, Hp = wts.hp;
-    const std::size_t padded_rows = (rows + 3) / 4 * 4;  // whole groups of the 4-row micro-kernel
+    // whole groups of the 4-row micro-kernel; a single row (one image through a 1×1 layer) is not padded, so its
+    // GEMMs do not run on three rows of zeros
+    const std::size_t padded_rows = rows == 1 ? 1 : (rows + 3) / 4 * 4;
     const std::size_t task_rows = backward_task_rows(group_rows);
     const std::size_t tasks = (padded_rows + task_rows - 1) / task_rows;
     const bool transposed = backward_gw_transposed(wts);
@@ -378,7 +392,8 @@ void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, c
 }
 
 /// The same gradient without an x̂ or a gx matrix. x̂ rows are produced block by block by
-/// `source(first_row, count, dst)` as in nmf_forward_streamed (it must give the rows the forward saw); each block
+/// `source(first_row, count, dst)` as in nmf_forward_streamed (it must give the rows the forward saw, and write
+/// columns [0, I) only: the buffer's padding columns are zeroed once and must stay zero); each block
 /// of gx rows, once computed (and taken back through the patch normalisation when `patch_sum` is given), is handed
 /// to `sink(first_row, count, gx_rows)` — row stride Ip — and then overwritten. Rows come in groups of
 /// `group_rows` (the positions of one sample); all rows of a group go to the same task, in order, so a sink that

@@ -218,9 +218,10 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
             kernels::nmf_backward_approx_streamed(
                 c.wts,
                 [&](std::size_t first, std::size_t count, T* dst) {
+                    // columns [0, I) only: the kernel keeps the padding columns of its buffer zero across calls
                     kernels::im2col_rows(a.x, first, count, geometry, dst, Ip);
                     for (std::size_t r = 0; r < count; ++r)
-                        detail::l1_scale_row(dst + r * Ip, Ip, c.patch_sum[first + r]);
+                        detail::l1_scale_row(dst + r * Ip, I, c.patch_sum[first + r]);
                 },
                 a.y, a.dy, rows, P, c.gw.data(), c.bscratch, c.patch_sum.data(),
                 [&](std::size_t first, std::size_t count, const T* gx) {
