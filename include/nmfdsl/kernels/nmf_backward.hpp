@@ -151,10 +151,10 @@ inline void prefetch_lines(const T* p, std::size_t count)
         __builtin_prefetch(p + i);
 }
 
-/// The rows [first, last) (multiples of 4, or the one row of a one-row problem) of nmf_backward_approx; GW of these rows is written to gw_acc: [Hr × Ip]
-/// (rows < H are meaningful), or GWᵀ [I × Hp] (columns < H are meaningful) if backward_gw_transposed(wts). x̂ rows
-/// come from the matrix `xhat` if it is given, else block by block from `source(first_row, count, dst)` (see
-/// nmf_forward_streamed). gx rows go to `gx` when it is given, else to a
+/// The rows [first, last) (multiples of 4, or the one row of a one-row problem) of nmf_backward_approx; GW of these
+/// rows is written to gw_acc: [Hr × Ip] (rows < H are meaningful), or GWᵀ [I × Hp] (columns < H are meaningful) if
+/// backward_gw_transposed(wts). x̂ rows come from the matrix `xhat` if it is given, else block by block from
+/// `source(first_row, count, dst)` (see nmf_forward_streamed). gx rows go to `gx` when it is given, else to a
 /// per-thread block buffer; either way `sink(first_row, count, gx_rows)` is called once per block for the block's
 /// real rows (count ≥ 1), in row order, while they are still in cache.
 template <class T, class Source, class Sink>
