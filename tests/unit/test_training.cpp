@@ -1,6 +1,8 @@
 // Data readers, checkpoints, optimisers and the trainer: normal operation and every bad-input path.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -235,6 +237,54 @@ TEST_CASE("Adam and SGD follow their update rules", "[optim]")
     CHECK(params[0].value[0] == Approx(w1 - 0.1 * 2.5));
     lr[nd::group::dense] = -1;
     CHECK_THROWS_AS(nd::optim::Adam<double>(m.parameters(), lr), std::invalid_argument);
+}
+
+TEST_CASE("optimiser state: a restored optimiser continues exactly; a state of the wrong length is refused",
+          "[optim][checkpoint]")
+{
+    using M = nd::Model<nd::Dense<3>, nd::Shape<4>, double>;
+    auto run = [](auto make) {
+        M a{nd::seed{1}};
+        auto opt_a = make(a);
+        auto pa = a.parameters();
+        auto set_grads = [](auto& params, double x) {
+            for (auto& p : params)
+                for (std::size_t i = 0; i < p.grad.size(); ++i)
+                    p.grad[i] = std::sin(x + double(i));
+        };
+        for (int t = 0; t < 3; ++t) {
+            set_grads(pa, t);
+            opt_a.step();
+        }
+        opt_a.rates()[nd::group::dense] = 0.05;  // a schedule's change of rate is part of the state
+        M c{nd::seed{7}};  // a fresh model and optimiser, given a's weights and a's optimiser state
+        auto pc = c.parameters();
+        for (std::size_t k = 0; k < pa.size(); ++k)
+            std::copy(pa[k].value.begin(), pa[k].value.end(), pc[k].value.begin());
+        auto opt_c = make(c);
+        opt_c.load_state(opt_a.state());
+        CHECK(opt_c.rates()[nd::group::dense] == 0.05);
+        set_grads(pa, 3);
+        opt_a.step();
+        set_grads(pc, 3);
+        opt_c.step();
+        for (std::size_t k = 0; k < pa.size(); ++k)
+            CHECK(std::equal(pa[k].value.begin(), pa[k].value.end(), pc[k].value.begin()));
+        auto state = opt_a.state();
+        state.pop_back();
+        CHECK_THROWS_AS(opt_c.load_state(state), std::invalid_argument);
+        return state.size() + 1;
+    };
+    nd::optim::learning_rates lr;
+    lr[nd::group::dense] = 0.1;
+    // Dense<3> on 4 inputs: 15 values; Adam keeps the step count, m and v; SGD one buffer; both the 6 rates
+    CHECK(run([&](M& m) { return nd::optim::Adam<double>(m.parameters(), lr); }) == 1 + 2 * 15 + 6);
+    CHECK(run([&](M& m) { return nd::optim::SGD<double>(m.parameters(), lr, 0.9); }) == 15 + 6);
+    M m;
+    nd::optim::Adam<double> adam(m.parameters(), lr);
+    CHECK_THROWS_WITH(adam.load_state({1.0, 2.0}), Catch::Contains("Adam state has 2 values, expected 37"));
+    nd::optim::SGD<double> sgd(m.parameters(), lr);
+    CHECK_THROWS_WITH(sgd.load_state({}), Catch::Contains("SGD state has 0 values, expected 21"));
 }
 
 TEST_CASE("ReduceLROnPlateau and the lr-limit stopping rule", "[optim]")
