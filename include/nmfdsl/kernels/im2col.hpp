@@ -203,21 +203,32 @@ void im2col_rows(const T* x, std::size_t first, std::size_t count, const Geometr
     detail::im2col_rows(g, x, first, count, cols, row_stride);
 }
 
+namespace detail {
+/// f(first_row, count, offset of the first row in the column matrix) for each sample's rows, one sample per
+/// parallel task: tasks touch disjoint rows and disjoint parts of the image, in a fixed order within each.
+template <class Geometry, class F>
+void for_each_sample(const Geometry& g, std::size_t batch, std::size_t row_stride, F&& f)
+{
+    const window& w = window_of(g);
+    const std::size_t positions = w.oh() * w.ow(), patch = row_stride ? row_stride : w.patch();
+    parallel_for(batch, [&](std::size_t n) { f(n * positions, positions, n * positions * patch); });
+}
+} // namespace detail
+
 /// All N·OH·OW rows of the column matrix (see im2col_rows), one sample per parallel task. `g` is a `window` or a
 /// `fixed_window<G>{}`.
 template <class Geometry, class T>
 void im2col(const T* x, std::size_t batch, const Geometry& g, T* cols, std::size_t row_stride = 0)
 {
-    const window& w = detail::window_of(g);
-    const std::size_t positions = w.oh() * w.ow(), patch = row_stride ? row_stride : w.patch();
-    parallel_for(batch, [&](std::size_t n) {  // one sample per task: disjoint rows
-        im2col_rows(x, n * positions, positions, g, cols + n * positions * patch, row_stride);
+    detail::for_each_sample(g, batch, row_stride, [&](std::size_t first, std::size_t count, std::size_t at) {
+        im2col_rows(x, first, count, g, cols + at, row_stride);
     });
 }
 
 /// The adjoint of im2col for the column rows [first, first + count) only (row = n·OH·OW + oy·OW + ox):
-/// dx[n][y][x][c] += their entries, rows taken in increasing order. `cols` points at row `first`; `g` is a
-/// `window` or a `fixed_window<G>{}`.
+/// dx[n][y][x][c] += their entries, in an order fixed by (first, count) — row by row, or for small compile-time
+/// windows with AVX-512 summed per output line first (detail::col2im_rows_in_lines). `cols` points at row
+/// `first`; `g` is a `window` or a `fixed_window<G>{}`.
 template <class Geometry, class T>
 void col2im_add_rows(const T* cols, std::size_t first, std::size_t count, const Geometry& g, T* dx,
                      std::size_t row_stride = 0)
@@ -230,10 +241,8 @@ void col2im_add_rows(const T* cols, std::size_t first, std::size_t count, const 
 template <class Geometry, class T>
 void col2im_add(const T* cols, std::size_t batch, const Geometry& g, T* dx, std::size_t row_stride = 0)
 {
-    const window& w = detail::window_of(g);
-    const std::size_t positions = w.oh() * w.ow(), patch = row_stride ? row_stride : w.patch();
-    parallel_for(batch, [&](std::size_t n) {  // one sample per task: disjoint parts of dx, fixed summation order
-        col2im_add_rows(cols + n * positions * patch, n * positions, positions, g, dx, row_stride);
+    detail::for_each_sample(g, batch, row_stride, [&](std::size_t first, std::size_t count, std::size_t at) {
+        col2im_add_rows(cols + at, first, count, g, dx, row_stride);
     });
 }
 

@@ -151,12 +151,11 @@ inline void prefetch_lines(const T* p, std::size_t count)
         __builtin_prefetch(p + i);
 }
 
-/// The rows [first, last) (multiples of 4, or the one row of a one-row problem) of nmf_backward_approx; GW of these
-/// rows is written to gw_acc: [Hr × Ip] (rows < H are meaningful), or GWᵀ [I × Hp] (columns < H are meaningful) if
+/// The rows [first, last) (first a multiple of 4) of nmf_backward_approx; GW of these rows is written to gw_acc: [Hr × Ip] (rows < H are meaningful), or GWᵀ [I × Hp] (columns < H are meaningful) if
 /// backward_gw_transposed(wts). x̂ rows come from the matrix `xhat` if it is given, else block by block from
 /// `source(first_row, count, dst)` (see nmf_forward_streamed). gx rows go to `gx` when it is given, else to a
 /// per-thread block buffer; either way `sink(first_row, count, gx_rows)` is called once per block for the block's
-/// real rows (count ≥ 1), in row order, while they are still in cache.
+/// rows (count ≥ 1), in row order, while they are still in cache.
 template <class T, class Source, class Sink>
 void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& source, const T* h, const T* g,
                               std::size_t rows, std::size_t first, std::size_t last, T* gx, T* gw_acc,
@@ -192,32 +191,23 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& 
     T* hgp = s.at.data();
     T* q = s.qz.data();
     for (std::size_t b0 = first; b0 < last; b0 += block_rows) {
-        // rows of this block: a multiple of MR; h and −Z follow h⊙G and Qx directly, so the GW update runs over
-        // K = 2·in_block rows with no gap
+        // rows of this block (any number: the last block of a task may be short, and no padding rows are made); h
+        // and −Z follow h⊙G and Qx directly, so the GW update runs over K = 2·in_block rows with no gap
         const std::size_t in_block = std::min(block_rows, last - b0);
-        const std::size_t real = b0 < rows ? std::min(rows - b0, in_block) : 0;
         T* hp = hgp + in_block * Hq;
         T* z = q + in_block * Ip;
         T* gxr = gx != nullptr ? gx + b0 * Ip : s.gxb.data();
         const T* xb = xhat != nullptr ? xhat + b0 * Ip : s.xb.data();
-        if (xhat == nullptr) {
-            std::fill(s.xb.begin() + real * Ip, s.xb.begin() + in_block * Ip, T(0));  // padding rows are zero
-            if (real != 0)
-                source(b0, real, s.xb.data());
-        }
+        if (xhat == nullptr)
+            source(b0, in_block, s.xb.data());
         for (std::size_t r = 0; r < in_block; ++r) {
             T* hr = hp + r * Hq;
             T* gr = hgp + r * Hq;
-            if (r < real) {
-                const T* hs = h + (b0 + r) * H;
-                const T* gs = g + (b0 + r) * H;
-                for (std::size_t k = 0; k < H; ++k) {
-                    hr[k] = hs[k];
-                    gr[k] = hs[k] * gs[k];
-                }
-            } else {
-                std::fill(hr, hr + H, T(0));
-                std::fill(gr, gr + H, T(0));
+            const T* hs = h + (b0 + r) * H;
+            const T* gs = g + (b0 + r) * H;
+            for (std::size_t k = 0; k < H; ++k) {
+                hr[k] = hs[k];
+                gr[k] = hs[k] * gs[k];
             }
         }
         // rows in groups of MRg: r = hW and (h⊙G)W for the group, then its patch-L1 backward
@@ -241,7 +231,7 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& 
             });
             // back through the patch normalisation while the rows are in cache: gx ← (gx − Σ gx⊙x̂) / Σ_raw
             if (patch_sum != nullptr)
-                for (std::size_t r = 0; r < MRg && r0 + r < real; ++r) {
+                for (std::size_t r = 0; r < MRg; ++r) {
                     T* gr = gxr + (r0 + r) * Ip;
                     const batch d(horizontal_sum(dot[r])), inv(T(1) / (patch_sum[b0 + r0 + r] + T(1e-19)));
                     for (std::size_t i = 0; i < Ip; i += L)
@@ -257,29 +247,34 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& 
                     row_group.template operator()<6, 2>(r0);
         for (; r0 + MR <= in_block; r0 += MR)
             row_group.template operator()<MR, NB>(r0);
-        for (; r0 + 2 <= in_block; r0 += 2)  // in_block is a multiple of 4: at most 2 rows are left after the 6s
+        for (; r0 + 2 <= in_block; r0 += 2)  // the rest of a short block
             row_group.template operator()<2, NB>(r0);
-        if (r0 < in_block)  // a one-row problem (a single image through a 1×1 layer)
+        if (r0 < in_block)
             row_group.template operator()<1, NB>(r0);
-        if (real != 0)
-            sink(b0, real, static_cast<const T*>(gxr));
+        sink(b0, in_block, static_cast<const T*>(gxr));
+        // GW update on one tile: acc = Σ_k A[r + k·ak] · B[k·ldb + c0 …] over the block's K = 2·in_block rows of
+        // [h⊙G; h] and [Qx; −Z], written to rows of `dst` (row stride ld) by the task's first block, added after
+        auto gw_tile = [&]<std::size_t MRg, std::size_t NBg>(const T* A, std::size_t ak, const T* B, std::size_t ldb,
+                                                             std::size_t cols, T* dst, std::size_t ld) {
+            detail::for_column_blocks<T, MRg, NBg>(cols, [&](auto nbc, std::size_t c0) {
+                constexpr std::size_t nb = decltype(nbc)::value;
+                batch acc[MRg][nb];
+                detail::bcast_tile<T, MRg, nb>(2 * in_block, A, 1, B + c0, ldb, acc, ak);
+                for (std::size_t r = 0; r < MRg; ++r)
+                    for (std::size_t j = 0; j < nb; ++j) {
+                        T* d = dst + r * ld + c0 + j * L;
+                        (b0 == first ? acc[r][j] : batch::load_aligned(d) + acc[r][j]).store_aligned(d);
+                    }
+            });
+        };
         if (transposed) {
             // GWᵀ tiles of up to MRT x̂ columns × up to NBT vectors of H: 13 × 2 with 32 registers (26
             // accumulators), 4 × 3 with 16
             constexpr std::size_t MRT = gemm_config<T>::wide_registers ? 13 : 4;
             constexpr std::size_t NBT = gemm_config<T>::wide_registers ? 2 : 3;
             const std::size_t I = wts.i, Hp = wts.hp;
-            auto columns = [&]<std::size_t MR>(std::size_t i0) {
-                detail::for_column_blocks<T, MR, NBT>(Hp, [&](auto nbc, std::size_t c0) {
-                    constexpr std::size_t nb = decltype(nbc)::value;
-                    batch acc[MR][nb];
-                    detail::bcast_tile<T, MR, nb>(2 * in_block, s.qz.data() + i0, 1, s.at.data() + c0, Hq, acc, Ip);
-                    for (std::size_t r = 0; r < MR; ++r)
-                        for (std::size_t j = 0; j < nb; ++j) {
-                            T* dst = gw_acc + (i0 + r) * Hp + c0 + j * L;
-                            (b0 == first ? acc[r][j] : batch::load_aligned(dst) + acc[r][j]).store_aligned(dst);
-                        }
-                });
+            auto columns = [&]<std::size_t MRc>(std::size_t i0) {  // x̂ columns broadcast, vectors along H
+                gw_tile.template operator()<MRc, NBT>(s.qz.data() + i0, Ip, s.at.data(), Hq, Hp, gw_acc + i0 * Hp, Hp);
             };
             std::size_t i0 = 0;
             if constexpr (MRT > 4) {
@@ -305,17 +300,8 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& 
         // GW tiles of 8 rows × up to 3 vectors with AVX-512's 32 registers (24 accumulators: each pass over [Qx; Z]
         // serves 8 rows of GW), 4 × 3 with 16 registers
         constexpr std::size_t MRW = gemm_config<T>::wide_registers ? 8 : 4, NBW = 3;
-        for (std::size_t k0 = 0; k0 < H; k0 += MRW)
-            detail::for_column_blocks<T, MRW, NBW>(Ip, [&](auto nbc, std::size_t c0) {
-                constexpr std::size_t nb = decltype(nbc)::value;
-                batch acc[MRW][nb];
-                detail::bcast_tile<T, MRW, nb>(2 * in_block, s.at.data() + k0, 1, s.qz.data() + c0, Ip, acc, Hq);
-                for (std::size_t r = 0; r < MRW; ++r)
-                    for (std::size_t j = 0; j < nb; ++j) {
-                        T* dst = gw_acc + (k0 + r) * Ip + c0 + j * L;
-                        (b0 == first ? acc[r][j] : batch::load_aligned(dst) + acc[r][j]).store_aligned(dst);
-                    }
-            });
+        for (std::size_t k0 = 0; k0 < H; k0 += MRW)  // h columns broadcast, vectors along x̂ columns
+            gw_tile.template operator()<MRW, NBW>(s.at.data() + k0, Hq, s.qz.data(), Ip, Ip, gw_acc + k0 * Ip, Ip);
     }
 }
 
@@ -335,21 +321,18 @@ void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, Source&
                                const T* patch_sum, Sink& sink)
 {
     const std::size_t H = wts.h, I = wts.i, Ip = wts.ip, Hp = wts.hp;
-    // whole groups of the 4-row micro-kernel; a single row (one image through a 1×1 layer) is not padded, so its
-    // GEMMs do not run on three rows of zeros
-    const std::size_t padded_rows = rows == 1 ? 1 : (rows + 3) / 4 * 4;
     const std::size_t task_rows = backward_task_rows(group_rows);
-    const std::size_t tasks = (padded_rows + task_rows - 1) / task_rows;
+    const std::size_t tasks = (rows + task_rows - 1) / task_rows;
     const bool transposed = backward_gw_transposed(wts);
     // one task, the direct layout and an aligned gw with no padding rows: GW straight into gw
     if (tasks == 1 && !transposed && backward_gw_rows(H) == H && reinterpret_cast<std::uintptr_t>(gw) % 64 == 0) {
-        nmf_backward_approx_rows(wts, xhat, source, h, g, rows, 0, padded_rows, gx, gw, patch_sum, sink);
+        nmf_backward_approx_rows(wts, xhat, source, h, g, rows, 0, rows, gx, gw, patch_sum, sink);
         return;
     }
     s.partials.resize(tasks);
     parallel_for(tasks, [&](std::size_t task) {
         const std::size_t first = task * task_rows;
-        const std::size_t last = std::min(padded_rows, first + task_rows);
+        const std::size_t last = std::min(rows, first + task_rows);
         s.partials[task].resize(backward_gw_size(wts));  // the task's first block overwrites it
         nmf_backward_approx_rows(wts, xhat, source, h, g, rows, first, last, gx, s.partials[task].data(), patch_sum,
                                  sink);
