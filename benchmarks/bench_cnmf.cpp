@@ -43,8 +43,8 @@ void run(benchmark::State& state, pass which, std::size_t T = 20, std::size_t fi
         if (which == pass::forward)
             Engine::template forward<float>(opt, params.data(), buffers.data(), x.data(), batch, ws, true);
         else
-            Engine::template backward<float>(opt, params.data(), grads.data(), buffers.data(), dy.data(), dx.data(),
-                                             ws);
+            Engine::template backward<float>(opt, params.data(), grads.data(), buffers.data(), x.data(), dy.data(),
+                                             dx.data(), ws);
         benchmark::ClobberMemory();
     }
     constexpr std::size_t I = Layer::template patch<In>, H = Out::c, P = Out::h * Out::w;

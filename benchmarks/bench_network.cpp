@@ -67,7 +67,7 @@ void step(benchmark::State& state, bool train, std::optional<nd::nmf_gradient> m
         if (train) {
             const auto l = loss(p, labels);
             model.zero_grad();
-            model.backward(l.grad);
+            model.backward_parameters(l.grad);
             adam.step();
         }
         benchmark::DoNotOptimize(p.data());

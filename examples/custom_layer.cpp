@@ -1,10 +1,11 @@
 // A custom layer, as in docs/custom-layers.md: ChannelScale multiplies every channel by its own learned factor,
 //   y[.., c] = s_c · x[.., c],   ds_c += Σ dy[.., c] · x[.., c],   dx = s ⊙ dy.
-// It is built as part of the project, and main() checks its gradients by finite differences.
+// It is built as part of the project, and main() runs it through the layer contract (testing/contract.hpp): overwrite
+// and accumulate semantics, independent caches, thread-count independence and finite-difference gradients.
 #include <iostream>
 
 #include <nmfdsl/nmfdsl.hpp>
-#include <nmfdsl/testing/gradcheck.hpp>
+#include <nmfdsl/testing/contract.hpp>
 
 namespace nd = nmfdsl;
 
@@ -54,7 +55,8 @@ static_assert(nd::parameter_count_v<Net, In> == (8 * 18 + 8) + 8 + (4 * 8 * 3 * 
 int main()
 {
     std::cout << nd::summary<Net, In>();
-    const auto r = nd::testing::check_gradients<Net, In>();
-    std::cout << "gradient check: input error " << r.input_error << ", parameter error " << r.param_error << '\n';
-    return r.input_error < 1e-6 && r.param_error < 1e-6 ? 0 : 1;
+    const auto layer = nd::testing::check_layer<ChannelScale, nd::Shape<3, 4, 5>>();  // the layer alone
+    const auto net = nd::testing::check_layer<Net, In>();                            // and inside a network
+    std::cout << "ChannelScale: " << layer.message() << "\nthe network: " << net.message() << '\n';
+    return layer.ok() && net.ok() ? 0 : 1;
 }

@@ -413,14 +413,36 @@ TEST_CASE("options are validated and name the option", "[cnmf]")
     CHECK(o.iterations() == 20);
     CHECK(!o.epsilon());
     CHECK(o.gradient() == nd::nmf_gradient::approximate);
-    CHECK_THROWS_AS(o.iterations(0), std::invalid_argument);
+    CHECK_THROWS_AS(o.iterations(0), nd::argument_error);
     CHECK_THROWS_WITH(o.iterations(0), Catch::Contains("'iterations'") && Catch::Contains("got 0"));
     CHECK_THROWS_WITH(o.epsilon(-0.5), Catch::Contains("'epsilon'") && Catch::Contains("-0.5"));
-    CHECK_THROWS_AS(o.epsilon(std::nan("")), std::invalid_argument);
+    CHECK_THROWS_AS(o.epsilon(std::nan("")), nd::argument_error);
     CHECK(o.iterations() == 20);  // a rejected value leaves the option unchanged
     o.iterations(5).epsilon(0.1);
     CHECK(o.iterations() == 5);
     CHECK(*o.epsilon() == 0.1);
+}
+
+TEST_CASE("backward uses the options its forward ran with, whatever was set in between", "[cnmf]")
+{
+    using M = nd::Model<nd::CNMFCore<3, 2>, nd::Shape<2, 4, 4>, double>;
+    xt::xtensor<double, 4> x = xt::xtensor<double, 4>::from_shape({2, 2, 4, 4});
+    for (std::size_t i = 0; i < x.size(); ++i)
+        x.data()[i] = 0.1 + double((i * 7) % 11) / 11.0;
+    auto run = [&](auto set_before, auto set_between) {
+        M m{nd::seed{2}};
+        nd::configure_nmf(m, set_before);
+        const auto y = m.forward(x);
+        nd::configure_nmf(m, set_between);
+        const auto dx = m.backward(xt::ones_like(y) + 0.5 * y);
+        return std::vector<double>(dx.begin(), dx.end());
+    };
+    auto unrolled_eps = [](nd::cnmf_options& o) { o.iterations(4).epsilon(0.3).gradient(nd::nmf_gradient::unrolled); };
+    auto other = [](nd::cnmf_options& o) { o.iterations(9).epsilon(std::nullopt).gradient(nd::nmf_gradient::implicit); };
+    auto keep = [](nd::cnmf_options&) {};
+    CHECK(run(unrolled_eps, other) == run(unrolled_eps, keep));
+    CHECK(run(other, unrolled_eps) == run(other, keep));
+    CHECK(run(unrolled_eps, keep) != run(other, keep));  // the options do matter
 }
 
 TEST_CASE("checked builds: non-finite or negative values reaching an NMF layer throw numeric_error", "[cnmf]")

@@ -181,7 +181,7 @@ TEST_CASE("the thread pool runs every task once, propagates exceptions and valid
     std::atomic<int> nested{0};
     pool.parallel_for(4, [&](std::size_t) { pool.parallel_for(5, [&](std::size_t) { ++nested; }); });
     CHECK(nested == 20);  // nested loops run serially inside a task
-    CHECK_THROWS_AS(pool.set_threads(0), std::invalid_argument);
+    CHECK_THROWS_AS(pool.set_threads(0), nd::argument_error);
     pool.set_threads(1);
     CHECK(pool.threads() == 1);
 }

@@ -113,3 +113,101 @@ TEST_CASE("the same seed gives the same model; separate workspaces give the same
     CHECK(std::equal(grads1.begin(), grads1.end(), b.flat_gradients().begin()));
     CHECK(!std::equal(y1.begin(), y1.end(), y2.begin()));
 }
+
+namespace {
+/// Parameters gradients and input gradient of one forward/backward of `m` on x, with upstream gradient g.
+template <class M>
+std::pair<std::vector<float>, std::vector<float>> step_results(M& m, const xt::xtensor<float, 4>& x,
+                                                               const xt::xtensor<float, 2>& g)
+{
+    m.zero_grad();
+    m.forward(x);
+    const auto dx = m.backward(g);
+    return {{m.flat_gradients().begin(), m.flat_gradients().end()}, {dx.begin(), dx.end()}};
+}
+} // namespace
+
+TEST_CASE("a Model is a value: a copy taken between forward and backward back-propagates its own batch", "[model]")
+{
+    using M = nd::Model<Small, SmallIn>;
+    const auto x1 = ramp(3, 2, 8, 8);
+    const xt::xtensor<float, 4> x2 = 1.f - x1;
+    xt::xtensor<float, 2> g = xt::ones<float>({3, 3});
+    g(1, 2) = -3.f;
+    M reference{nd::seed{4}};
+    const auto expected = step_results(reference, x1, g);
+
+    M original{nd::seed{4}};
+    original.zero_grad();
+    original.forward(x1);
+    M copy = original;               // holds x1's pending forward
+    original.forward(x2);            // the original moves on; its buffers are refilled with x2
+    original.reset_parameters(nd::seed{9});
+    const auto dx = copy.backward(g);
+    CHECK(std::equal(expected.second.begin(), expected.second.end(), dx.begin()));
+    CHECK(std::equal(expected.first.begin(), expected.first.end(), copy.flat_gradients().begin()));
+
+    M moved = std::move(copy);       // a move keeps the state
+    moved.zero_grad();
+    const auto dx2 = moved.backward(g);
+    CHECK(std::equal(dx.begin(), dx.end(), dx2.begin()));
+    M assigned{nd::seed{1}};
+    assigned = moved;                // copy assignment too
+    CHECK(std::equal(moved.flat_parameters().begin(), moved.flat_parameters().end(),
+                     assigned.flat_parameters().begin()));
+    CHECK(assigned.flat_parameters().data() != moved.flat_parameters().data());
+}
+
+TEST_CASE("a const Model runs forward with a workspace and lists its parameters without changing anything",
+          "[model]")
+{
+    struct WithRunningStats : nd::Seq<nd::Conv<3, 3>, nd::BatchNorm, nd::Flatten, nd::Dense<2>> {};
+    using M = nd::Model<WithRunningStats, SmallIn>;
+    M model{nd::seed{2}};
+    model.layer<1>().options().mode = nd::bn_mode::running_statistics;
+    const M& shared = model;
+    const std::vector<float> buffers(shared.flat_buffers().begin(), shared.flat_buffers().end());
+    M::workspace ws;
+    const auto y_const = shared.forward(ramp(2, 2, 8, 8), ws);
+    CHECK(std::equal(buffers.begin(), buffers.end(), shared.flat_buffers().begin()));  // running stats untouched
+    const auto y = model.forward(ramp(2, 2, 8, 8));
+    CHECK(std::equal(y.begin(), y.end(), y_const.begin()));
+    CHECK(!std::equal(buffers.begin(), buffers.end(), model.flat_buffers().begin()));  // the non-const one updates
+    std::size_t n = 0;
+    for (const auto& p : shared.parameters())
+        n += p.value.size();
+    CHECK(n == M::parameter_count);
+    static_assert(std::is_same_v<decltype(shared.parameters()[0].value), std::span<const float>>);
+}
+
+TEST_CASE("backward_parameters accumulates the same gradients as backward without making an input gradient",
+          "[model]")
+{
+    using M = nd::Model<paper::CNMF1x1, paper::MnistInput>;
+    M a{nd::seed{3}}, b{nd::seed{3}};
+    xt::xtensor<float, 4> x = ramp(2, 1, 28, 28);
+    a.forward(x);
+    b.forward(x);
+    xt::xtensor<float, 2> g = xt::ones<float>({2, 10});
+    g(0, 3) = -2.f;
+    a.backward(g);
+    b.backward_parameters(g);
+    b.backward_parameters(g);  // accumulates, like backward
+    const auto ga = a.flat_gradients(), gb = b.flat_gradients();
+    for (std::size_t i = 0; i < ga.size(); ++i)
+        REQUIRE(gb[i] == Approx(2 * ga[i]).margin(1e-6));
+    CHECK(std::any_of(ga.begin(), ga.end(), [](float v) { return v != 0.f; }));
+}
+
+TEST_CASE("every error the library throws derives from nmfdsl::error", "[model]")
+{
+    nd::cnmf_options o;
+    CHECK_THROWS_AS(o.iterations(0), nd::error);
+    nd::Model<Small, SmallIn> model;
+    CHECK_THROWS_AS(model.layer<1>().params("nope"), nd::lookup_error);
+    CHECK_THROWS_AS(model.layer<1>().params(7), nd::lookup_error);
+    CHECK_THROWS_AS(nd::set_threads(0), nd::argument_error);
+    auto lr = nd::optim::learning_rates::paper();
+    lr[nd::group::mix] = -1;
+    CHECK_THROWS_AS(nd::optim::SGD<float>(model.parameters(), lr), nd::error);
+}

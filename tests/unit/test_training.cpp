@@ -236,7 +236,20 @@ TEST_CASE("Adam and SGD follow their update rules", "[optim]")
     sgd.step();  // buffers 1, then 1.5
     CHECK(params[0].value[0] == Approx(w1 - 0.1 * 2.5));
     lr[nd::group::dense] = -1;
-    CHECK_THROWS_AS(nd::optim::Adam<double>(m.parameters(), lr), std::invalid_argument);
+    CHECK_THROWS_AS(nd::optim::Adam<double>(m.parameters(), lr), nd::argument_error);
+}
+
+TEST_CASE("optimiser state is counted by nmfdsl::memory", "[optim][memory]")
+{
+    nd::Model<nd::Dense<50>, nd::Shape<100>> m;
+    const std::size_t n = decltype(m)::parameter_count, before = nd::memory::current_bytes();
+    {
+        nd::optim::Adam<float> adam(m.parameters(), nd::optim::learning_rates::paper());
+        CHECK(nd::memory::current_bytes() - before >= 2 * n * sizeof(float));  // m and v
+        nd::optim::SGD<float> sgd(m.parameters(), nd::optim::learning_rates::paper());
+        CHECK(nd::memory::current_bytes() - before >= 3 * n * sizeof(float));  // + the momentum buffer
+    }
+    CHECK(nd::memory::current_bytes() == before);
 }
 
 TEST_CASE("optimiser state: a restored optimiser continues exactly; a state of the wrong length is refused",
@@ -272,7 +285,7 @@ TEST_CASE("optimiser state: a restored optimiser continues exactly; a state of t
             CHECK(std::equal(pa[k].value.begin(), pa[k].value.end(), pc[k].value.begin()));
         auto state = opt_a.state();
         state.pop_back();
-        CHECK_THROWS_AS(opt_c.load_state(state), std::invalid_argument);
+        CHECK_THROWS_AS(opt_c.load_state(state), nd::argument_error);
         return state.size() + 1;
     };
     nd::optim::learning_rates lr;

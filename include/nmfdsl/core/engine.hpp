@@ -68,10 +68,20 @@ struct engine<type_list<Es...>> {
     static constexpr std::size_t buffer_size = buffer_offsets[count];
     static constexpr std::size_t max_activation = std::max({std::size_t{1}, Es::in::size..., Es::out::size...});
 
+    /// Index of the first layer with trainable parameters (count if none). When the caller does not need dL/dx,
+    /// the layers before it are not back-propagated at all, and it is told that its dx is not needed.
+    static constexpr std::size_t first_trainable = [] {
+        constexpr std::array<std::size_t, count + 1> sizes{padded_params_v<Es>..., 1};
+        std::size_t i = 0;
+        while (i < count && sizes[i] == 0)
+            ++i;
+        return i;
+    }();
+
+    /// Per-call state. It holds no pointer to anything outside itself, so copying it (with the Model) is safe.
     template <class T>
     struct workspace {
         std::size_t batch = 0;
-        const T* input = nullptr;  ///< the caller's input of the last forward (must outlive backward)
         std::array<aligned_vector<T>, count> outputs;
         aligned_vector<T> grad_a, grad_b;
         std::tuple<cache_of_t<Es, T>...> caches;
@@ -92,10 +102,9 @@ struct engine<type_list<Es...>> {
     /// Runs every layer; returns the output (owned by ws, batch × Out::size, channels-last).
     template <class T>
     static const T* forward(const options& opt, const T* params, T* buffers, const T* x, std::size_t batch,
-                            workspace<T>& ws, bool training)
+                            workspace<T>& ws, bool training, bool update_buffers = true)
     {
         ws.batch = batch;
-        ws.input = x;
         const T* cur = x;
         boost::hana::for_each(entries, [&](auto e) {
             using E = typename decltype(e)::type;
@@ -103,22 +112,26 @@ struct engine<type_list<Es...>> {
             auto& out = ws.outputs[i];
             out.resize(batch * E::out::size);
             const forward_args<T> a{batch, cur, out.data(), params + param_offsets[i], buffers + buffer_offsets[i],
-                                    training, i};
+                                    training, i, update_buffers};
             E::layer::template forward<typename E::in, T>(std::get<i>(opt), a, std::get<i>(ws.caches));
             cur = out.data();
         });
         return cur;
     }
 
-    /// Back-propagates dy (batch × Out::size) to dx (batch × In::size, overwritten); accumulates parameter gradients.
+    /// Back-propagates dy (batch × Out::size) through the last forward, whose input x (batch × In::size) is passed
+    /// again; accumulates parameter gradients. dx (batch × In::size) is overwritten with dL/dx, or is nullptr when
+    /// the caller does not need it: then the layers before the first trainable one are skipped and that layer gets
+    /// `need_dx = false` (and a scratch dx it may leave untouched).
     template <class T>
-    static void backward(const options& opt, const T* params, T* grads, const T* buffers, const T* dy, T* dx,
-                         workspace<T>& ws)
+    static void backward(const options& opt, const T* params, T* grads, const T* buffers, const T* x, const T* dy,
+                         T* dx, workspace<T>& ws)
     {
         const std::size_t batch = ws.batch;
         if constexpr (count == 0) {
             return;
         } else {
+            const bool want_dx = dx != nullptr;
             ws.grad_a.resize(batch * max_activation);
             ws.grad_b.resize(batch * max_activation);
             const T* g = dy;
@@ -127,10 +140,13 @@ struct engine<type_list<Es...>> {
             boost::hana::for_each(boost::hana::reverse(entries), [&](auto e) {
                 using E = typename decltype(e)::type;
                 constexpr std::size_t i = E::index;
-                const T* x = i == 0 ? ws.input : ws.outputs[i == 0 ? 0 : i - 1].data();
-                T* target = i == 0 ? dx : spare;
-                const backward_args<T> a{batch, x, ws.outputs[i].data(), g, target, params + param_offsets[i],
-                                         grads + param_offsets[i], buffers + buffer_offsets[i], i};
+                if (!want_dx && i < first_trainable)
+                    return;
+                const T* xi = i == 0 ? x : ws.outputs[i == 0 ? 0 : i - 1].data();
+                T* target = (i == 0 && want_dx) ? dx : spare;
+                const bool need = want_dx || i > first_trainable;
+                const backward_args<T> a{batch, xi, ws.outputs[i].data(), g, target, params + param_offsets[i],
+                                         grads + param_offsets[i], buffers + buffer_offsets[i], i, need};
                 E::layer::template backward<typename E::in, T>(std::get<i>(opt), a, std::get<i>(ws.caches));
                 g = target;
                 std::swap(spare, other);

@@ -1,7 +1,9 @@
 #pragma once
 /// @file error.hpp
-/// The exception hierarchy. Every runtime check in nmfdsl throws one of these, with a message that starts with
-/// "nmfdsl:" and names the layer or file, what was expected and what was found.
+/// The exception hierarchy. Every runtime check in nmfdsl throws one of these (all derive from nmfdsl::error), with a
+/// message that starts with "nmfdsl:" and names the layer, option or file, what was expected and what was found.
+/// The only other exceptions that can leave the library are the standard library's own: std::bad_alloc when memory
+/// runs out, and std::system_error when the thread pool cannot start a thread.
 #include <stdexcept>
 #include <string>
 
@@ -19,6 +21,17 @@ struct shape_error : error {
 
 /// A non-finite or out-of-domain value was found where the numerics require finite (or non-negative) input.
 struct numeric_error : error {
+    using error::error;
+};
+
+/// A runtime option or argument is outside its domain (a CNMF option, a learning rate, a thread count, a label,
+/// an optimiser state of the wrong length, ...).
+struct argument_error : error {
+    using error::error;
+};
+
+/// A layer path, tensor name or option kind that the network does not have was asked for.
+struct lookup_error : error {
     using error::error;
 };
 

@@ -17,7 +17,10 @@
 ///
 /// Deriving from layer_base supplies the defaults. All tensors are channels-last inside the library: a batch of
 /// Shape<C,H,W> samples is stored as [N, H, W, C], so each position's channel vector is contiguous.
-/// backward *accumulates* into `grads` (call Model::zero_grad between steps) and *overwrites* `dx`.
+/// The contract, checked by nmfdsl::testing::check_layer: forward *overwrites* `y`; backward *accumulates* into
+/// `grads` (call Model::zero_grad between steps) and *overwrites* `dx`; everything a layer keeps between its forward
+/// and backward lives in its cache (two caches never interfere); results do not depend on the thread count; buffers
+/// change only in a forward with `update_buffers`.
 #include <array>
 #include <cstddef>
 #include <string>
@@ -39,6 +42,9 @@ struct forward_args {
     T* buffers;         ///< the layer's buffer block (non-trainable state such as running statistics)
     bool training;      ///< training or evaluation mode
     std::size_t layer;  ///< the layer's flat index (inside a Concat/Residual branch: its index in the branch)
+    /// False for a forward through a const Model: the layer must then leave its buffers as they are (a training
+    /// forward normally updates running statistics there).
+    bool update_buffers = true;
 };
 
 template <class T>
@@ -52,6 +58,9 @@ struct backward_args {
     T* grads;           ///< dL/dparams, accumulated (same layout as params)
     const T* buffers;
     std::size_t layer;
+    /// False when nobody reads dL/dx (the first trainable layer of a network trained without an input gradient):
+    /// the layer may then skip computing dx. dx is still a valid buffer of the full size.
+    bool need_dx = true;
 };
 
 /// Defaults for the optional parts of the layer protocol.

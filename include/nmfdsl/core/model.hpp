@@ -2,6 +2,8 @@
 /// @file model.hpp
 /// Model<Net, In, T>: owns the parameters, their gradients and the buffers of a network (flat, 64-byte aligned
 /// arrays; every tensor tagged with a parameter group), the per-layer runtime options, and a default workspace.
+/// A Model is a value: a copy owns copies of all of these (including a pending forward's state, so the copy's
+/// backward works on its own data), and a move leaves nothing shared.
 /// Tensors cross the API channels-first, as users hold them: a batch of Shape<C,H,W> is an xtensor [N, C, H, W], a
 /// batch of Shape<N> an xtensor [batch, N]. Inside, everything is channels-last.
 #include <cstddef>
@@ -129,26 +131,21 @@ public:
         return forward(batch, default_ws_);
     }
 
+    /// The same, keeping what backward needs in `ws` (one workspace per concurrent forward/backward pair).
     template <class E>
     output_tensor forward(const E& batch, workspace& ws)
     {
-        check_input(batch);
-        const std::size_t n = batch.shape()[0];
-        ws.batch = n;
-        ws.input.resize(n * In::size);
-        const auto contiguous = xt::eval(batch);
-        if constexpr (In::rank == 3)
-            detail::to_channels_last(contiguous.data(), n, In::c, In::h * In::w, ws.input.data());
-        else
-            std::copy(contiguous.data(), contiguous.data() + n * In::size, ws.input.data());
-        const T* y = engine::template forward<T>(options_, params_.data(), buffers_.data(), ws.input.data(), n, ws.net,
-                                                 training_);
-        output_tensor out(detail::batch_shape<output_shape, T>(n));
-        if constexpr (output_shape::rank == 3)
-            detail::to_channels_first(y, n, output_shape::c, output_shape::h * output_shape::w, out.data());
-        else
-            std::copy(y, y + n * output_shape::size, out.data());
-        return out;
+        return run_forward(batch, ws, buffers_.data(), true);
+    }
+
+    /// A forward that leaves the model untouched, so that several threads may share one const Model, each with its
+    /// own workspace. It runs in the model's mode; in training mode BatchNorm's running statistics (if used) are not
+    /// updated.
+    template <class E>
+    output_tensor forward(const E& batch, workspace& ws) const
+    {
+        // the layer protocol forbids writing buffers when update_buffers is false (checked by check_layer)
+        return run_forward(batch, ws, const_cast<T*>(buffers_.data()), false);
     }
 
     /// Back-propagates dL/d(output) of the last forward; accumulates parameter gradients and returns dL/d(input).
@@ -161,31 +158,27 @@ public:
     template <class E>
     input_tensor backward(const E& grad_out, workspace& ws)
     {
-        if (ws.batch == 0)
-            throw shape_error("nmfdsl: backward called before forward (the workspace holds no batch)");
-        const auto g = xt::eval(grad_out);
-        const auto expected = detail::batch_shape<output_shape, T>(ws.batch);
-        if (g.dimension() != expected.size() || !std::equal(expected.begin(), expected.end(), g.shape().begin()))
-            throw shape_error("nmfdsl: backward expects the gradient of the network output " +
-                              batch_shape_string<output_shape>(ws.batch) + ", got " + shape_text(g));
-        const std::size_t n = ws.batch;
-        ws.grad.resize(n * output_shape::size);
-        if constexpr (output_shape::rank == 3)
-            detail::to_channels_last(g.data(), n, output_shape::c, output_shape::h * output_shape::w, ws.grad.data());
-        else
-            std::copy(g.data(), g.data() + n * output_shape::size, ws.grad.data());
-        ws.grad_input.resize(n * In::size);
-        if constexpr (layer_count == 0)
-            std::copy(ws.grad.begin(), ws.grad.end(), ws.grad_input.begin());
-        else
-            engine::template backward<T>(options_, params_.data(), grads_.data(), buffers_.data(), ws.grad.data(),
-                                         ws.grad_input.data(), ws.net);
-        input_tensor dx(detail::batch_shape<In, T>(n));
+        run_backward(grad_out, ws, true);
+        input_tensor dx(detail::batch_shape<In, T>(ws.batch));
         if constexpr (In::rank == 3)
-            detail::to_channels_first(ws.grad_input.data(), n, In::c, In::h * In::w, dx.data());
+            detail::to_channels_first(ws.grad_input.data(), ws.batch, In::c, In::h * In::w, dx.data());
         else
             std::copy(ws.grad_input.begin(), ws.grad_input.end(), dx.data());
         return dx;
+    }
+
+    /// Back-propagates dL/d(output) of the last forward into the parameter gradients only (accumulated), as training
+    /// needs: no input gradient is made, and the layers before the first trainable one are not visited.
+    template <class E>
+    void backward_parameters(const E& grad_out)
+    {
+        backward_parameters(grad_out, default_ws_);
+    }
+
+    template <class E>
+    void backward_parameters(const E& grad_out, workspace& ws)
+    {
+        run_backward(grad_out, ws, false);
     }
 
     void zero_grad() { std::fill(grads_.begin(), grads_.end(), T(0)); }
@@ -196,21 +189,30 @@ public:
     bool training() const { return training_; }
 
     /// Every trainable tensor with its gradient, in layer order.
-    std::vector<parameter_ref<T>> parameters()
+    std::vector<parameter_ref<T>> parameters() { return parameter_list<T>(params_.data(), grads_.data()); }
+    std::vector<parameter_ref<const T>> parameters() const
     {
-        std::vector<parameter_ref<T>> out;
+        return parameter_list<const T>(params_.data(), grads_.data());
+    }
+
+private:
+    template <class U>
+    static std::vector<parameter_ref<U>> parameter_list(U* params, U* grads)
+    {
+        std::vector<parameter_ref<U>> out;
         boost::hana::for_each(engine::entries, [&](auto e) {
             using E = typename decltype(e)::type;
             constexpr auto& specs = E::layer::template param_tensors<typename E::in>;
             for (std::size_t k = 0; k < specs.size(); ++k) {
                 const std::size_t off = engine::param_offsets[E::index] + tensor_offset(specs, k);
                 out.push_back({E::index, E::layer::name(), specs[k].name, specs[k].grp,
-                               std::span<T>(params_.data() + off, specs[k].size),
-                               std::span<T>(grads_.data() + off, specs[k].size)});
+                               std::span<U>(params + off, specs[k].size), std::span<U>(grads + off, specs[k].size)});
             }
         });
         return out;
     }
+
+public:
 
     /// Access to layer I: its name, shapes, options, and its tensors by position.
     template <std::size_t I>
@@ -230,7 +232,11 @@ public:
     std::span<T> flat_parameters() { return {params_.data(), params_.size()}; }
     std::span<T> flat_gradients() { return {grads_.data(), grads_.size()}; }
     std::span<T> flat_buffers() { return {buffers_.data(), buffers_.size()}; }
+    std::span<const T> flat_parameters() const { return {params_.data(), params_.size()}; }
+    std::span<const T> flat_gradients() const { return {grads_.data(), grads_.size()}; }
+    std::span<const T> flat_buffers() const { return {buffers_.data(), buffers_.size()}; }
     options_tuple& options() { return options_; }
+    const options_tuple& options() const { return options_; }
 
     static std::string summary() { return detail::summary_table(entries{}); }
 
@@ -273,19 +279,67 @@ private:
             for (std::size_t k = 0; k < specs.size(); ++k)
                 if (specs[k].name == tensor)
                     return k;
-            throw std::out_of_range("nmfdsl: layer " + std::to_string(I) + " (" + name() + ") has no tensor named '" +
+            throw lookup_error("nmfdsl: layer " + std::to_string(I) + " (" + name() + ") has no tensor named '" +
                                     std::string(tensor) + "'");
         }
         std::span<T> view(aligned_vector<T>& flat, std::size_t k) const
         {
             if (k >= specs.size())
-                throw std::out_of_range("nmfdsl: layer " + std::to_string(I) + " (" + name() + ") has " +
+                throw lookup_error("nmfdsl: layer " + std::to_string(I) + " (" + name() + ") has " +
                                         std::to_string(specs.size()) + " tensors, asked for tensor " +
                                         std::to_string(k));
             const std::size_t off = engine::param_offsets[I] + tensor_offset(specs, k);
             return {flat.data() + off, specs[k].size};
         }
     };
+
+    template <class E>
+    output_tensor run_forward(const E& batch, workspace& ws, T* buffers, bool update_buffers) const
+    {
+        check_input(batch);
+        const std::size_t n = batch.shape()[0];
+        ws.batch = n;
+        ws.input.resize(n * In::size);
+        const auto contiguous = xt::eval(batch);
+        if constexpr (In::rank == 3)
+            detail::to_channels_last(contiguous.data(), n, In::c, In::h * In::w, ws.input.data());
+        else
+            std::copy(contiguous.data(), contiguous.data() + n * In::size, ws.input.data());
+        const T* y = engine::template forward<T>(options_, params_.data(), buffers, ws.input.data(), n, ws.net,
+                                                 training_, update_buffers);
+        output_tensor out(detail::batch_shape<output_shape, T>(n));
+        if constexpr (output_shape::rank == 3)
+            detail::to_channels_first(y, n, output_shape::c, output_shape::h * output_shape::w, out.data());
+        else
+            std::copy(y, y + n * output_shape::size, out.data());
+        return out;
+    }
+
+    /// Checks the gradient, back-propagates it and, when asked, leaves dL/dx channels-last in ws.grad_input.
+    template <class E>
+    void run_backward(const E& grad_out, workspace& ws, bool want_input_gradient)
+    {
+        if (ws.batch == 0)
+            throw shape_error("nmfdsl: backward called before forward (the workspace holds no batch)");
+        const auto g = xt::eval(grad_out);
+        const auto expected = detail::batch_shape<output_shape, T>(ws.batch);
+        if (g.dimension() != expected.size() || !std::equal(expected.begin(), expected.end(), g.shape().begin()))
+            throw shape_error("nmfdsl: backward expects the gradient of the network output " +
+                              batch_shape_string<output_shape>(ws.batch) + ", got " + shape_text(g));
+        const std::size_t n = ws.batch;
+        ws.grad.resize(n * output_shape::size);
+        if constexpr (output_shape::rank == 3)
+            detail::to_channels_last(g.data(), n, output_shape::c, output_shape::h * output_shape::w, ws.grad.data());
+        else
+            std::copy(g.data(), g.data() + n * output_shape::size, ws.grad.data());
+        ws.grad_input.resize(want_input_gradient ? n * In::size : 0);
+        if constexpr (layer_count == 0) {
+            std::copy(ws.grad.begin(), ws.grad.end(), ws.grad_input.begin());
+        } else {
+            engine::template backward<T>(options_, params_.data(), grads_.data(), buffers_.data(), ws.input.data(),
+                                         ws.grad.data(), want_input_gradient ? ws.grad_input.data() : nullptr, ws.net);
+        }
+    }
 
     template <class E>
     static std::string shape_text(const E& t)

@@ -13,10 +13,11 @@
 #include <cstdlib>
 #include <functional>
 #include <mutex>
-#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "error.hpp"
 
 namespace nmfdsl {
 
@@ -39,7 +40,7 @@ public:
     void set_threads(std::size_t n)
     {
         if (n == 0)
-            throw std::invalid_argument("nmfdsl: the thread count must be at least 1, got 0");
+            throw argument_error("nmfdsl: the thread count must be at least 1, got 0");
         if (n == threads())
             return;
         stop();

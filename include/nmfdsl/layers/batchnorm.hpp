@@ -79,7 +79,7 @@ struct BatchNorm : layer_base {
                 var[ch] /= T(rows);
                 c.inv_std[ch] = T(1) / std::sqrt(var[ch] + T(o.eps));
             }
-            if (o.mode == bn_mode::running_statistics && a.training) {
+            if (o.mode == bn_mode::running_statistics && a.training && a.update_buffers) {
                 const T m = T(o.momentum);
                 const T unbias = rows > 1 ? T(rows) / T(rows - 1) : T(1);
                 for (std::size_t ch = 0; ch < C; ++ch) {

@@ -45,7 +45,7 @@ constexpr const char* gradient_name(nmf_gradient g)
     }
 }
 
-/// Runtime options of an NMF layer; the setters validate and throw std::invalid_argument naming the option.
+/// Runtime options of an NMF layer; the setters validate and throw argument_error naming the option.
 class cnmf_options {
 public:
     std::size_t iterations() const { return iterations_; }
@@ -56,7 +56,7 @@ public:
     cnmf_options& iterations(std::size_t t)
     {
         if (t == 0)
-            throw std::invalid_argument("nmfdsl: CNMF option 'iterations' must be at least 1, got 0");
+            throw argument_error("nmfdsl: CNMF option 'iterations' must be at least 1, got 0");
         iterations_ = t;
         return *this;
     }
@@ -64,7 +64,7 @@ public:
     cnmf_options& epsilon(std::optional<double> e)
     {
         if (e && !(std::isfinite(*e) && *e >= 0.0))
-            throw std::invalid_argument("nmfdsl: CNMF option 'epsilon' must be a finite value >= 0 (or none), got " +
+            throw argument_error("nmfdsl: CNMF option 'epsilon' must be a finite value >= 0 (or none), got " +
                                         std::to_string(*e));
         epsilon_ = e;
         return *this;
@@ -119,7 +119,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         aligned_vector<T> gx, gw;
         kernels::nmf_backward_scratch<T> bscratch;
         kernels::nmf_trace<T> trace;      ///< unrolled mode only
-        nmf_gradient recorded = nmf_gradient::approximate;
+        cnmf_options used;  ///< the options of the last forward; its backward uses these, whatever was set since
         /// Bytes kept between forward and backward beyond the weights and the input: the patch sums and h (the
         /// layer's output); the exact modes add x̂, and unrolled mode the iteration trace.
         std::size_t saved_bytes(std::size_t rows) const
@@ -167,7 +167,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         const std::size_t rows = a.batch * P, Ip = c.wts.ip;
         c.patch_sum.resize(rows);
         const std::optional<T> eps = epsilon_of<T>(o);
-        c.recorded = o.gradient();
+        c.used = o;
         c.trace = {};
         if (o.gradient() == nmf_gradient::approximate) {
             // x̂ is made tile by tile from the input and not kept; the backward remakes it from x and the patch sums
@@ -193,15 +193,17 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
     }
 
     template <class In, class T>
-    static void backward(const options& o, const backward_args<T>& a, cache<In, T>& c)
+    static void backward(const options&, const backward_args<T>& a, cache<In, T>& c)
     {
+        const cnmf_options& o = c.used;  // the forward's T, ε and gradient mode, not the current options
         constexpr auto win = detail::window_of<In, K, Stride>();
         constexpr kernels::fixed_window<win> geometry{};  // the row-range kernels then see constant extents
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         const std::size_t rows = a.batch * P, Ip = c.wts.ip;
         c.gw.resize(Out * Ip);
-        std::fill(a.dx, a.dx + a.batch * In::size, T(0));
-        switch (c.recorded) {
+        if (a.need_dx)
+            std::fill(a.dx, a.dx + a.batch * In::size, T(0));
+        switch (o.gradient()) {
         case nmf_gradient::unrolled: {
             const std::optional<T> eps = epsilon_of<T>(o);
             c.gx.resize(kernels::nmf_layout<T>::pad_rows(rows) * Ip);
@@ -225,7 +227,8 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
                 },
                 a.y, a.dy, rows, P, c.gw.data(), c.bscratch, c.patch_sum.data(),
                 [&](std::size_t first, std::size_t count, const T* gx) {
-                    kernels::col2im_add_rows(gx, first, count, geometry, a.dx, Ip);
+                    if (a.need_dx)
+                        kernels::col2im_add_rows(gx, first, count, geometry, a.dx, Ip);
                 });
         }
         // dV = sign(V) ⊙ (GW − rowsum(GW ⊙ W)) / S
@@ -242,7 +245,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
             }
         }
         // other modes: through the patch L1 norm, then col2im
-        if (c.recorded != nmf_gradient::approximate) {
+        if (o.gradient() != nmf_gradient::approximate && a.need_dx) {
             detail::l1_backward_rows(c.gx.data(), c.xhat.data(), c.patch_sum.data(), rows, I, Ip);
             kernels::col2im_add(c.gx.data(), a.batch, geometry, a.dx, Ip);
         }

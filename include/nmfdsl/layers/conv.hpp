@@ -181,10 +181,12 @@ struct Conv : detail::patch_layer<Out, K, Stride> {
         constexpr auto win = detail::window_of<In, K, Stride>();
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         const std::size_t rows = a.batch * P;
-        c.dcols.resize(rows * I);
+        c.dcols.resize(a.need_dx ? rows * I : 0);
         detail::affine_backward(rows, I, Out, c.cols.data(), detail::tensor<Conv, In>(a.params, 0), a.dy,
-                                c.dcols.data(), detail::tensor<Conv, In>(a.grads, 0),
+                                a.need_dx ? c.dcols.data() : nullptr, detail::tensor<Conv, In>(a.grads, 0),
                                 detail::tensor<Conv, In>(a.grads, 1));
+        if (!a.need_dx)
+            return;
         if constexpr (Norm == patch_norm::l1)
             detail::l1_backward_rows(c.dcols.data(), c.cols.data(), c.sums.data(), rows, I, I);
         std::fill(a.dx, a.dx + a.batch * In::size, T(0));

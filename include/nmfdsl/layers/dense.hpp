@@ -31,7 +31,8 @@ void affine_backward(std::size_t rows, std::size_t in, std::size_t out, const T*
     for (std::size_t r = 0; r < rows; ++r)
         for (std::size_t o = 0; o < out; ++o)
             db[o] += dy[r * out + o];
-    kernels::gemm<T>(false, false, rows, in, out, T(1), dy, out, w, in, T(0), dx, in);
+    if (dx)  // nullptr: the input gradient is not needed
+        kernels::gemm<T>(false, false, rows, in, out, T(1), dy, out, w, in, T(0), dx, in);
 }
 
 /// PyTorch's default for Linear / Conv2d: weights and biases ~ U(±1/√fan_in).
@@ -75,7 +76,7 @@ struct Dense : layer_base {
     template <class In, class T>
     static void backward(const options&, const backward_args<T>& a, cache<In, T>&)
     {
-        detail::affine_backward(a.batch, In::size, Out, a.x, detail::tensor<Dense, In>(a.params, 0), a.dy, a.dx,
+        detail::affine_backward(a.batch, In::size, Out, a.x, detail::tensor<Dense, In>(a.params, 0), a.dy, a.need_dx ? a.dx : nullptr,
                                 detail::tensor<Dense, In>(a.grads, 0), detail::tensor<Dense, In>(a.grads, 1));
     }
 };
@@ -115,7 +116,7 @@ struct Pointwise : layer_base {
     static void backward(const options&, const backward_args<T>& a, cache<In, T>&)
     {
         detail::affine_backward(a.batch * In::positions, In::c, Out, a.x, detail::tensor<Pointwise, In>(a.params, 0),
-                                a.dy, a.dx, detail::tensor<Pointwise, In>(a.grads, 0),
+                                a.dy, a.need_dx ? a.dx : nullptr, detail::tensor<Pointwise, In>(a.grads, 0),
                                 detail::tensor<Pointwise, In>(a.grads, 1));
     }
 };

@@ -172,7 +172,7 @@ struct Concat {
                 constexpr std::size_t Cb = detail::channels<BOut>();
                 const T* yb = E::template forward<T>(std::get<k>(o), a.params + param_offset<In>(k),
                                                      a.buffers + buffer_offset<In>(k), a.x, a.batch,
-                                                     std::get<k>(c.ws), a.training);
+                                                     std::get<k>(c.ws), a.training, a.update_buffers);
                 for (std::size_t r = 0; r < a.batch * rows; ++r)
                     std::copy(yb + r * Cb, yb + (r + 1) * Cb, a.y + r * C + first);
                 first += Cb;
@@ -187,7 +187,7 @@ struct Concat {
         constexpr std::size_t rows = detail::rows_per_sample<Out>(), C = detail::channels<Out>();
         std::size_t first = 0;
         std::fill(a.dx, a.dx + a.batch * In::size, T(0));
-        c.dx_part.resize(a.batch * In::size);
+        c.dx_part.resize(a.need_dx ? a.batch * In::size : 0);
         detail::static_for(
             [&](auto k) {
                 using E = std::tuple_element_t<k, engines<In>>;
@@ -196,14 +196,18 @@ struct Concat {
                 c.dy_part.resize(a.batch * BOut::size);
                 for (std::size_t r = 0; r < a.batch * rows; ++r)
                     std::copy(a.dy + r * C + first, a.dy + r * C + first + Cb, c.dy_part.data() + r * Cb);
-                if constexpr (E::count == 0)
-                    std::copy(c.dy_part.begin(), c.dy_part.end(), c.dx_part.begin());
-                else
+                T* dxb = a.need_dx ? c.dx_part.data() : nullptr;
+                if constexpr (E::count == 0) {
+                    if (dxb)
+                        std::copy(c.dy_part.begin(), c.dy_part.end(), dxb);
+                } else {
                     E::template backward<T>(std::get<k>(o), a.params + param_offset<In>(k),
-                                            a.grads + param_offset<In>(k), a.buffers + buffer_offset<In>(k),
-                                            c.dy_part.data(), c.dx_part.data(), std::get<k>(c.ws));
-                for (std::size_t i = 0; i < a.batch * In::size; ++i)
-                    a.dx[i] += c.dx_part[i];
+                                            a.grads + param_offset<In>(k), a.buffers + buffer_offset<In>(k), a.x,
+                                            c.dy_part.data(), dxb, std::get<k>(c.ws));
+                }
+                if (dxb)
+                    for (std::size_t i = 0; i < a.batch * In::size; ++i)
+                        a.dx[i] += dxb[i];
                 first += Cb;
             },
             std::make_index_sequence<branch_count>{});
@@ -266,7 +270,8 @@ struct Residual {
     template <class In, class T>
     static void forward(const options_for<In>& o, const forward_args<T>& a, cache<In, T>& c)
     {
-        const T* yb = body_engine<In>::template forward<T>(o, a.params, a.buffers, a.x, a.batch, c.ws, a.training);
+        const T* yb = body_engine<In>::template forward<T>(o, a.params, a.buffers, a.x, a.batch, c.ws, a.training,
+                                                           a.update_buffers);
         for (std::size_t i = 0; i < a.batch * In::size; ++i)
             a.y[i] = yb[i] + a.x[i];
     }
@@ -278,9 +283,11 @@ struct Residual {
             for (std::size_t i = 0; i < a.batch * In::size; ++i)
                 a.dx[i] = T(2) * a.dy[i];
         } else {
-            body_engine<In>::template backward<T>(o, a.params, a.grads, a.buffers, a.dy, a.dx, c.ws);
-            for (std::size_t i = 0; i < a.batch * In::size; ++i)
-                a.dx[i] += a.dy[i];
+            body_engine<In>::template backward<T>(o, a.params, a.grads, a.buffers, a.x, a.dy,
+                                                  a.need_dx ? a.dx : nullptr, c.ws);
+            if (a.need_dx)
+                for (std::size_t i = 0; i < a.batch * In::size; ++i)
+                    a.dx[i] += a.dy[i];
         }
     }
 };

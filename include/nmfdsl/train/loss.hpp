@@ -33,7 +33,7 @@ inline void validate(const char* loss, std::size_t batch, std::size_t classes, s
                           "), got " + std::to_string(labels));
     for (std::size_t b = 0; b < batch; ++b)
         if (y[b] >= classes)
-            throw std::invalid_argument(std::string("nmfdsl: ") + loss + ": label " + std::to_string(y[b]) +
+            throw argument_error(std::string("nmfdsl: ") + loss + ": label " + std::to_string(y[b]) +
                                         " of sample " + std::to_string(b) + " is not below the class count " +
                                         std::to_string(classes));
 }

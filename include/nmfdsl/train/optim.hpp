@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/error.hpp"
 #include "../core/model.hpp"
 #include "../core/parallel.hpp"
 #include "../core/params.hpp"
@@ -50,7 +51,7 @@ void validate_rates(const learning_rates& r, const char* who)
 {
     for (double v : r.lr)
         if (!(std::isfinite(v) && v >= 0.0))
-            throw std::invalid_argument(std::string("nmfdsl: ") + who + ": learning rates must be finite and >= 0, got " +
+            throw argument_error(std::string("nmfdsl: ") + who + ": learning rates must be finite and >= 0, got " +
                                         std::to_string(v));
 }
 } // namespace detail
@@ -112,7 +113,7 @@ public:
         for (const auto& m : m_)
             expected += 2 * m.size();
         if (s.size() != expected)
-            throw std::invalid_argument("nmfdsl: Adam state has " + std::to_string(s.size()) + " values, expected " +
+            throw argument_error("nmfdsl: Adam state has " + std::to_string(s.size()) + " values, expected " +
                                         std::to_string(expected));
         std::size_t at = 0;
         t_ = static_cast<std::uint64_t>(s[at++]);
@@ -131,7 +132,7 @@ private:
     learning_rates lr_;
     double beta1_, beta2_, eps_;
     std::uint64_t t_ = 0;
-    std::vector<std::vector<T>> m_, v_;
+    std::vector<aligned_vector<T>> m_, v_;  ///< counted by nmfdsl::memory, like every library buffer
 };
 
 /// SGD with (heavy-ball) momentum, one learning rate per group.
@@ -143,7 +144,7 @@ public:
     {
         detail::validate_rates<T>(lr, "SGD");
         if (!(momentum >= 0.0 && momentum < 1.0))
-            throw std::invalid_argument("nmfdsl: SGD: momentum must be in [0, 1), got " + std::to_string(momentum));
+            throw argument_error("nmfdsl: SGD: momentum must be in [0, 1), got " + std::to_string(momentum));
         for (const auto& p : params_)
             buf_.emplace_back(p.value.size(), T(0));
     }
@@ -180,7 +181,7 @@ public:
         for (const auto& b : buf_)
             expected += b.size();
         if (s.size() != expected)
-            throw std::invalid_argument("nmfdsl: SGD state has " + std::to_string(s.size()) + " values, expected " +
+            throw argument_error("nmfdsl: SGD state has " + std::to_string(s.size()) + " values, expected " +
                                         std::to_string(expected));
         std::size_t at = 0;
         for (auto& b : buf_)
@@ -194,7 +195,7 @@ private:
     std::vector<parameter_ref<T>> params_;
     learning_rates lr_;
     double momentum_;
-    std::vector<std::vector<T>> buf_;
+    std::vector<aligned_vector<T>> buf_;  ///< counted by nmfdsl::memory
 };
 
 /// ReduceLROnPlateau as in PyTorch (mode min, relative threshold), stepped once per epoch with the epoch's summed

@@ -63,7 +63,7 @@ public:
           shuffle_rng_(seed{cfg_.seed}), augment_rng_(seed{cfg_.seed ^ 0x5eedULL})
     {
         if (cfg_.batch == 0)
-            throw std::invalid_argument("nmfdsl: Trainer: the batch size must be at least 1");
+            throw argument_error("nmfdsl: Trainer: the batch size must be at least 1");
         check_images(data_.train);
         check_images(data_.test);
         if (!cfg_.out_dir.empty())
@@ -199,7 +199,7 @@ private:
                                                                : ", the last good checkpoint is '" +
                                                                      checkpoint_path() + "'"));
             model_.zero_grad();
-            model_.backward(l.grad);
+            model_.backward_parameters(l.grad);  // training needs no input gradient
             opt_.step();
             m.train_loss += double(l.value);
             correct += count_correct(p, d, idx);
