@@ -36,8 +36,7 @@ const char* usage = R"(usage: nmfdsl-train [options]
   --resume FILE   continue from a checkpoint of the same network
   --augment A     none | paper (random crop, flip, colour jitter per batch)
                                         (default: none for 28x28 data, paper for CIFAR-10)
-  --lr-nmf X, --lr-conv X, --lr-mix X, --lr-norm X
-                  learning rates of the parameter groups (default: the paper's 0.01, 0.01, 0.001, 0.001)
+  --lr-<group> X   the learning rate of a parameter group (groups and defaults below)
   --max-batches K only K batches per epoch (smoke tests)
   --max-test K    evaluate on the first K test images only (smoke tests)
   --quiet         no progress output
@@ -52,6 +51,29 @@ struct options {
     bool quiet = false;
     nd::optim::learning_rates lr = nd::optim::learning_rates::paper();
 };
+
+/// The usage text with one line per parameter group (from nmfdsl::parameter_groups).
+std::string usage_text()
+{
+    std::string s = usage;
+    s += "\nparameter groups (--lr-<group>, default learning rate, what they hold):\n";
+    for (const auto& g : nd::parameter_groups) {
+        char line[160];
+        std::snprintf(line, sizeof line, "  --lr-%-6s %-6g %s\n", std::string(g.name).c_str(), g.paper_lr,
+                      std::string(g.holds).c_str());
+        s += line;
+    }
+    return s;
+}
+
+/// The group an option "--lr-<group>" names, or nullptr.
+const nd::group_info* lr_option_group(const std::string& option)
+{
+    for (const auto& g : nd::parameter_groups)
+        if (option == "--lr-" + std::string(g.name))
+            return &g;
+    return nullptr;
+}
 
 [[noreturn]] void bad_usage(const std::string& message)
 {
@@ -86,7 +108,7 @@ options parse(int argc, char** argv)
             return argv[++i];
         };
         if (a == "--help" || a == "-h") {
-            std::fputs(usage, stdout);
+            std::fputs(usage_text().c_str(), stdout);
             std::exit(0);
         } else if (a == "--model")
             o.model = value();
@@ -108,16 +130,13 @@ options parse(int argc, char** argv)
             o.augment = value();
         else if (a == "--max-batches")
             o.max_batches = parse_number(a, value(), 1);
-        else if (a == "--lr-nmf" || a == "--lr-conv" || a == "--lr-mix" || a == "--lr-norm") {
+        else if (const nd::group_info* gi = lr_option_group(a)) {
             const std::string text = value();
             char* end = nullptr;
             const double v = std::strtod(text.c_str(), &end);
             if (end == text.c_str() || *end != '\0' || !(v >= 0.0) || !std::isfinite(v))
                 bad_usage(a + " needs a learning rate >= 0, got '" + text + "'");
-            const nd::group g = a == "--lr-nmf"    ? nd::group::nmf
-                                : a == "--lr-conv" ? nd::group::conv
-                                : a == "--lr-mix"  ? nd::group::mix
-                                                   : nd::group::norm;
+            const nd::group g = gi->id;
             o.lr[g] = v;
         } else if (a == "--max-test")
             o.max_test = parse_number(a, value(), 1);

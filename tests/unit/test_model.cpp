@@ -211,3 +211,65 @@ TEST_CASE("every error the library throws derives from nmfdsl::error", "[model]"
     lr[nd::group::mix] = -1;
     CHECK_THROWS_AS(nd::optim::SGD<float>(model.parameters(), lr), nd::error);
 }
+
+namespace {
+/// A CNMF in branch 1 of a Concat, and one in the body of a Residual.
+struct Branchy : nd::Seq<nd::ReLU,
+                         nd::Concat<nd::Conv<3, 3>, nd::Seq<nd::CNMFCore<4, 3>, nd::ReLU>>,
+                         nd::Residual<nd::Seq<nd::ReLU, nd::CNMFCore<7, 1>>>, nd::Flatten, nd::Dense<2>> {};
+using BranchyIn = nd::Shape<2, 6, 6>;
+} // namespace
+
+TEST_CASE("the network is a tree: every layer, inside Concat and Residual too, has a path", "[model][tree]")
+{
+    nd::Model<Branchy, BranchyIn> model{nd::seed{1}};
+    std::vector<std::string> seen;
+    model.for_each_layer([&](const auto& node) { seen.push_back(node.path + " " + node.name()); });
+    const std::vector<std::string> expected{"0 ReLU",        "1 Concat<2 branches>", "1/0/0 Conv<3,3>",
+                                            "1/1/0 CNMF<4,3>", "1/1/1 ReLU",        "2 Residual",
+                                            "2/0/0 ReLU",    "2/0/1 CNMF<7,1>",     "3 Flatten",
+                                            "4 Dense<2>"};
+    CHECK(seen == expected);
+
+    // options reach the NMF layers inside the branches
+    CHECK(nd::configure_nmf(model, [](nd::cnmf_options& o) { o.iterations(3); }) == 2);
+    CHECK(model.options_at<nd::cnmf_options>("1/1/0").iterations() == 3);
+    CHECK(model.options_at<nd::cnmf_options>("2/0/1").iterations() == 3);
+    model.options_at<nd::cnmf_options>("2/0/1").iterations(9);
+    CHECK(std::get<1>(std::get<0>(std::get<2>(model.options()))).iterations() == 9);  // Residual → body → layer 1
+
+    // bad paths and kinds name the path and the layer found there
+    CHECK_THROWS_AS(model.options_at<nd::cnmf_options>("1/0/0"), nd::lookup_error);
+    CHECK_THROWS_WITH(model.options_at<nd::cnmf_options>("1/0/0"),
+                      "nmfdsl: the layer at path 1/0/0 is Conv<3,3>, which does not take the options asked for");
+    CHECK_THROWS_WITH(model.options_at<nd::cnmf_options>("1/2/0"),
+                      Catch::Contains("no layer at path '1/2/0'") && Catch::Contains("10 layers"));
+    CHECK_THROWS_WITH(model.options_at<nd::cnmf_options>("7"), Catch::Contains("no layer at path '7'"));
+}
+
+TEST_CASE("parameters are named by path; the summary shows the tree", "[model][tree]")
+{
+    nd::Model<Branchy, BranchyIn> model{nd::seed{1}};
+    std::vector<std::string> names;
+    std::size_t total = 0;
+    for (const auto& p : model.parameters()) {
+        names.push_back(p.qualified_name());
+        total += p.value.size();
+    }
+    CHECK(names == std::vector<std::string>{"1/0/0.weight", "1/0/0.bias", "1/1/0.V", "2/0/1.V", "4.weight",
+                                            "4.bias"});
+    CHECK(total == decltype(model)::parameter_count);
+    // a parameter named by path is the one the layer's forward reads: zeroing 1/1/0's V changes the output
+    const auto before = model.forward(ramp(1, 2, 6, 6));
+    for (auto& p : model.parameters())
+        if (p.qualified_name() == "2/0/1.V")
+            std::fill(p.value.begin(), p.value.end(), 0.f);
+    const auto after = model.forward(ramp(1, 2, 6, 6));
+    CHECK(!std::equal(before.begin(), before.end(), after.begin()));
+
+    const std::string s = decltype(model)::summary();
+    INFO(s);
+    CHECK_THAT(s, Catch::Contains("1/1/0    CNMF<4,3>"));  // path, then the name indented under its Concat
+    CHECK_THAT(s, Catch::Contains("2/0/1") && Catch::Contains("  CNMF<7,1>"));
+    CHECK_THAT(s, Catch::Contains("total parameters: " + std::to_string(decltype(model)::parameter_count)));
+}

@@ -372,7 +372,8 @@ TEST_CASE("the trainer learns a toy problem and writes metrics, checkpoint and p
     std::ifstream csv(dir / "metrics.csv");
     std::string header, line;
     std::getline(csv, header);
-    CHECK(header == "epoch,lr_nmf,lr_conv,lr_mix,lr_norm,lr_dense,train_loss,train_accuracy,test_accuracy,seconds");
+    CHECK(header == "epoch,lr_nmf,lr_mix,lr_conv,lr_norm,lr_dense,lr_other,train_loss,train_accuracy,test_accuracy,"
+                    "seconds");
     std::size_t rows = 0;
     while (std::getline(csv, line))
         ++rows;

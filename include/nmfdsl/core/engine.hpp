@@ -102,7 +102,8 @@ struct engine<type_list<Es...>> {
     /// Runs every layer; returns the output (owned by ws, batch × Out::size, channels-last).
     template <class T>
     static const T* forward(const options& opt, const T* params, T* buffers, const T* x, std::size_t batch,
-                            workspace<T>& ws, bool training, bool update_buffers = true)
+                            workspace<T>& ws, bool training, bool update_buffers = true,
+                            const layer_path* parent = nullptr)
     {
         ws.batch = batch;
         const T* cur = x;
@@ -112,7 +113,7 @@ struct engine<type_list<Es...>> {
             auto& out = ws.outputs[i];
             out.resize(batch * E::out::size);
             const forward_args<T> a{batch, cur, out.data(), params + param_offsets[i], buffers + buffer_offsets[i],
-                                    training, i, update_buffers};
+                                    training, layer_path{parent, i}, update_buffers};
             E::layer::template forward<typename E::in, T>(std::get<i>(opt), a, std::get<i>(ws.caches));
             cur = out.data();
         });
@@ -125,7 +126,7 @@ struct engine<type_list<Es...>> {
     /// `need_dx = false` (and a scratch dx it may leave untouched).
     template <class T>
     static void backward(const options& opt, const T* params, T* grads, const T* buffers, const T* x, const T* dy,
-                         T* dx, workspace<T>& ws)
+                         T* dx, workspace<T>& ws, const layer_path* parent = nullptr)
     {
         const std::size_t batch = ws.batch;
         if constexpr (count == 0) {
@@ -146,7 +147,8 @@ struct engine<type_list<Es...>> {
                 T* target = (i == 0 && want_dx) ? dx : spare;
                 const bool need = want_dx || i > first_trainable;
                 const backward_args<T> a{batch, xi, ws.outputs[i].data(), g, target, params + param_offsets[i],
-                                         grads + param_offsets[i], buffers + buffer_offsets[i], i, need};
+                                         grads + param_offsets[i], buffers + buffer_offsets[i],
+                                         layer_path{parent, i}, need};
                 E::layer::template backward<typename E::in, T>(std::get<i>(opt), a, std::get<i>(ws.caches));
                 g = target;
                 std::swap(spare, other);

@@ -1,14 +1,23 @@
 #pragma once
 /// @file infer.hpp
-/// Networks as types: Seq, the static shape inference that flattens a network into a list of leaf layers with
-/// their input and output shapes, and the compile-time queries output_shape_t, parameter_count_v and is_valid_v.
+/// Networks as types: Seq, the static shape inference that resolves a network into a tree of layers with their
+/// input and output shapes, and the compile-time queries output_shape_t, parameter_count_v and is_valid_v.
+///
+/// The tree: a network resolves into a list of leaf entries (Seqs and composites are flattened, in order). A leaf
+/// that holds sub-networks (a graph layer such as Concat or Residual) names them as `branches<In>`; each branch is
+/// again a list of entries. Every layer has a path: its index in its list, preceded by the path of the graph layer
+/// and the branch number it sits in — `3/1/0` is layer 0 of branch 1 of layer 3.
 ///
 /// Diagnostics: every rejected shape is reported by one static_assert whose condition is a named variable template
-/// over (flat layer index, layer, incoming shape), so g++ prints e.g.
-///   note: 'nmfdsl::kernel_fits_input_map<2, nmfdsl::Conv<32, 30>, nmfdsl::Shape<3, 28, 28> >' evaluates to false
-/// After a rejected layer the inference passes the *input* shape on (a cascade stopper), so one mistake gives one
-/// error.
+/// over (path, layer, incoming shape), so g++ prints e.g.
+///   note: 'nmfdsl::kernel_fits_input_map<nmfdsl::path<2>, nmfdsl::Conv<32, 30>, nmfdsl::Shape<3, 28, 28> >'
+///   evaluates to false
+/// The core knows the generic issues (a map or a vector needed, a kernel or window too large, a custom `accepts`
+/// rule); a layer with a rule of its own reports it from its own `template <class Path, class In> struct diagnose`,
+/// with its own text. After a rejected layer the inference passes the *input* shape on (a cascade stopper), so one
+/// mistake gives one error.
 #include <cstddef>
+#include <string>
 #include <type_traits>
 
 #include "layer.hpp"
@@ -19,19 +28,29 @@ namespace nmfdsl {
 /// Why a layer rejects its input shape.
 enum class shape_issue {
     none,
-    needs_map,           ///< a Shape<C,H,W> was required, a vector arrived
-    needs_vector,        ///< a flat Shape<N> was required (Dense), a map arrived
-    kernel_too_large,    ///< convolution kernel larger than the incoming map
-    window_too_large,    ///< pooling window larger than the incoming map
-    branches_disagree,   ///< Concat branches end at different spatial sizes
-    body_changes_shape,  ///< Residual body output differs from its input
-    branch_invalid,      ///< a nested branch is itself invalid (reported inside the branch)
-    rejected,            ///< a custom layer's `accepts` rule said no
+    needs_map,         ///< a Shape<C,H,W> was required, a vector arrived
+    needs_vector,      ///< a flat Shape<N> was required, a map arrived
+    kernel_too_large,  ///< convolution kernel larger than the incoming map
+    window_too_large,  ///< pooling window larger than the incoming map
+    rejected,          ///< a custom layer's `accepts` rule said no
+    own_rule,          ///< a rule of the layer's own, reported by its `diagnose<Path, In>` with its own text
+    branch_invalid,    ///< a sub-network is itself invalid (reported inside it, with its paths)
 };
 
 template <class... Ts>
 struct type_list {
     static constexpr std::size_t size = sizeof...(Ts);
+};
+
+/// A layer's position in the network tree, e.g. path<3, 1, 0> ("3/1/0").
+template <std::size_t... I>
+struct path {
+    static std::string text()
+    {
+        std::string s;
+        ((s += (s.empty() ? "" : "/") + std::to_string(I)), ...);
+        return s;
+    }
 };
 
 /// A flat pipeline of layers. A Seq may hold Seqs (they are flattened); name blocks by inheriting:
@@ -41,7 +60,7 @@ struct Seq {
     using seq_layers = type_list<Layers...>;
 };
 
-/// One resolved leaf layer: its flat index, the layer, and the shapes it sees and produces.
+/// One resolved leaf layer: its index in its list, the layer, and the shapes it sees and produces.
 template <std::size_t Index, class Layer, class In, class Out>
 struct entry {
     static constexpr std::size_t index = Index;
@@ -52,6 +71,15 @@ struct entry {
 
 namespace detail {
 
+template <class P, std::size_t... More>
+struct path_append;
+template <std::size_t... I, std::size_t... More>
+struct path_append<path<I...>, More...> {
+    using type = path<I..., More...>;
+};
+template <class P, std::size_t... More>
+using path_append_t = typename path_append<P, More...>::type;
+
 template <class L>
 concept is_seq = requires { typename L::seq_layers; };
 
@@ -60,6 +88,20 @@ concept is_composite = requires { typename L::template expand<In>; };
 
 template <class L, class In>
 concept has_shape_rule = requires { typename L::template output_shape<In>; };
+
+/// A graph layer names its sub-networks for In as `template <class In> using branches = type_list<...>;`.
+template <class L, class In>
+concept has_branches = requires { typename L::template branches<In>; };
+
+template <class L, class In>
+struct branches_of {
+    using type = type_list<>;
+};
+template <class L, class In>
+    requires has_branches<L, In>
+struct branches_of<L, In> {
+    using type = typename L::template branches<In>;
+};
 
 template <class L, class In>
 constexpr shape_issue raw_issue()
@@ -94,85 +136,85 @@ constexpr bool rule_is_missing()
 
 } // namespace detail
 
-// ---- The named conditions. Each is true unless the layer at flat index Index has that particular problem. ----
+// ---- The named conditions. Each is true unless the layer at Path has that particular problem. ----
 
-template <std::size_t Index, class Layer, class InShape>
+template <class Path, class Layer, class InShape>
 inline constexpr bool layer_has_shape_rule = detail::rule_is_missing<Layer, InShape>() == false;
-template <std::size_t Index, class Layer, class InShape>
+template <class Path, class Layer, class InShape>
 inline constexpr bool layer_input_is_map = detail::issue_of<Layer, InShape>() != shape_issue::needs_map;
-template <std::size_t Index, class Layer, class InShape>
+template <class Path, class Layer, class InShape>
 inline constexpr bool layer_input_is_flat = detail::issue_of<Layer, InShape>() != shape_issue::needs_vector;
-template <std::size_t Index, class Layer, class InShape>
+template <class Path, class Layer, class InShape>
 inline constexpr bool kernel_fits_input_map = detail::issue_of<Layer, InShape>() != shape_issue::kernel_too_large;
-template <std::size_t Index, class Layer, class InShape>
+template <class Path, class Layer, class InShape>
 inline constexpr bool pool_window_fits_map = detail::issue_of<Layer, InShape>() != shape_issue::window_too_large;
-template <std::size_t Index, class Layer, class InShape>
-inline constexpr bool concat_branches_agree_spatially =
-    detail::issue_of<Layer, InShape>() != shape_issue::branches_disagree;
-template <std::size_t Index, class Layer, class InShape>
-inline constexpr bool residual_body_keeps_shape =
-    detail::issue_of<Layer, InShape>() != shape_issue::body_changes_shape;
-template <std::size_t Index, class Layer, class InShape>
+template <class Path, class Layer, class InShape>
 inline constexpr bool layer_accepts_input = detail::issue_of<Layer, InShape>() != shape_issue::rejected;
 template <class InShape>
 inline constexpr bool network_input_rank_is_1_or_3 = detail::is_shape<InShape> && (InShape::rank == 1 || InShape::rank == 3);
 
 namespace detail {
 
-struct no_children {};
+template <bool Loud, class Net, class In, class Prefix = path<>>
+struct resolve;
 
-/// Layers holding sub-networks (Concat, Residual) name a type whose instantiation diagnoses those sub-networks.
-template <class L, class In>
-struct children_of {
-    using type = no_children;
+struct quiet {};
+
+/// A layer's own diagnosis (its `diagnose<Path, In>`), instantiated only in diagnosing mode.
+template <class Path, class L, class In>
+struct own_diagnosis {};
+template <class Path, class L, class In>
+    requires requires { typename L::template diagnose<Path, In>; }
+struct own_diagnosis<Path, L, In> : L::template diagnose<Path, In> {};
+
+/// The sub-networks of a graph layer at Path, diagnosed with their full paths (Path / branch / index).
+template <class Path, class In, class Branches, class Seq>
+struct branch_diagnosis;
+template <class Path, class In, class... Bs, std::size_t... K>
+struct branch_diagnosis<Path, In, type_list<Bs...>, std::index_sequence<K...>> {
+    using outs = type_list<typename resolve<true, Bs, In, path_append_t<Path, K>>::out...>;
 };
-template <class L, class In>
-    requires requires { typename L::template diagnose_children<In>; }
-struct children_of<L, In> {
-    using type = typename L::template diagnose_children<In>;
+template <class Path, class L, class In>
+struct children_diagnosis {
+    using branches = typename branches_of<L, In>::type;
+    using outs = typename branch_diagnosis<Path, In, branches, std::make_index_sequence<branches::size>>::outs;
 };
 
 /// Instantiated only in diagnosing mode (as a base class, so that it is always instantiated); each static_assert
 /// names the problem and what to change.
-template <std::size_t I, class L, class In>
-struct diagnose_leaf : children_of<L, In>::type {
-    static_assert(layer_has_shape_rule<I, L, In>,
+template <class Path, class L, class In>
+struct diagnose_leaf : own_diagnosis<Path, L, In> {
+    static_assert(layer_has_shape_rule<Path, L, In>,
                   "nmfdsl: this layer has no shape rule; give it `template <class In> using output_shape = "
                   "nmfdsl::Shape<...>;` (see docs/custom-layers.md)");
-    static_assert(layer_input_is_map<I, L, In>,
+    static_assert(layer_input_is_map<Path, L, In>,
                   "nmfdsl: this layer needs a Shape<C,H,W> feature map but receives a flat vector; move it before "
                   "Flatten or give the model a map input");
-    static_assert(layer_input_is_flat<I, L, In>,
-                  "nmfdsl: Dense needs a flat Shape<N> input but receives a feature map; insert nmfdsl::Flatten "
+    static_assert(layer_input_is_flat<Path, L, In>,
+                  "nmfdsl: this layer needs a flat Shape<N> input but receives a feature map; insert nmfdsl::Flatten "
                   "before it");
-    static_assert(kernel_fits_input_map<I, L, In>,
+    static_assert(kernel_fits_input_map<Path, L, In>,
                   "nmfdsl: the kernel is larger than the incoming feature map; use a smaller kernel, "
                   "nmfdsl::whole_map, or pool less before this layer");
-    static_assert(pool_window_fits_map<I, L, In>,
+    static_assert(pool_window_fits_map<Path, L, In>,
                   "nmfdsl: the pooling window is larger than the incoming feature map (a 1x1 map cannot be pooled); "
                   "remove this pooling layer or use a smaller window");
-    static_assert(concat_branches_agree_spatially<I, L, In>,
-                  "nmfdsl: Concat branches end at different spatial sizes; make every branch produce the same "
-                  "height and width");
-    static_assert(residual_body_keeps_shape<I, L, In>,
-                  "nmfdsl: the Residual body changes the shape of its input; its output must have the input's "
-                  "channels, height and width");
-    static_assert(layer_accepts_input<I, L, In>,
+    static_assert(layer_accepts_input<Path, L, In>,
                   "nmfdsl: this layer's `accepts` rule rejects the incoming shape; change the shape before it");
+    using children = typename children_diagnosis<Path, L, In>::outs;
 };
 
-struct quiet {};
-
-template <bool Loud, std::size_t I, class In, class Layers, class Acc>
+template <bool Loud, class Prefix, std::size_t I, class In, class Layers, class Acc>
 struct resolve_list;
 
-template <bool Loud, std::size_t I, class In, class L, class Acc>
+template <bool Loud, class Prefix, std::size_t I, class In, class L, class Acc>
 struct resolve_one;
 
 /// Resolution of a leaf layer.
-template <bool Loud, std::size_t I, class In, class L, class... Done>
+template <bool Loud, class Prefix, std::size_t I, class In, class L, class... Done>
     requires(!is_seq<L> && !is_composite<L, In>)
-struct resolve_one<Loud, I, In, L, type_list<Done...>> : std::conditional_t<Loud, diagnose_leaf<I, L, In>, quiet> {
+struct resolve_one<Loud, Prefix, I, In, L, type_list<Done...>>
+    : std::conditional_t<Loud, diagnose_leaf<path_append_t<Prefix, I>, L, In>, quiet> {
     static constexpr shape_issue issue = raw_issue<L, In>();
     static constexpr bool ok = [] {
         if constexpr (issue != shape_issue::none)
@@ -197,28 +239,29 @@ struct resolve_one<Loud, I, In, L, type_list<Done...>> : std::conditional_t<Loud
 };
 
 /// A Seq (or a block deriving from one) is flattened.
-template <bool Loud, std::size_t I, class In, class L, class Acc>
+template <bool Loud, class Prefix, std::size_t I, class In, class L, class Acc>
     requires is_seq<L>
-struct resolve_one<Loud, I, In, L, Acc> : resolve_list<Loud, I, In, typename L::seq_layers, Acc> {};
+struct resolve_one<Loud, Prefix, I, In, L, Acc> : resolve_list<Loud, Prefix, I, In, typename L::seq_layers, Acc> {};
 
 /// A composite layer expands, depending on its input shape, into a Seq that is flattened.
-template <bool Loud, std::size_t I, class In, class L, class Acc>
+template <bool Loud, class Prefix, std::size_t I, class In, class L, class Acc>
     requires(!is_seq<L> && is_composite<L, In>)
-struct resolve_one<Loud, I, In, L, Acc> : resolve_list<Loud, I, In, typename L::template expand<In>::seq_layers, Acc> {
-};
+struct resolve_one<Loud, Prefix, I, In, L, Acc>
+    : resolve_list<Loud, Prefix, I, In, typename L::template expand<In>::seq_layers, Acc> {};
 
-template <bool Loud, std::size_t I, class In, class Acc>
-struct resolve_list<Loud, I, In, type_list<>, Acc> {
+template <bool Loud, class Prefix, std::size_t I, class In, class Acc>
+struct resolve_list<Loud, Prefix, I, In, type_list<>, Acc> {
     using out = In;
     using entries = Acc;
     static constexpr std::size_t next_index = I;
     static constexpr bool valid = true;
 };
 
-template <bool Loud, std::size_t I, class In, class L, class... Rest, class Acc>
-struct resolve_list<Loud, I, In, type_list<L, Rest...>, Acc> {
-    using head = resolve_one<Loud, I, In, L, Acc>;
-    using tail = resolve_list<Loud, head::next_index, typename head::out, type_list<Rest...>, typename head::entries>;
+template <bool Loud, class Prefix, std::size_t I, class In, class L, class... Rest, class Acc>
+struct resolve_list<Loud, Prefix, I, In, type_list<L, Rest...>, Acc> {
+    using head = resolve_one<Loud, Prefix, I, In, L, Acc>;
+    using tail =
+        resolve_list<Loud, Prefix, head::next_index, typename head::out, type_list<Rest...>, typename head::entries>;
     using out = typename tail::out;
     using entries = typename tail::entries;
     static constexpr std::size_t next_index = tail::next_index;
@@ -232,11 +275,13 @@ struct diagnose_input {
                   "the batch size is a runtime value and is not part of the shape");
 };
 
-template <bool Loud, class Net, class In>
+/// Resolves Net applied to In. Prefix is the path of the list being resolved (empty for a whole network; a graph
+/// layer's branch when diagnosing it); the entries' indices are always local to the list.
+template <bool Loud, class Net, class In, class Prefix>
 struct resolve : std::conditional_t<Loud, diagnose_input<In>, quiet> {
     static constexpr bool input_ok = network_input_rank_is_1_or_3<In>;
     /// With an unusable input shape no layer is checked (one mistake, one error).
-    using list = resolve_list<Loud, 0, std::conditional_t<input_ok, In, Shape<1>>,
+    using list = resolve_list<Loud, Prefix, 0, std::conditional_t<input_ok, In, Shape<1>>,
                               std::conditional_t<input_ok, type_list<Net>, type_list<>>, type_list<>>;
     using out = typename list::out;
     using entries = typename list::entries;

@@ -33,6 +33,14 @@ namespace nmfdsl {
 
 struct no_options {};
 
+/// A layer's path in the network tree at run time (for messages): "3/1/0" is layer 0 of branch 1 of layer 3. Each
+/// component points to the one before it; the chain lives on the stack of the calls that run the layer.
+struct layer_path {
+    const layer_path* parent = nullptr;
+    std::size_t index = 0;
+    std::string text() const { return parent ? parent->text() + "/" + std::to_string(index) : std::to_string(index); }
+};
+
 template <class T>
 struct forward_args {
     std::size_t batch;  ///< number of samples, > 0
@@ -41,7 +49,7 @@ struct forward_args {
     const T* params;    ///< the layer's parameter block (tensor k at tensor_offset(param_tensors, k))
     T* buffers;         ///< the layer's buffer block (non-trainable state such as running statistics)
     bool training;      ///< training or evaluation mode
-    std::size_t layer;  ///< the layer's flat index (inside a Concat/Residual branch: its index in the branch)
+    layer_path where;   ///< the layer's path, for messages
     /// False for a forward through a const Model: the layer must then leave its buffers as they are (a training
     /// forward normally updates running statistics there).
     bool update_buffers = true;
@@ -57,7 +65,7 @@ struct backward_args {
     const T* params;
     T* grads;           ///< dL/dparams, accumulated (same layout as params)
     const T* buffers;
-    std::size_t layer;
+    layer_path where;
     /// False when nobody reads dL/dx (the first trainable layer of a network trained without an input gradient):
     /// the layer may then skip computing dx. dx is still a valid buffer of the full size.
     bool need_dx = true;

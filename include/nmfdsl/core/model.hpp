@@ -20,18 +20,23 @@
 #include "error.hpp"
 #include "infer.hpp"
 #include "summary.hpp"
+#include "tree.hpp"
 
 namespace nmfdsl {
 
 /// One trainable tensor of a model, with its gradient.
 template <class T>
 struct parameter_ref {
-    std::size_t layer;          ///< flat layer index
+    std::size_t layer;          ///< index of the top-level layer it belongs to
+    std::string path;           ///< the path of the layer that owns it ("3/1/0")
     std::string layer_name;
     std::string_view name;      ///< tensor name inside the layer ("weight", "bias", "gamma", ...)
     group grp;
     std::span<T> value;
     std::span<T> grad;
+
+    /// "3/1/0.weight": unique in the model, stable while the network type is.
+    std::string qualified_name() const { return path + "." + std::string(name); }
 };
 
 namespace detail {
@@ -188,33 +193,15 @@ public:
     void set_training(bool on) { training_ = on; }
     bool training() const { return training_; }
 
-    /// Every trainable tensor with its gradient, in layer order.
+    /// Every trainable tensor with its gradient, in layer order, each named by its layer's path (tensors inside a
+    /// Concat or Residual are listed at the branch layers that own them).
     std::vector<parameter_ref<T>> parameters() { return parameter_list<T>(params_.data(), grads_.data()); }
     std::vector<parameter_ref<const T>> parameters() const
     {
         return parameter_list<const T>(params_.data(), grads_.data());
     }
 
-private:
-    template <class U>
-    static std::vector<parameter_ref<U>> parameter_list(U* params, U* grads)
-    {
-        std::vector<parameter_ref<U>> out;
-        boost::hana::for_each(engine::entries, [&](auto e) {
-            using E = typename decltype(e)::type;
-            constexpr auto& specs = E::layer::template param_tensors<typename E::in>;
-            for (std::size_t k = 0; k < specs.size(); ++k) {
-                const std::size_t off = engine::param_offsets[E::index] + tensor_offset(specs, k);
-                out.push_back({E::index, E::layer::name(), specs[k].name, specs[k].grp,
-                               std::span<U>(params + off, specs[k].size), std::span<U>(grads + off, specs[k].size)});
-            }
-        });
-        return out;
-    }
-
-public:
-
-    /// Access to layer I: its name, shapes, options, and its tensors by position.
+    /// Access to layer I of the network's top level: its name, shapes, options, and its tensors by position.
     template <std::size_t I>
     auto layer()
     {
@@ -222,11 +209,59 @@ public:
         return layer_ref<I>{this};
     }
 
-    /// Calls f(layer<I>()) for every layer index I, in order.
+    /// Calls f(node) for every layer of the tree, in order: a graph layer, then the layers of each of its branches.
+    /// A node (core/tree.hpp) has path(), name(), the shapes, options() and its tensors by position or name.
     template <class F>
     void for_each_layer(F&& f)
     {
-        [&]<std::size_t... I>(std::index_sequence<I...>) { (f(layer<I>()), ...); }(std::make_index_sequence<layer_count>{});
+        detail::walk_tree<entries>("", 0, options_, params_.data(), grads_.data(), f);
+    }
+    template <class F>
+    void for_each_layer(F&& f) const
+    {
+        detail::walk_tree<entries>("", 0, options_, params_.data(), grads_.data(), f);
+    }
+
+    /// Calls f(options) for every layer, anywhere in the tree, whose options are of type Options (e.g.
+    /// nmfdsl::cnmf_options for every NMF layer); returns how many there were.
+    template <class Options, class F>
+    std::size_t configure(F&& f)
+    {
+        std::size_t n = 0;
+        for_each_layer([&](const auto& node) {
+            if constexpr (std::is_same_v<typename std::decay_t<decltype(node)>::options_type, Options>) {
+                f(node.options());
+                ++n;
+            }
+        });
+        return n;
+    }
+
+    /// The options of the layer at `path` ("3/1/0", as in summary()). Throws lookup_error naming the path when there
+    /// is no such layer, and the layer found there when its options are not of type Options.
+    template <class Options>
+    Options& options_at(std::string_view path)
+    {
+        Options* found = nullptr;
+        std::string what;
+        std::size_t layers = 0;
+        for_each_layer([&](const auto& node) {
+            ++layers;
+            if (node.path != path)
+                return;
+            using N = std::decay_t<decltype(node)>;
+            if constexpr (std::is_same_v<typename N::options_type, Options>)
+                found = &node.options();
+            else
+                what = N::name();
+        });
+        if (found)
+            return *found;
+        if (!what.empty())
+            throw lookup_error("nmfdsl: the layer at path " + std::string(path) + " is " + what +
+                               ", which does not take the options asked for");
+        throw lookup_error("nmfdsl: the network has no layer at path '" + std::string(path) + "' (it has " +
+                           std::to_string(layers) + " layers; summary() lists their paths)");
     }
 
     std::span<T> flat_parameters() { return {params_.data(), params_.size()}; }
@@ -238,7 +273,7 @@ public:
     options_tuple& options() { return options_; }
     const options_tuple& options() const { return options_; }
 
-    static std::string summary() { return detail::summary_table(entries{}); }
+    static std::string summary() { return detail::summary_table<entries>(); }
 
     /// The network's signature: scalar type, input shape and every layer with its shapes, one per line. Checkpoints
     /// carry it, so that one network's parameters are never loaded into another.
@@ -255,6 +290,27 @@ public:
     }
 
 private:
+    template <class U>
+    static std::vector<parameter_ref<U>> parameter_list(U* params, U* grads)
+    {
+        std::vector<parameter_ref<U>> out;
+        options_tuple opts{};  // the walk needs options; only the tensors are read
+        auto visit = [&](const auto& node) {
+            using N = std::decay_t<decltype(node)>;
+            if constexpr (!N::is_graph)
+                for (std::size_t k = 0; k < N::specs.size(); ++k)
+                    out.push_back({top_level_index(node.path), node.path, N::name(), N::specs[k].name,
+                                   N::specs[k].grp, node.params(k), node.grads(k)});
+        };
+        detail::walk_tree<entries>("", 0, opts, params, grads, visit);
+        return out;
+    }
+
+    static std::size_t top_level_index(const std::string& path)
+    {
+        return static_cast<std::size_t>(std::stoul(path.substr(0, path.find('/'))));
+    }
+
     /// A handle to layer I: shapes, options and its tensors (by position or by name).
     template <std::size_t I>
     struct layer_ref {

@@ -14,19 +14,40 @@
 
 namespace nmfdsl {
 
-/// Parameter groups. The paper trains `nmf` at lr 0.01 and `mix` / `norm` at 0.001 (deep-nmf-spec §4).
+/// Parameter groups: optimisers give each its own learning rate.
 enum class group : unsigned char { nmf, mix, conv, norm, dense, other };
+
+struct group_info {
+    group id;
+    std::string_view name;  ///< as in the summary, the metrics CSV and nmfdsl-train's --lr-<name>
+    double paper_lr;        ///< the deep-NMF paper's learning rate (Adam)
+    std::string_view holds;
+};
+
+/// The one list of parameter groups, in the enum's order. Everything else — learning_rates, the summary, the
+/// metrics CSV columns, nmfdsl-train's --lr-<group> options, the checkpoint's trainer state — is derived from it.
+/// The deep-NMF paper (Nouri, Rotermund, Garcia-Ortiz & Pawelzik, "Interleaving cortex-analog mixing improves deep
+/// non-negative matrix factorization networks", Front. Comput. Neurosci. 2025; arXiv 2503.20398) trains the NMF
+/// weights at 0.01 and the 1×1 mixing and BatchNorm at 0.001; its CNN baselines' convolutions take the NMF rate.
+inline constexpr std::array<group_info, 6> parameter_groups{{
+    {group::nmf, "nmf", 0.01, "NMF basis weights V"},
+    {group::mix, "mix", 0.001, "1x1 mixing weights and biases"},
+    {group::conv, "conv", 0.01, "convolution weights and biases"},
+    {group::norm, "norm", 0.001, "BatchNorm scale and shift"},
+    {group::dense, "dense", 0.001, "fully connected weights and biases"},
+    {group::other, "other", 0.001, "custom layers' tensors"},
+}};
+inline constexpr std::size_t group_count = parameter_groups.size();
+static_assert([] {
+    for (std::size_t i = 0; i < group_count; ++i)
+        if (static_cast<std::size_t>(parameter_groups[i].id) != i)
+            return false;
+    return true;
+}(), "nmfdsl: parameter_groups must list the groups in the enum's order");
 
 constexpr std::string_view group_name(group g)
 {
-    switch (g) {
-    case group::nmf: return "nmf";
-    case group::mix: return "mix";
-    case group::conv: return "conv";
-    case group::norm: return "norm";
-    case group::dense: return "dense";
-    default: return "other";
-    }
+    return parameter_groups[static_cast<std::size_t>(g)].name;
 }
 
 struct param_spec {

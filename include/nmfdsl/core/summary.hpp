@@ -1,17 +1,17 @@
 #pragma once
 /// @file summary.hpp
-/// The layer table of a network: index, layer, input shape, output shape, parameters, and the running total.
+/// The layer table of a network: path, layer (indented inside graph layers), input and output shapes, parameters
+/// and the running total.
+#include <array>
 #include <cstddef>
 #include <iomanip>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <boost/hana/for_each.hpp>
-#include <boost/hana/tuple.hpp>
-#include <boost/hana/type.hpp>
-
 #include "infer.hpp"
+#include "params.hpp"
+#include "tree.hpp"
 
 namespace nmfdsl {
 
@@ -28,38 +28,45 @@ inline std::string with_separators(std::size_t v)
     return out;
 }
 
-template <class... Es>
-std::string summary_table(type_list<Es...>)
+/// The layer table of a resolved network: one row per layer of the tree (a branch's layers indented under their
+/// graph layer), with path, shapes, parameters and the running total (counted at the layers that own tensors).
+template <class Entries>
+std::string summary_table()
 {
     struct row {
-        std::string index, layer, in, out, params, total;
+        std::string path, layer, in, out, params, total;
     };
-    std::vector<row> rows{{"#", "layer", "input", "output", "params", "total"}};
+    std::vector<row> rows{{"path", "layer", "input", "output", "params", "total"}};
     std::size_t total = 0;
-    std::size_t by_group[6]{};
-    boost::hana::for_each(boost::hana::tuple_t<Es...>, [&](auto e) {
-        using E = typename decltype(e)::type;
+    std::array<std::size_t, group_count> by_group{};
+    typename engine<Entries>::options opts{};
+    auto visit = [&](const auto& node) {
+        using N = std::decay_t<decltype(node)>;
         std::size_t n = 0;
-        for (const auto& p : E::layer::template param_tensors<typename E::in>) {
+        for (const auto& p : N::specs) {
             n += p.size;
-            by_group[static_cast<std::size_t>(p.grp)] += p.size;
+            if (!N::is_graph)
+                by_group[static_cast<std::size_t>(p.grp)] += p.size;
         }
-        total += n;
-        rows.push_back({std::to_string(E::index), E::layer::name(), shape_string<typename E::in>(),
-                        shape_string<typename E::out>(), with_separators(n), with_separators(total)});
-    });
+        if (!N::is_graph)
+            total += n;
+        rows.push_back({node.path, std::string(2 * node.depth, ' ') + N::name(),
+                        shape_string<typename N::in_shape>(), shape_string<typename N::out_shape>(),
+                        with_separators(n), N::is_graph ? std::string() : with_separators(total)});
+    };
+    walk_tree<Entries>("", 0, opts, static_cast<const float*>(nullptr), static_cast<const float*>(nullptr), visit);
     std::size_t w[6]{};
     for (const auto& r : rows) {
-        const std::string* f[6] = {&r.index, &r.layer, &r.in, &r.out, &r.params, &r.total};
+        const std::string* f[6] = {&r.path, &r.layer, &r.in, &r.out, &r.params, &r.total};
         for (int k = 0; k < 6; ++k)
             w[k] = std::max(w[k], f[k]->size());
     }
     std::ostringstream os;
     auto line = [&](const row& r) {
-        os << std::right << std::setw(static_cast<int>(w[0])) << r.index << "  " << std::left
-           << std::setw(static_cast<int>(w[1])) << r.layer << "  " << std::setw(static_cast<int>(w[2])) << r.in << "  "
-           << std::setw(static_cast<int>(w[3])) << r.out << "  " << std::right << std::setw(static_cast<int>(w[4]))
-           << r.params << "  " << std::setw(static_cast<int>(w[5])) << r.total << '\n';
+        os << std::left << std::setw(static_cast<int>(w[0])) << r.path << "  " << std::setw(static_cast<int>(w[1]))
+           << r.layer << "  " << std::setw(static_cast<int>(w[2])) << r.in << "  " << std::setw(static_cast<int>(w[3]))
+           << r.out << "  " << std::right << std::setw(static_cast<int>(w[4])) << r.params << "  "
+           << std::setw(static_cast<int>(w[5])) << r.total << '\n';
     };
     std::size_t width = w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + 10;
     line(rows[0]);
@@ -68,11 +75,10 @@ std::string summary_table(type_list<Es...>)
         line(rows[i]);
     os << std::string(width, '-') << '\n';
     os << "total parameters: " << with_separators(total);
-    const group groups[] = {group::nmf, group::mix, group::conv, group::norm, group::dense, group::other};
     std::string sep = " (";
-    for (group g : groups)
-        if (by_group[static_cast<std::size_t>(g)] != 0) {
-            os << sep << group_name(g) << ' ' << with_separators(by_group[static_cast<std::size_t>(g)]);
+    for (const auto& g : parameter_groups)
+        if (by_group[static_cast<std::size_t>(g.id)] != 0) {
+            os << sep << g.name << ' ' << with_separators(by_group[static_cast<std::size_t>(g.id)]);
             sep = ", ";
         }
     if (sep == ", ")
@@ -86,7 +92,7 @@ std::string summary_table(type_list<Es...>)
 template <class Net, class In>
 std::string summary()
 {
-    return detail::summary_table(typename detail::resolve<true, Net, In>::entries{});
+    return detail::summary_table<typename detail::resolve<true, Net, In>::entries>();
 }
 
 } // namespace nmfdsl

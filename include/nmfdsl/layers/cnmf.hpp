@@ -83,11 +83,12 @@ private:
 
 namespace detail {
 template <class T>
-void check_nmf_input(const T* x, std::size_t n, std::size_t per_sample, std::size_t layer, const std::string& name)
+void check_nmf_input(const T* x, std::size_t n, std::size_t per_sample, const layer_path& where,
+                     const std::string& name)
 {
     for (std::size_t i = 0; i < n; ++i)
         if (!std::isfinite(x[i]) || x[i] < T(0))
-            throw numeric_error("nmfdsl: layer " + std::to_string(layer) + " (" + name + "): input value " +
+            throw numeric_error("nmfdsl: layer " + where.text() + " (" + name + "): input value " +
                                 std::to_string(x[i]) + " at sample " + std::to_string(i / per_sample) + ", element " +
                                 std::to_string(i % per_sample) + " reaches the NMF, which needs finite, non-negative "
                                 "input (put a ReLU before it and check the data)");
@@ -152,7 +153,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         using lay = kernels::nmf_layout<T>;
         if constexpr (NMFDSL_CHECKED)
-            detail::check_nmf_input(a.x, a.batch * In::size, In::size, a.layer, name());
+            detail::check_nmf_input(a.x, a.batch * In::size, In::size, a.where, name());
         // W = |V| / (rowsum|V| + 1e-19)   (spec §1.4)
         c.w.resize(Out * I);
         c.row_sum.resize(Out);
@@ -260,15 +261,13 @@ struct CNMF {
                                       Seq<ReLU, CNMFCore<Out, K, Stride>, BatchNorm>, Seq<ReLU, CNMFCore<Out, K, Stride>>>;
 };
 
-/// Applies f(cnmf_options&) to every NMF layer of a model, e.g.
+/// Applies f(cnmf_options&) to every NMF layer of a model, wherever it sits in the tree, e.g.
 ///   nmfdsl::configure_nmf(model, [](auto& o) { o.iterations(5).gradient(nmfdsl::nmf_gradient::unrolled); });
+/// Returns the number of NMF layers configured.
 template <class M, class F>
-void configure_nmf(M& model, F&& f)
+std::size_t configure_nmf(M& model, F&& f)
 {
-    model.for_each_layer([&](auto layer) {
-        if constexpr (std::is_same_v<std::decay_t<decltype(layer.options())>, cnmf_options>)
-            f(layer.options());
-    });
+    return model.template configure<cnmf_options>(std::forward<F>(f));
 }
 
 } // namespace nmfdsl

@@ -4,8 +4,11 @@
 ///  - Concat<Branches...>: every branch sees the same input; the outputs are concatenated along channels. All
 ///    branches must end at the same spatial size (or all be vectors).
 ///  - Residual<Body>: y = Body(x) + x; the body must return its input's shape.
-/// Each branch (or the body) is any network expression: a layer, a Seq, a named block. Its errors are reported
-/// inside it, with indices counted from the start of the branch.
+/// Each branch (or the body) is any network expression: a layer, a Seq, a named block. Both follow the graph-layer
+/// protocol the core walks (summary, options, parameters, diagnostics): `branches<In>` names the sub-networks,
+/// `options_for<In>` is a tuple of their option tuples, and `branch_param_offset<In>(k)` /
+/// `branch_buffer_offset<In>(k)` place branch k's blocks inside the layer's own. Layer 0 of branch k of a graph
+/// layer at path P has the path P/k/0 (the body of a Residual is branch 0).
 #include <string>
 #include <tuple>
 
@@ -83,7 +86,7 @@ constexpr shape_issue concat_check()
     if constexpr (!(resolve<false, Bs, In>::valid && ...))
         return shape_issue::branch_invalid;
     else if constexpr (!same_spatial<typename resolve<false, Bs, In>::out...>())
-        return shape_issue::branches_disagree;
+        return shape_issue::own_rule;
     else
         return shape_issue::none;
 }
@@ -94,9 +97,19 @@ constexpr shape_issue residual_check()
     if constexpr (!resolve<false, Body, In>::valid)
         return shape_issue::branch_invalid;
     else if constexpr (!std::is_same_v<typename resolve<false, Body, In>::out, In>)
-        return shape_issue::body_changes_shape;
+        return shape_issue::own_rule;
     else
         return shape_issue::none;
+}
+
+/// Offset of block k in a sequence of blocks of the given sizes.
+template <std::size_t N>
+constexpr std::size_t block_offset(const std::array<std::size_t, N>& sizes, std::size_t k)
+{
+    std::size_t s = 0;
+    for (std::size_t i = 0; i < k && i < N; ++i)
+        s += sizes[i];
+    return s;
 }
 
 template <std::size_t... N>
@@ -117,6 +130,17 @@ constexpr void static_for(F&& f, std::index_sequence<I...>)
 } // namespace detail
 
 template <class... Branches>
+struct Concat;
+template <class Body>
+struct Residual;
+
+/// Named conditions of the graph layers' own rules (see infer.hpp).
+template <class Path, class Layer, class InShape>
+inline constexpr bool concat_branches_agree_spatially = detail::issue_of<Layer, InShape>() != shape_issue::own_rule;
+template <class Path, class Layer, class InShape>
+inline constexpr bool residual_body_keeps_shape = detail::issue_of<Layer, InShape>() != shape_issue::own_rule;
+
+template <class... Branches>
 struct Concat {
     static_assert(sizeof...(Branches) >= 1, "nmfdsl: Concat needs at least one branch");
     static constexpr std::size_t branch_count = sizeof...(Branches);
@@ -126,10 +150,13 @@ struct Concat {
     static constexpr shape_issue check = detail::concat_check<In, Branches...>();
     template <class In>
     using output_shape = typename detail::concat_out<typename detail::resolve<false, Branches, In>::out...>::type;
-    /// Instantiated in diagnosing mode: reports the errors inside each branch.
     template <class In>
-    struct diagnose_children {
-        using outs = type_list<typename detail::resolve<true, Branches, In>::out...>;
+    using branches = type_list<Branches...>;
+    template <class Path, class In>
+    struct diagnose {
+        static_assert(concat_branches_agree_spatially<Path, Concat, In>,
+                      "nmfdsl: Concat branches end at different spatial sizes; make every branch produce the same "
+                      "height and width");
     };
 
     template <class In>
@@ -170,9 +197,10 @@ struct Concat {
                 using E = std::tuple_element_t<k, engines<In>>;
                 using BOut = typename detail::resolve<false, std::tuple_element_t<k, std::tuple<Branches...>>, In>::out;
                 constexpr std::size_t Cb = detail::channels<BOut>();
+                const layer_path branch{&a.where, k};
                 const T* yb = E::template forward<T>(std::get<k>(o), a.params + param_offset<In>(k),
                                                      a.buffers + buffer_offset<In>(k), a.x, a.batch,
-                                                     std::get<k>(c.ws), a.training, a.update_buffers);
+                                                     std::get<k>(c.ws), a.training, a.update_buffers, &branch);
                 for (std::size_t r = 0; r < a.batch * rows; ++r)
                     std::copy(yb + r * Cb, yb + (r + 1) * Cb, a.y + r * C + first);
                 first += Cb;
@@ -201,9 +229,10 @@ struct Concat {
                     if (dxb)
                         std::copy(c.dy_part.begin(), c.dy_part.end(), dxb);
                 } else {
+                    const layer_path branch{&a.where, k};
                     E::template backward<T>(std::get<k>(o), a.params + param_offset<In>(k),
                                             a.grads + param_offset<In>(k), a.buffers + buffer_offset<In>(k), a.x,
-                                            c.dy_part.data(), dxb, std::get<k>(c.ws));
+                                            c.dy_part.data(), dxb, std::get<k>(c.ws), &branch);
                 }
                 if (dxb)
                     for (std::size_t i = 0; i < a.batch * In::size; ++i)
@@ -213,24 +242,27 @@ struct Concat {
             std::make_index_sequence<branch_count>{});
     }
 
+    template <class In>
+    static constexpr std::size_t branch_param_offset(std::size_t k)
+    {
+        return detail::block_offset(std::array<std::size_t, branch_count>{detail::sub_engine<Branches, In>::param_size...}, k);
+    }
+    template <class In>
+    static constexpr std::size_t branch_buffer_offset(std::size_t k)
+    {
+        return detail::block_offset(std::array<std::size_t, branch_count>{detail::sub_engine<Branches, In>::buffer_size...}, k);
+    }
+
 private:
     template <class In>
     static constexpr std::size_t param_offset(std::size_t k)
     {
-        constexpr std::size_t sizes[] = {detail::sub_engine<Branches, In>::param_size...};
-        std::size_t s = 0;
-        for (std::size_t i = 0; i < k; ++i)
-            s += sizes[i];
-        return s;
+        return branch_param_offset<In>(k);
     }
     template <class In>
     static constexpr std::size_t buffer_offset(std::size_t k)
     {
-        constexpr std::size_t sizes[] = {detail::sub_engine<Branches, In>::buffer_size...};
-        std::size_t s = 0;
-        for (std::size_t i = 0; i < k; ++i)
-            s += sizes[i];
-        return s;
+        return branch_buffer_offset<In>(k);
     }
 };
 
@@ -243,14 +275,22 @@ struct Residual {
     template <class In>
     using output_shape = In;
     template <class In>
-    struct diagnose_children {
-        using out = typename detail::resolve<true, Body, In>::out;
+    using branches = type_list<Body>;
+    template <class Path, class In>
+    struct diagnose {
+        static_assert(residual_body_keeps_shape<Path, Residual, In>,
+                      "nmfdsl: the Residual body changes the shape of its input; its output must have the input's "
+                      "channels, height and width");
     };
 
     template <class In>
     using body_engine = detail::sub_engine<Body, In>;
     template <class In>
-    using options_for = typename body_engine<In>::options;
+    using options_for = std::tuple<typename body_engine<In>::options>;
+    template <class In>
+    static constexpr std::size_t branch_param_offset(std::size_t) { return 0; }
+    template <class In>
+    static constexpr std::size_t branch_buffer_offset(std::size_t) { return 0; }
     template <class In>
     static constexpr auto param_tensors = detail::net_specs<Body, In>::params;
     template <class In>
@@ -270,8 +310,9 @@ struct Residual {
     template <class In, class T>
     static void forward(const options_for<In>& o, const forward_args<T>& a, cache<In, T>& c)
     {
-        const T* yb = body_engine<In>::template forward<T>(o, a.params, a.buffers, a.x, a.batch, c.ws, a.training,
-                                                           a.update_buffers);
+        const layer_path body{&a.where, 0};
+        const T* yb = body_engine<In>::template forward<T>(std::get<0>(o), a.params, a.buffers, a.x, a.batch, c.ws,
+                                                           a.training, a.update_buffers, &body);
         for (std::size_t i = 0; i < a.batch * In::size; ++i)
             a.y[i] = yb[i] + a.x[i];
     }
@@ -283,8 +324,9 @@ struct Residual {
             for (std::size_t i = 0; i < a.batch * In::size; ++i)
                 a.dx[i] = T(2) * a.dy[i];
         } else {
-            body_engine<In>::template backward<T>(o, a.params, a.grads, a.buffers, a.x, a.dy,
-                                                  a.need_dx ? a.dx : nullptr, c.ws);
+            const layer_path body{&a.where, 0};
+            body_engine<In>::template backward<T>(std::get<0>(o), a.params, a.grads, a.buffers, a.x, a.dy,
+                                                  a.need_dx ? a.dx : nullptr, c.ws, &body);
             if (a.need_dx)
                 for (std::size_t i = 0; i < a.batch * In::size; ++i)
                     a.dx[i] += a.dy[i];

@@ -125,14 +125,14 @@ void check_leaf(const Options& opt, const double* params, const double* buffers,
         out.y.assign(ny, y_fill);
         out.buf.assign(buffers, buffers + buffer_count);
         const forward_args<double> a{batch, input.data(), out.y.data(), p.data(), out.buf.data(), training,
-                                     E::index, update};
+                                     layer_path{nullptr, E::index}, update};
         L::template forward<In, double>(opt, a, c);
     };
     auto backward = [&](cache_t& c, const buffer& input, run& io, double dx_fill, const buffer& grads_start) {
         io.dx.assign(nx, dx_fill);
         io.grads = grads_start;
         const backward_args<double> a{batch, input.data(), io.y.data(), dy.data(), io.dx.data(), p.data(),
-                                      io.grads.data(), io.buf.data(), E::index, true};
+                                      io.grads.data(), io.buf.data(), layer_path{nullptr, E::index}, true};
         L::template backward<In, double>(opt, a, c);
     };
     const buffer zeros(param_count, 0.0);

@@ -110,7 +110,7 @@ gradcheck_result check_gradients(const gradcheck_options& o, Configure&& configu
             ++r.checked;
             if (e > worst) {
                 worst = e;
-                r.worst = "layer " + std::to_string(p.layer) + " (" + p.layer_name + ") " + std::string(p.name) + "[" +
+                r.worst = "layer " + p.path + " (" + p.layer_name + ") " + std::string(p.name) + "[" +
                           std::to_string(i) + "]";
             }
         }

@@ -22,7 +22,7 @@
 
 namespace nmfdsl::optim {
 
-inline constexpr std::size_t group_count = 6;
+using nmfdsl::group_count;
 
 /// A learning rate per parameter group.
 struct learning_rates {
@@ -31,16 +31,13 @@ struct learning_rates {
     double& operator[](group g) { return lr[static_cast<std::size_t>(g)]; }
     double operator[](group g) const { return lr[static_cast<std::size_t>(g)]; }
 
-    /// The paper's: NMF weights and "neuron a" convolutions 0.01; 1×1 mixing, BatchNorm and the rest 0.001.
+    /// The paper's (parameter_groups' paper_lr): NMF weights and "neuron a" convolutions 0.01; 1×1 mixing,
+    /// BatchNorm and the rest 0.001.
     static learning_rates paper()
     {
         learning_rates r;
-        r[group::nmf] = 0.01;
-        r[group::conv] = 0.01;
-        r[group::mix] = 0.001;
-        r[group::norm] = 0.001;
-        r[group::dense] = 0.001;
-        r[group::other] = 0.001;
+        for (const auto& g : parameter_groups)
+            r[g.id] = g.paper_lr;
         return r;
     }
 };

@@ -274,12 +274,17 @@ private:
     void write_metrics() const
     {
         std::ostringstream os;
-        os << "epoch,lr_nmf,lr_conv,lr_mix,lr_norm,lr_dense,train_loss,train_accuracy,test_accuracy,seconds\n";
+        os << "epoch";
+        for (const auto& g : parameter_groups)
+            os << ",lr_" << g.name;
+        os << ",train_loss,train_accuracy,test_accuracy,seconds\n";
         os << std::setprecision(10);
-        for (const auto& m : history_)
-            os << m.epoch << ',' << m.lr[group::nmf] << ',' << m.lr[group::conv] << ',' << m.lr[group::mix] << ','
-               << m.lr[group::norm] << ',' << m.lr[group::dense] << ',' << m.train_loss << ',' << m.train_accuracy
-               << ',' << m.test_accuracy << ',' << m.seconds << '\n';
+        for (const auto& m : history_) {
+            os << m.epoch;
+            for (double r : m.lr.lr)
+                os << ',' << r;
+            os << ',' << m.train_loss << ',' << m.train_accuracy << ',' << m.test_accuracy << ',' << m.seconds << '\n';
+        }
         const std::string text = os.str();
         io::detail::write_atomically(metrics_path(), std::vector<std::uint8_t>(text.begin(), text.end()));
     }
@@ -327,6 +332,10 @@ private:
         std::vector<double> v(bytes.size() / sizeof(double));
         std::memcpy(v.data(), bytes.data(), v.size() * sizeof(double));
         constexpr std::size_t per_epoch = 5 + optim::group_count;
+        // The trainer state (and the optimisers' states) store one learning rate per group: a change of the groups
+        // changes the checkpoint layout, so it must come with a new io::checkpoint_version (and this assert moved).
+        static_assert(optim::group_count == 6 && io::checkpoint_version == 1,
+                      "nmfdsl: the parameter groups changed: bump io::checkpoint_version and update this check");
         auto bad = [&] { return io_error("nmfdsl: checkpoint '" + path + "' has a malformed trainer state"); };
         if (v.size() < 12)
             throw bad();
