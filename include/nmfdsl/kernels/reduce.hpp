@@ -44,8 +44,12 @@ inline T reduce_pairs(const T* a, const T* b, std::size_t n, VecOp vec, ScalarOp
     for (; i + L <= n; i += L)
         acc[0] = vec(acc[0], a + i, b + i);
     T sum = horizontal_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
-    for (; i < n; ++i)
-        sum = scalar(sum, a[i], b[i]);
+    // the tail counted from 0 (a loop continuing from i made g++ 12 warn of undefined behaviour at -O2 when n is
+    // a known constant such as 12)
+    const T* ta = a + i;
+    const T* tb = b + i;
+    for (std::size_t k = 0, rest = n - i; k < rest; ++k)
+        sum = scalar(sum, ta[k], tb[k]);
     return sum;
 }
 } // namespace detail
