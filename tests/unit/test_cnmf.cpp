@@ -445,6 +445,55 @@ TEST_CASE("backward uses the options its forward ran with, whatever was set in b
     CHECK(run(unrolled_eps, keep) != run(other, keep));  // the options do matter
 }
 
+TEST_CASE("the implicit gradient refuses a singular system and names the layer", "[cnmf]")
+{
+    // One input value per patch and two basis vectors: after the L1 normalisation every W row is [1], so the update
+    // F(h) = h ⊙ u / Σ(h ⊙ u) is the identity — every h is a fixed point and I − ∂F/∂h vanishes.
+    using Net = nd::Seq<nd::Conv<1, 1>, nd::ReLU, nd::CNMFCore<2, 1>>;
+    nd::Model<Net, nd::Shape<1, 2, 2>, double> model{nd::seed{5}};
+    nd::configure_nmf(model, [](nd::cnmf_options& o) { o.gradient(nd::nmf_gradient::implicit); });
+    xt::xtensor<double, 4> x = xt::ones<double>({1, 1, 2, 2});
+    model.layer<0>().params("weight")[0] = 1.0;
+    model.layer<0>().params("bias")[0] = 0.5;
+    const auto y = model.forward(x);
+    CHECK_THROWS_AS(model.backward(xt::ones_like(y)), nd::numeric_error);
+    CHECK_THROWS_WITH(model.backward(xt::ones_like(y)),
+                      Catch::StartsWith("nmfdsl: layer 2 (CNMF<2,1>): implicit NMF gradient: the system") &&
+                          (Catch::Contains("singular") || Catch::Contains("ill-conditioned")) &&
+                          Catch::Contains("use the unrolled gradient"));
+    // the same network trains with the unrolled gradient
+    nd::configure_nmf(model, [](nd::cnmf_options& o) { o.gradient(nd::nmf_gradient::unrolled); });
+    const auto y2 = model.forward(x);
+    CHECK_NOTHROW(model.backward(xt::ones_like(y2)));
+}
+
+TEST_CASE("dense LU: solves with M and its transpose, and estimates the condition number", "[cnmf][kernels]")
+{
+    std::vector<double> m{4, 1, 0, 2, 5, 1, 0, 3, 6}, copy = m;
+    nd::kernels::dense_lu lu;
+    REQUIRE(lu.factor(m, 3));
+    std::vector<double> x{1, 2, 3}, xt_{1, 2, 3};
+    lu.solve(x);
+    lu.solve_transposed(xt_);
+    for (std::size_t r = 0; r < 3; ++r) {
+        double mx = 0, mtx = 0;
+        for (std::size_t c = 0; c < 3; ++c) {
+            mx += copy[r * 3 + c] * x[c];
+            mtx += copy[c * 3 + r] * xt_[c];
+        }
+        CHECK(mx == Approx(double(r + 1)).epsilon(1e-12));
+        CHECK(mtx == Approx(double(r + 1)).epsilon(1e-12));
+    }
+    // ‖M‖₁ = 9, ‖M⁻¹‖₁ = 45/96: condition 4.21875; the estimate is a lower bound, usually exact at this size
+    CHECK(lu.condition_estimate() <= 4.21875 + 1e-9);
+    CHECK(lu.condition_estimate() >= 4.21875 / 3);
+    std::vector<double> near_singular{1, 1, 1, 1 + 1e-13};
+    REQUIRE(lu.factor(near_singular, 2));
+    CHECK(lu.condition_estimate() > 1e12);
+    std::vector<double> singular{1, 2, 2, 4};
+    CHECK(!lu.factor(singular, 2));
+}
+
 TEST_CASE("checked builds: non-finite or negative values reaching an NMF layer throw numeric_error", "[cnmf]")
 {
     static_assert(NMFDSL_CHECKED, "the unit tests are compiled with NMFDSL_CHECKED=1");

@@ -213,8 +213,13 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         }
         case nmf_gradient::implicit:
             c.gx.resize(kernels::nmf_layout<T>::pad_rows(rows) * Ip);
-            kernels::nmf_backward_implicit(c.wts, c.xhat.data(), a.y, a.dy, rows, c.gx.data(), c.gw.data(),
-                                           c.bscratch);
+            try {
+                kernels::nmf_backward_implicit(c.wts, c.xhat.data(), a.y, a.dy, rows, c.gx.data(), c.gw.data(),
+                                               c.bscratch);
+            } catch (const numeric_error& e) {  // name the layer
+                throw numeric_error("nmfdsl: layer " + a.where.text() + " (" + name() + "): " +
+                                    std::string(e.what()).substr(8));
+            }
             break;
         default:  // x̂ remade from the input, the patch L1 backward and col2im fused in: no x̂ or gx matrix
             c.gx = {};
