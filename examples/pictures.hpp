@@ -10,8 +10,7 @@
 #include <type_traits>
 #include <vector>
 
-#include <nmfdsl/io/png.hpp>
-#include <nmfdsl/train/trainer.hpp>
+#include <nmfdsl/io.hpp>
 
 namespace pictures {
 

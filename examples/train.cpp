@@ -10,8 +10,7 @@
 #include <optional>
 #include <string>
 
-#include <nmfdsl/core/parallel.hpp>
-#include <nmfdsl/train/trainer.hpp>
+#include <nmfdsl/io.hpp>
 
 #include "paper_models.hpp"
 #include "pictures.hpp"

@@ -1,16 +1,20 @@
 #pragma once
 /// @file nmfdsl.hpp
-/// Umbrella header: everything public.
+/// Umbrella header of the core library (target nmfdsl::nmfdsl, headers only): networks, layers, kernels, losses and
+/// optimisers. Data readers, checkpoints, pictures and the Trainer need zlib and libpng: include <nmfdsl/io.hpp>
+/// and link nmfdsl::io for those.
 #include "config.hpp"
 #include "core/error.hpp"
 #include "core/infer.hpp"
 #include "core/layer.hpp"
 #include "core/memory.hpp"
 #include "core/model.hpp"
+#include "core/parallel.hpp"
 #include "core/params.hpp"
 #include "core/rng.hpp"
 #include "core/shape.hpp"
 #include "core/summary.hpp"
+#include "core/tree.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/im2col.hpp"
 #include "kernels/nmf.hpp"
@@ -25,11 +29,5 @@
 #include "layers/mix1x1.hpp"
 #include "layers/patch_conv.hpp"
 #include "layers/pool.hpp"
-#include "core/parallel.hpp"
-#include "data/augment.hpp"
-#include "data/dataset.hpp"
-#include "io/checkpoint.hpp"
-#include "io/png.hpp"
 #include "train/loss.hpp"
 #include "train/optim.hpp"
-#include "train/trainer.hpp"

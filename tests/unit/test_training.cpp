@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include <nmfdsl/nmfdsl.hpp>
+#include <nmfdsl/io.hpp>
 
 namespace nd = nmfdsl;
 namespace fs = std::filesystem;

@@ -34,6 +34,9 @@ struct nmf_layout {
 };
 
 /// The weights in the two padded layouts the kernel reads: w [H × Ip] and wt [Ip × Hp], zero padded.
+/// Σh̃ at or below this counts as an all-zero patch in the backward modes (its normalisation is not differentiated).
+inline constexpr double nmf_degenerate_sum = 1e-18;
+
 template <class T>
 struct nmf_weights {
     std::size_t h = 0, i = 0, hp = 0, ip = 0;

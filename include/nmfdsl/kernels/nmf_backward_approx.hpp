@@ -26,8 +26,6 @@
 
 namespace nmfdsl::kernels {
 
-inline constexpr double nmf_degenerate_sum = 1e-18;  ///< Σh̃ at or below this counts as an all-zero patch
-
 template <class T>
 struct nmf_backward_scratch {
     aligned_vector<T> r, hg_w, hg, qx, z;            // the GEMM formulation

@@ -11,7 +11,6 @@
 
 namespace nmfdsl::detail {
 
-
 /// A channels-last batch is a matrix of rows: a map has H·W rows per sample of C channels, a vector one row of N.
 template <class S>
 constexpr std::size_t channels()
@@ -43,6 +42,34 @@ constexpr std::size_t row_chunk()
 {
     return C >= elementwise_chunk ? 1 : elementwise_chunk / C;
 }
+
+/// The check of a layer sliding a K×K window (whole_map: the whole map) with a stride over a map: `too_large` when
+/// the window does not fit.
+template <class In, std::size_t K, std::size_t Stride>
+constexpr shape_issue window_check(shape_issue too_large)
+{
+    if constexpr (In::rank != 3)
+        return shape_issue::needs_map;
+    else if constexpr (K != whole_map && (K > In::h || K > In::w))
+        return too_large;
+    else if constexpr (Stride == 0)
+        return shape_issue::rejected;
+    else
+        return shape_issue::none;
+}
+
+template <class In, std::size_t K>
+constexpr std::size_t kernel_extent(bool height)
+{
+    if constexpr (In::rank != 3)
+        return 0;
+    else
+        return K != whole_map ? K : (height ? In::h : In::w);
+}
+template <class In, std::size_t K>
+inline constexpr std::size_t kernel_h = kernel_extent<In, K>(true);
+template <class In, std::size_t K>
+inline constexpr std::size_t kernel_w = kernel_extent<In, K>(false);
 
 template <class T>
 constexpr T l1_eps()

@@ -22,32 +22,6 @@ enum class patch_norm { none, l1 };
 namespace detail {
 
 template <class In, std::size_t K, std::size_t Stride>
-constexpr shape_issue window_check(shape_issue too_large)
-{
-    if constexpr (In::rank != 3)
-        return shape_issue::needs_map;
-    else if constexpr (K != whole_map && (K > In::h || K > In::w))
-        return too_large;
-    else if constexpr (Stride == 0)
-        return shape_issue::rejected;
-    else
-        return shape_issue::none;
-}
-
-template <class In, std::size_t K>
-constexpr std::size_t kernel_extent(bool height)
-{
-    if constexpr (In::rank != 3)
-        return 0;
-    else
-        return K != whole_map ? K : (height ? In::h : In::w);
-}
-template <class In, std::size_t K>
-inline constexpr std::size_t kernel_h = kernel_extent<In, K>(true);
-template <class In, std::size_t K>
-inline constexpr std::size_t kernel_w = kernel_extent<In, K>(false);
-
-template <class In, std::size_t K, std::size_t Stride>
 constexpr kernels::window window_of()
 {
     return {In::h, In::w, In::c, kernel_h<In, K>, kernel_w<In, K>, Stride};

@@ -4,12 +4,13 @@
 /// The window must fit the incoming map (a 1×1 map cannot be pooled).
 ///   AvgPool: y = mean of the window; dx = dy / K² spread over the window.
 ///   MaxPool: y = max of the window (first maximum wins); dx = dy routed to that element.
+#include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "../core/parallel.hpp"
 #include "common.hpp"
-#include "conv.hpp"
 
 namespace nmfdsl {
 
