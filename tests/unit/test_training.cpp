@@ -446,6 +446,44 @@ TEST_CASE("a non-finite loss stops training, naming epoch and batch, and keeps t
     CHECK(read_bytes(dir / "checkpoint.nmfd") == good);
 }
 
+TEST_CASE("the trainer takes the caller's loss and optimiser, and vector-input models", "[trainer]")
+{
+    const auto data = toy_data(400, 100);
+    nd::train_config cfg;
+    cfg.epochs = 3;
+    cfg.batch = 20;
+    cfg.progress = nd::train_config::progress_mode::quiet;
+
+    ToyModel adam_model{nd::seed{1}}, sgd_model{nd::seed{1}};
+    nd::Trainer<ToyModel> paper(adam_model, data, cfg);
+    CHECK(paper.optimizer().name() == "Adam");
+    auto lr = nd::optim::learning_rates::paper();
+    for (double& r : lr.lr)
+        r = 0.05;
+    nd::Trainer<ToyModel> custom(sgd_model, data, cfg, nd::loss::CrossEntropy{},
+                                 std::make_unique<nd::optim::SGD<float>>(sgd_model.parameters(), lr, 0.9));
+    CHECK(custom.optimizer().name() == "SGD");
+    const auto& a = paper.fit();
+    const auto& b = custom.fit();
+    CHECK(b.back().test_accuracy > 0.9);  // SGD + cross-entropy learns the toy problem too ...
+    CHECK(b.back().train_loss != a.back().train_loss);  // ... with its own loss values
+    CHECK(b.front().lr[nd::group::dense] == 0.05);
+
+    // a model on flat vectors (the 8x8 images flattened) trains with the same data
+    using Flat = nd::Model<nd::Seq<nd::Dense<8>, nd::ReLU, nd::Dense<2>, nd::Softmax>, nd::Shape<64>>;
+    Flat flat{nd::seed{2}};
+    nd::Trainer<Flat> vectors(flat, data, cfg);
+    CHECK(vectors.fit().back().test_accuracy > 0.9);
+    nd::train_config flipping = cfg;
+    flipping.augment.flip = true;
+    CHECK_THROWS_AS((nd::Trainer<Flat>(flat, data, flipping)), nd::argument_error);
+    using Wrong = nd::Model<nd::Seq<nd::Dense<2>, nd::Softmax>, nd::Shape<63>>;
+    Wrong wrong;
+    CHECK_THROWS_WITH((nd::Trainer<Wrong>(wrong, data, cfg)), Catch::Contains("expects vectors of 63 values"));
+    CHECK_THROWS_AS((nd::Trainer<ToyModel>(adam_model, data, cfg, nd::loss_function<float>{}, nullptr)),
+                    nd::argument_error);
+}
+
 TEST_CASE("the trainer rejects data of the wrong image size", "[trainer]")
 {
     const auto data = toy_data(10, 10);

@@ -53,9 +53,24 @@ void validate_rates(const learning_rates& r, const char* who)
 }
 } // namespace detail
 
+/// What the Trainer needs of an optimiser: a step over the tensors it was built with, per-group learning rates the
+/// schedule may change, and its state as numbers for checkpoints.
+template <class T>
+class optimizer {
+public:
+    virtual ~optimizer() = default;
+    virtual void step() = 0;
+    virtual learning_rates& rates() = 0;
+    virtual const learning_rates& rates() const = 0;
+    virtual std::vector<double> state() const = 0;
+    /// Restores a state() of an optimiser of the same kind over the same tensors; throws argument_error otherwise.
+    virtual void load_state(const std::vector<double>& s) = 0;
+    virtual std::string name() const = 0;
+};
+
 /// Adam over every tensor of a model, one learning rate per group.
 template <class T>
-class Adam {
+class Adam final : public optimizer<T> {
 public:
     Adam(std::vector<parameter_ref<T>> params, learning_rates lr, double beta1 = 0.9, double beta2 = 0.999,
          double eps = 1e-8)
@@ -68,7 +83,7 @@ public:
         }
     }
 
-    void step()
+    void step() override
     {
         ++t_;
         const double c1 = 1.0 - std::pow(beta1_, double(t_)), c2 = 1.0 - std::pow(beta2_, double(t_));
@@ -89,12 +104,13 @@ public:
         }
     }
 
-    learning_rates& rates() { return lr_; }
-    const learning_rates& rates() const { return lr_; }
+    learning_rates& rates() override { return lr_; }
+    const learning_rates& rates() const override { return lr_; }
     std::uint64_t steps() const { return t_; }
+    std::string name() const override { return "Adam"; }
 
     /// The optimiser state as a flat list of numbers (for checkpoints): step count, then m and v of every tensor.
-    std::vector<double> state() const
+    std::vector<double> state() const override
     {
         std::vector<double> s{double(t_)};
         for (std::size_t k = 0; k < m_.size(); ++k) {
@@ -104,7 +120,7 @@ public:
         s.insert(s.end(), lr_.lr.begin(), lr_.lr.end());
         return s;
     }
-    void load_state(const std::vector<double>& s)
+    void load_state(const std::vector<double>& s) override
     {
         std::size_t expected = 1 + group_count;
         for (const auto& m : m_)
@@ -134,7 +150,7 @@ private:
 
 /// SGD with (heavy-ball) momentum, one learning rate per group.
 template <class T>
-class SGD {
+class SGD final : public optimizer<T> {
 public:
     SGD(std::vector<parameter_ref<T>> params, learning_rates lr, double momentum = 0.9)
         : params_(std::move(params)), lr_(lr), momentum_(momentum)
@@ -146,7 +162,7 @@ public:
             buf_.emplace_back(p.value.size(), T(0));
     }
 
-    void step()
+    void step() override
     {
         for (std::size_t k = 0; k < params_.size(); ++k) {
             auto& p = params_[k];
@@ -161,10 +177,12 @@ public:
         }
     }
 
-    learning_rates& rates() { return lr_; }
-    const learning_rates& rates() const { return lr_; }
+    learning_rates& rates() override { return lr_; }
+    const learning_rates& rates() const override { return lr_; }
 
-    std::vector<double> state() const
+    std::string name() const override { return "SGD"; }
+
+    std::vector<double> state() const override
     {
         std::vector<double> s;
         for (const auto& b : buf_)
@@ -172,7 +190,7 @@ public:
         s.insert(s.end(), lr_.lr.begin(), lr_.lr.end());
         return s;
     }
-    void load_state(const std::vector<double>& s)
+    void load_state(const std::vector<double>& s) override
     {
         std::size_t expected = group_count;
         for (const auto& b : buf_)

@@ -1,9 +1,11 @@
 #pragma once
 /// @file trainer.hpp
-/// Trainer<Model>: mini-batch training with the paper's protocol (deep-nmf-spec §4) — shuffled batches, the paper's
-/// loss, Adam with per-group learning rates, ReduceLROnPlateau on the epoch's summed training loss, the lr-limit
-/// stopping rule — with evaluation on the test set every epoch, a progress line, metrics in CSV, and a checkpoint
-/// after every epoch from which a run resumes exactly (same numbers as if it had not stopped).
+/// Trainer<Model>: mini-batch training — shuffled batches, a loss and an optimiser chosen by the caller (by default
+/// the deep-NMF paper's protocol: its loss, Adam with per-group learning rates), ReduceLROnPlateau on the epoch's
+/// summed training loss, the lr-limit stopping rule — with evaluation on the test set every epoch, a progress line,
+/// metrics in CSV, and a checkpoint after every epoch from which a run resumes exactly (same numbers as if it had
+/// not stopped). Models take images (Shape<C,H,W>, cropped and augmented as configured) or flat vectors
+/// (Shape<N> with N = the images' C·H·W, no augmentation), and end in a vector of class scores.
 #include <bit>
 #include <chrono>
 #include <cmath>
@@ -14,7 +16,9 @@
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -51,19 +55,38 @@ struct epoch_metrics {
     double train_accuracy = 0, test_accuracy = 0, seconds = 0;
 };
 
+/// A loss for the Trainer: value and dL/dp for scores p [batch, classes] and one label per sample (loss::PaperLoss,
+/// loss::CrossEntropy, or any callable of that form).
+template <class T>
+using loss_function = std::function<loss::loss_result<T>(const xt::xtensor<T, 2>&, std::span<const std::size_t>)>;
+
 template <class M>
 class Trainer {
 public:
     using T = typename M::value_type;
     using In = typename M::input_shape;
-    static_assert(In::rank == 3, "nmfdsl: Trainer needs an image model (input Shape<C, H, W>)");
+    static_assert(In::rank == 3 || In::rank == 1, "nmfdsl: Trainer needs an image (Shape<C,H,W>) or vector input");
+    static_assert(M::output_shape::rank == 1, "nmfdsl: Trainer needs a model that ends in a vector of class scores");
 
+    /// The paper's protocol: its loss and Adam with the learning rates cfg.lr.
     Trainer(M& model, const data::split& data, train_config cfg)
-        : model_(model), data_(data), cfg_(std::move(cfg)), opt_(model.parameters(), cfg_.lr),
+        : Trainer(model, data, std::move(cfg), loss::PaperLoss{}, nullptr)
+    {
+    }
+
+    /// A loss and an optimiser of the caller's choice. The optimiser must have been built over model.parameters();
+    /// nullptr means Adam with cfg.lr.
+    Trainer(M& model, const data::split& data, train_config cfg, loss_function<T> loss,
+            std::unique_ptr<optim::optimizer<T>> opt)
+        : model_(model), data_(data), cfg_(std::move(cfg)), loss_(std::move(loss)), opt_(std::move(opt)),
           shuffle_rng_(seed{cfg_.seed}), augment_rng_(seed{cfg_.seed ^ 0x5eedULL})
     {
         if (cfg_.batch == 0)
             throw argument_error("nmfdsl: Trainer: the batch size must be at least 1");
+        if (!loss_)
+            throw argument_error("nmfdsl: Trainer: the loss function is empty");
+        if (!opt_)
+            opt_ = std::make_unique<optim::Adam<T>>(model.parameters(), cfg_.lr);
         check_images(data_.train);
         check_images(data_.test);
         if (!cfg_.out_dir.empty())
@@ -74,14 +97,14 @@ public:
     std::function<void(const std::vector<epoch_metrics>&)> on_epoch_end;
 
     const std::vector<epoch_metrics>& history() const { return history_; }
-    optim::Adam<T>& optimizer() { return opt_; }
+    optim::optimizer<T>& optimizer() { return *opt_; }
     std::string checkpoint_path() const { return cfg_.out_dir.empty() ? "" : cfg_.out_dir + "/checkpoint.nmfd"; }
     std::string metrics_path() const { return cfg_.out_dir.empty() ? "" : cfg_.out_dir + "/metrics.csv"; }
 
     /// Trains until cfg.epochs epochs are done or every learning rate is below 1e-9.
     const std::vector<epoch_metrics>& fit()
     {
-        while (history_.size() < cfg_.epochs && !optim::learning_rates_exhausted(opt_.rates()))
+        while (history_.size() < cfg_.epochs && !optim::learning_rates_exhausted(opt_->rates()))
             run_epoch();
         return history_;
     }
@@ -116,7 +139,7 @@ public:
                            " parameter bytes, this model has " + std::to_string(params.size_bytes()));
         std::memcpy(params.data(), c.params.data(), c.params.size());
         std::memcpy(buffers.data(), c.buffers.data(), c.buffers.size());
-        opt_.load_state(c.optimizer);
+        opt_->load_state(c.optimizer);
         decode_state(c.trainer, path);
     }
 
@@ -125,27 +148,42 @@ private:
     {
         if (d.size() == 0)
             throw data_error("nmfdsl: data set '" + d.source + "' is empty");
-        if (d.channels != In::c || d.height < In::h || d.width < In::w)
+        if constexpr (In::rank == 1) {
+            if (d.image_size() != In::size)
+                throw data_error("nmfdsl: the model expects vectors of " + std::to_string(In::size) +
+                                 " values, data set '" + d.source + "' has " + std::to_string(d.channels) + "x" +
+                                 std::to_string(d.height) + "x" + std::to_string(d.width) + " images (" +
+                                 std::to_string(d.image_size()) + " values)");
+            if (cfg_.augment.flip || cfg_.augment.jitter())
+                throw argument_error("nmfdsl: Trainer: a model with vector input takes its images whole; "
+                                     "augmentation must be none");
+        } else if (d.channels != In::c || d.height < In::h || d.width < In::w)
             throw data_error("nmfdsl: the model expects " + std::to_string(In::c) + "x" + std::to_string(In::h) +
                              "x" + std::to_string(In::w) + " images, data set '" + d.source + "' has " +
                              std::to_string(d.channels) + "x" + std::to_string(d.height) + "x" +
                              std::to_string(d.width));
     }
 
-    xt::xtensor<T, 4> make_batch(const data::dataset& d, const std::vector<std::size_t>& idx, bool train)
+    /// A batch [n, C, H, W] (cropped, augmented in training) or [n, N] (whole images, flattened).
+    typename M::input_tensor make_batch(const data::dataset& d, const std::vector<std::size_t>& idx, bool train)
     {
-        xt::xtensor<T, 4> x = xt::xtensor<T, 4>::from_shape({idx.size(), In::c, In::h, In::w});
-        const std::size_t slack_h = d.height - In::h, slack_w = d.width - In::w;
-        const data::augmentation a = train ? cfg_.augment : data::augmentation::none();
-        data::augment_draw shared;
-        if (a.per_batch)
-            shared = data::draw_augmentation(a, slack_h, slack_w, augment_rng_);
-        std::vector<float> img(In::size);
-        for (std::size_t i = 0; i < idx.size(); ++i) {
-            const auto draw = a.per_batch ? shared : data::draw_augmentation(a, slack_h, slack_w, augment_rng_);
-            data::apply_augmentation(d.images.data() + idx[i] * d.image_size(), d.channels, d.height, d.width, draw,
-                                     In::h, In::w, img.data());
-            std::copy(img.begin(), img.end(), x.data() + i * In::size);
+        auto x = M::input_tensor::from_shape(nmfdsl::detail::batch_shape<In, T>(idx.size()));
+        if constexpr (In::rank == 1) {
+            for (std::size_t i = 0; i < idx.size(); ++i)
+                std::copy_n(d.images.data() + idx[i] * d.image_size(), In::size, x.data() + i * In::size);
+        } else {
+            const std::size_t slack_h = d.height - In::h, slack_w = d.width - In::w;
+            const data::augmentation a = train ? cfg_.augment : data::augmentation::none();
+            data::augment_draw shared;
+            if (a.per_batch)
+                shared = data::draw_augmentation(a, slack_h, slack_w, augment_rng_);
+            std::vector<float> img(In::size);
+            for (std::size_t i = 0; i < idx.size(); ++i) {
+                const auto draw = a.per_batch ? shared : data::draw_augmentation(a, slack_h, slack_w, augment_rng_);
+                data::apply_augmentation(d.images.data() + idx[i] * d.image_size(), d.channels, d.height, d.width, draw,
+                                         In::h, In::w, img.data());
+                std::copy(img.begin(), img.end(), x.data() + i * In::size);
+            }
         }
         return x;
     }
@@ -179,9 +217,8 @@ private:
             batches = std::min(batches, cfg_.max_train_batches);
         epoch_metrics m;
         m.epoch = epoch;
-        m.lr = opt_.rates();
+        m.lr = opt_->rates();
         std::size_t seen = 0, correct = 0;
-        const loss::PaperLoss loss_fn;
         progress_ = progress_state{};
         for (std::size_t b = 0; b < batches; ++b) {
             const std::size_t b0 = b * cfg_.batch, n = std::min(cfg_.batch, order.size() - b0);
@@ -191,7 +228,7 @@ private:
                 labels[i] = d.labels[idx[i]];
             const auto x = make_batch(d, idx, true);
             const auto p = model_.forward(x);
-            const auto l = loss_fn(p, labels);
+            const auto l = loss_(p, labels);
             if (!std::isfinite(double(l.value)))
                 throw numeric_error("nmfdsl: the training loss became non-finite at epoch " + std::to_string(epoch) +
                                     ", batch " + std::to_string(b + 1) + "; training stopped" +
@@ -200,7 +237,7 @@ private:
                                                                      checkpoint_path() + "'"));
             model_.zero_grad();
             model_.backward_parameters(l.grad);  // training needs no input gradient
-            opt_.step();
+            opt_->step();
             m.train_loss += double(l.value);
             correct += count_correct(p, d, idx);
             seen += n;
@@ -208,7 +245,7 @@ private:
         }
         m.train_accuracy = double(correct) / double(seen);
         m.test_accuracy = evaluate(data_.test);
-        scheduler_.step(m.train_loss, opt_.rates());
+        scheduler_.step(m.train_loss, opt_->rates());
         m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         history_.push_back(m);
         finish_progress(m);
@@ -299,7 +336,7 @@ private:
         const auto* bb = reinterpret_cast<const std::uint8_t*>(buffers.data());
         c.params.assign(pb, pb + params.size_bytes());
         c.buffers.assign(bb, bb + buffers.size_bytes());
-        c.optimizer = opt_.state();
+        c.optimizer = opt_->state();
         c.trainer = encode_state();
         io::write_checkpoint(path, c);
     }
@@ -369,7 +406,8 @@ private:
     M& model_;
     const data::split& data_;
     train_config cfg_;
-    optim::Adam<T> opt_;
+    loss_function<T> loss_;
+    std::unique_ptr<optim::optimizer<T>> opt_;
     optim::ReduceLROnPlateau scheduler_;
     rng shuffle_rng_, augment_rng_;
     std::vector<epoch_metrics> history_;
