@@ -3,7 +3,7 @@
 
 What is compared (T = 20, float32, the same shapes and thread counts):
   cnmf_forward/L1/32, cnmf_forward/L2/32      the NMF layer's forward (unfold, patch L1, 20 updates)
-  cnmf_backward/L1/32, cnmf_backward/L2/32    its approximate backward (deep-nmf-spec eq. (1), (2))
+  cnmf_backward/L1/32, cnmf_backward/L2/32    its approximate backward (docs/method.md §2, eq. (1), (2))
   train_step/cnmf1x1/3/50                     one CNMF+1x1 training step on 3x28x28 input, batch 50
 
 Requirements: PyTorch from Debian with OpenBLAS behind it (`apt-get install python3-torch libopenblas0-pthread`;

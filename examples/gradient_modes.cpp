@@ -1,4 +1,4 @@
-// Compares the three gradient modes of the NMF layer on random problems (I = 12, H = 5, as deep-nmf-spec §2.4):
+// Compares the three gradient modes of the NMF layer on random problems (I = 12, H = 5):
 // the exact gradient of the T-step forward (unrolled), the paper's approximation, and implicit differentiation at
 // the fixed point. Directions are compared where they matter: the x̂-gradient centred (the patch L1 norm removes a
 // constant shift) and each row of the W-gradient centred (W's rows stay on the simplex).

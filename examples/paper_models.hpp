@@ -1,6 +1,6 @@
 #pragma once
 /// @file paper_models.hpp
-/// The four networks of the deep-NMF paper (deep-nmf-spec §3.2–3.3) as type expressions: CNMF and CNMF+1×1, and the
+/// The four networks of the deep-NMF paper (docs/method.md §3) as type expressions: CNMF and CNMF+1×1, and the
 /// CNN baselines of equal size, whose "neuron a" is a convolution on L1-normalised patches (PatchConv). The "+1×1"
 /// module is Mix1x1.
 #include <nmfdsl/nmfdsl.hpp>
@@ -26,7 +26,7 @@ struct CNN1x1 : nd::Seq<ConvMixBlock<32, 5>, nd::AvgPool<2>,
                         nd::Softmax, nd::Flatten> {};
 
 /// CNMF: four CNMF modules, average pooling after the first two, Softmax read-out (on an NMF output, as in the
-/// reference code, spec §6 A7).
+/// reference code, docs/method.md §5).
 struct CNMF : nd::Seq<nd::CNMF<32, 5>, nd::AvgPool<2>,
                       nd::CNMF<64, 5>, nd::AvgPool<2>,
                       nd::CNMF<96, nd::whole_map>,
@@ -43,7 +43,7 @@ struct CNMF1x1 : nd::Seq<NmfMixBlock<32, 5>, nd::AvgPool<2>,
                          NmfMixBlock<10, 1>,
                          nd::Softmax, nd::Flatten> {};
 
-/// The alternative baselines of spec §6 A3: the same networks with standard convolutions (no L1 normalisation of
+/// The alternative baselines of docs/method.md §5: the same networks with standard convolutions (no L1 normalisation of
 /// the patches), same parameter counts.
 template <std::size_t Out, std::size_t K>
 using PlainConv = nd::PatchConv<Out, K, 1, nd::patch_norm::none>;
@@ -57,10 +57,10 @@ struct PlainMixBlock : nd::Seq<PlainConv<Out, K>, nd::Mix1x1<Out>> {};
 struct CNN1x1Plain : nd::Seq<PlainMixBlock<32, 5>, nd::AvgPool<2>, PlainMixBlock<64, 5>, nd::AvgPool<2>,
                              PlainMixBlock<96, nd::whole_map>, PlainMixBlock<10, 1>, nd::Softmax, nd::Flatten> {};
 
-using CifarInput = nd::Shape<3, 28, 28>;   // CIFAR-10 crops (spec §4)
+using CifarInput = nd::Shape<3, 28, 28>;   // CIFAR-10 crops (docs/method.md §4)
 using MnistInput = nd::Shape<1, 28, 28>;   // Fashion-MNIST
 
-// The paper's parameter counts (spec §3.3).
+// The paper's parameter counts (docs/method.md §3).
 static_assert(nd::parameter_count_v<CNN, CifarInput> == 153'258);
 static_assert(nd::parameter_count_v<CNN1x1, CifarInput> == 168'088);
 static_assert(nd::parameter_count_v<CNMF, CifarInput> == 153'056);

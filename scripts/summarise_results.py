@@ -48,7 +48,7 @@ def main():
           "`python3 scripts/summarise_results.py runs/results %d > docs/results.md`. Trainer built from commit %s; %s, 2 "
           "threads; other work shared the machine during the runs, so the seconds are only indicative.\n"
           % (epochs, epochs, epochs, commit or "unknown", platform.machine()))
-    print("Protocol: the paper's (deep-nmf-spec §4): batch 50, the loss (0.5·MSE + 1.0·KL)/1.5 on the softmax "
+    print("Protocol: the paper's (docs/method.md §4): batch 50, the loss (0.5·MSE + 1.0·KL)/1.5 on the softmax "
           "output, Adam with learning rates 0.01 for the NMF weights and the CNNs' first-stage convolutions, 0.001 "
           "for the 1×1 mixing and BatchNorm, ReduceLROnPlateau on the epoch's training loss (it does not trigger "
           "within this budget), BatchNorm with batch statistics in training and evaluation, test batches of 50 in "
@@ -87,7 +87,7 @@ def main():
         print("## Reading the table\n")
         print("- **CNMF+1×1 is the best model here, and CNMF alone is close behind.** Both pass 87 % within the first "
               "epoch (see each run's `metrics.csv`).")
-        print("- **The CNN baselines as the paper defines them (a convolution of L1-normalised patches, spec §3.2 and "
+        print("- **The CNN baselines as the paper defines them (a convolution of L1-normalised patches, docs/method.md §3 and "
               "§6 A3) do not train reliably within this budget**, and neither does CNN+1×1 with standard convolutions "
               "(final accuracies: %s). Convolutions themselves train: the plain CNN with standard "
               "convolutions (`cnn-plain`, identical parameter count) does. Two mechanisms are likely, neither yet "

@@ -1,4 +1,4 @@
-// The CNMF module: golden values of deep-nmf-spec Appendix A, the fused kernel against its naive twin, the three
+// The CNMF module: golden values (docs/method.md §5), the fused kernel against its naive twin, the three
 // gradient modes against finite differences, degenerate input, options and checked-build errors.
 #include <catch2/catch.hpp>
 

@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include <boost/hana/integral_constant.hpp>
 #include <xtensor/xtensor.hpp>
 
 #include "engine.hpp"
@@ -67,14 +68,6 @@ void to_channels_first(const T* src, std::size_t n, std::size_t c, std::size_t h
         }
 }
 
-template <std::size_t I, class List>
-struct nth_entry;
-template <std::size_t I, class H, class... R>
-struct nth_entry<I, type_list<H, R...>> : nth_entry<I - 1, type_list<R...>> {};
-template <class H, class... R>
-struct nth_entry<0, type_list<H, R...>> {
-    using type = H;
-};
 
 template <class S, class T>
 std::array<std::size_t, S::rank + 1> batch_shape(std::size_t n)
@@ -315,7 +308,7 @@ private:
     template <std::size_t I>
     struct layer_ref {
         Model* model;
-        using entry_type = typename detail::nth_entry<I, entries>::type;
+        using entry_type = typename decltype(+engine::entries[boost::hana::size_c<I>])::type;
         using layer_type = typename entry_type::layer;
         using in_shape = typename entry_type::in;
         using out_shape = typename entry_type::out;

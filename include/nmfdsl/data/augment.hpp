@@ -1,6 +1,6 @@
 #pragma once
 /// @file augment.hpp
-/// Training-time augmentation as in the reference (deep-nmf-spec §4): a random crop to the model's input size, a
+/// Training-time augmentation as in the reference (docs/method.md §4): a random crop to the model's input size, a
 /// horizontal flip with probability 1/2, and colour jitter (brightness factor U[1−b, 1+b], contrast U[1−c, 1+c],
 /// saturation U[1−s, 1+s], hue shift U[−h, h], applied in random order, each clamping to [0, 1]). The reference draws
 /// one set of choices per mini-batch (per_batch = true, its behaviour); per_batch = false draws them per image.

@@ -2,7 +2,7 @@
 /// @file dataset.hpp
 /// Labelled image data sets and the readers for the IDX format (MNIST / Fashion-MNIST, plain or gzip) and the
 /// CIFAR-10 binary format. Images are stored as float in [0, 1] (bytes / 255), channels-first [N, C, H, W], with no
-/// mean/std normalisation (deep-nmf-spec §4). Every problem with a file throws nmfdsl::data_error naming the file
+/// mean/std normalisation (docs/method.md §4). Every problem with a file throws nmfdsl::data_error naming the file
 /// and what is wrong: missing, truncated, wrong magic number, wrong counts, a label out of range, or images and
 /// labels of different lengths.
 #include <cstdint>

@@ -1,6 +1,6 @@
 #pragma once
 /// @file nmf.hpp
-/// The NMF inference kernel (deep-nmf-spec §1.6–1.7). For every row n (a sample × position) with normalised input
+/// The NMF inference kernel (docs/method.md §1). For every row n (a sample × position) with normalised input
 /// x̂_n ∈ R^I and row-normalised weights W ∈ R^{H×I}:
 ///   h⁰ = 1/H;  repeat T times:  r = h W + 1e-20;  u = (x̂ ⊘ r) Wᵀ;  h̃ = h ⊙ u  (or h ⊙ (1 + ε u));
 ///                               h = h̃ / (Σ h̃ + 1e-19)

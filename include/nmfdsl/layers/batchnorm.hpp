@@ -4,7 +4,7 @@
 /// (statistics over the batch), affine (γ, β; group `norm`; γ = 1, β = 0 at init).
 ///   y = γ (x − μ) / √(σ² + eps) + β,   σ² the biased variance.
 /// Modes (options.mode):
-///  - batch_statistics (default, the paper's: track_running_stats=False, deep-nmf-spec §3.2 / A6): μ, σ² are the
+///  - batch_statistics (default, the paper's: docs/method.md §3): μ, σ² are the
 ///    statistics of the current batch in training *and* evaluation;
 ///  - running_statistics (PyTorch's usual mode): training uses batch statistics and updates the running mean and
 ///    unbiased variance with `momentum`; evaluation (Model::set_training(false)) normalises with the running values.

@@ -1,6 +1,6 @@
 #pragma once
 /// @file cnmf.hpp
-/// The convolutional NMF module (deep-nmf-spec §1–§3).
+/// The convolutional NMF module (docs/method.md §1–§2).
 ///  - CNMFCore<Out, K, Stride>: unfold K×K patches → L1 over each patch (eps 1e-19) → NMF inference with
 ///    W = |V| / (rowsum|V| + 1e-19), h⁰ = 1/Out, T multiplicative updates (kernels/nmf.hpp). Output: h, one simplex
 ///    vector of Out values per position. Parameter V [Out, K·K·C] (group `nmf`), initialised U[0, 1).
@@ -154,7 +154,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         using lay = kernels::nmf_layout<T>;
         if constexpr (NMFDSL_CHECKED)
             detail::check_nmf_input(a.x, a.batch * In::size, In::size, a.where, name());
-        // W = |V| / (rowsum|V| + 1e-19)   (spec §1.4)
+        // W = |V| / (rowsum|V| + 1e-19)
         c.w.resize(Out * I);
         c.row_sum.resize(Out);
         for (std::size_t k = 0; k < Out; ++k) {
@@ -164,7 +164,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
                 c.w[k * I + i] = std::abs(a.params[k * I + i]) / s;
         }
         c.wts.assign(c.w.data(), Out, I);
-        // x̂: unfolded patches, each L1-normalised (spec §1.2–1.3)
+        // x̂: unfolded patches, each L1-normalised (docs/method.md §1)
         const std::size_t rows = a.batch * P, Ip = c.wts.ip;
         c.patch_sum.resize(rows);
         const std::optional<T> eps = epsilon_of<T>(o);

@@ -74,7 +74,7 @@ inline constexpr std::size_t kernel_w = kernel_extent<In, K>(false);
 template <class T>
 constexpr T l1_eps()
 {
-    return T(1e-19);  // deep-nmf-spec §1.3 ("10e-20" in the reference code)
+    return T(1e-19);  // docs/method.md §1 ("10e-20" in the reference code)
 }
 
 } // namespace nmfdsl::detail

@@ -3,7 +3,7 @@
 /// Conv<Out, K, Stride, Norm>: a valid (unpadded) K×K convolution with bias, computed as im2col + GEMM.
 /// K may be nmfdsl::whole_map (the kernel covers the incoming map and the output is 1×1).
 /// With Norm = patch_norm::l1 each unfolded patch is L1-normalised before the GEMM (x̂ = x / (Σx + 1e-19)): this is
-/// the "neuron a" of the paper's CNN baselines (deep-nmf-spec §3.2, §6 A3); it requires x ≥ 0 (put a ReLU before).
+/// the "neuron a" of the paper's CNN baselines (docs/method.md §3); it requires x ≥ 0 (put a ReLU before).
 ///   forward:  P = im2col(x) [positions, K·K·C];  P̂ = rownorm(P);  y = P̂ Wᵀ + b        (W: [Out, K·K·C])
 ///   backward: dW += dyᵀ P̂;  db += Σ dy;  dP̂ = dy W;  dP = (dP̂ − Σ dP̂⊙P̂) / (ΣP + 1e-19);  dx = col2im(dP)
 /// Patch feature order is (ky, kx, c). Group `conv`; init U(±1/√(K·K·C)) as PyTorch's Conv2d.

@@ -1,7 +1,7 @@
 #pragma once
 /// @file dense.hpp
 /// Affine layers on channel vectors: Dense<Out> on a flat Shape<N>, and Pointwise<Out>, the 1×1 convolution of a
-/// feature map (the mixing convolution of deep-nmf-spec §3.2). Both compute, per row r (a sample, or a position):
+/// feature map (the mixing convolution, docs/method.md §3). Both compute, per row r (a sample, or a position):
 ///   y_r = W x_r + b,   W: [Out, In channels], b: [Out]
 /// Backward: dW += dyᵀ x, db += Σ_r dy_r, dx = dy W.
 #include <cmath>
@@ -81,8 +81,8 @@ struct Dense : layer_base {
     }
 };
 
-/// The 1×1 mixing convolution with bias (group `mix`). Initialised as in the reference (deep-nmf-spec §3.2, A12,
-/// A19): identity on the leading min(Out, C) diagonal, plus U(−0.5, 0.5)·1e-4 noise on weights and biases.
+/// The 1×1 mixing convolution with bias (group `mix`). Initialised as in the reference (docs/method.md §3,
+/// §5): identity on the leading min(Out, C) diagonal, plus U(−0.5, 0.5)·1e-4 noise on weights and biases.
 template <std::size_t Out>
 struct Pointwise : layer_base {
     static_assert(Out > 0, "nmfdsl: Pointwise<Out> needs Out > 0");

@@ -35,7 +35,7 @@ struct ReLU : layer_base {
     }
 };
 
-/// L1 normalisation over the channels of each position (over the features of a vector), deep-nmf-spec §1.3:
+/// L1 normalisation over the channels of each position (over the features of a vector), docs/method.md §1:
 ///   y_i = x_i / (Σ_j x_j + 1e-19).   Requires x ≥ 0 (put a ReLU before it).
 /// Backward: dx_i = (dy_i − Σ_j dy_j y_j) / (Σ_j x_j + 1e-19).
 struct L1Norm : layer_base {

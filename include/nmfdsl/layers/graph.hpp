@@ -12,6 +12,9 @@
 #include <string>
 #include <tuple>
 
+#include <boost/hana/for_each.hpp>
+#include <boost/hana/range.hpp>
+
 #include "../core/engine.hpp"
 #include "common.hpp"
 
@@ -121,11 +124,6 @@ constexpr auto join_all(const std::array<param_spec, N>&... a)
     return out;
 }
 
-template <class F, std::size_t... I>
-constexpr void static_for(F&& f, std::index_sequence<I...>)
-{
-    (f(std::integral_constant<std::size_t, I>{}), ...);
-}
 
 } // namespace detail
 
@@ -178,12 +176,11 @@ struct Concat {
     template <class In, class T>
     static void init(T* p, T* b, rng& g)
     {
-        detail::static_for(
+        boost::hana::for_each(boost::hana::make_range(boost::hana::size_c<0>, boost::hana::size_c<branch_count>),
             [&](auto k) {
                 using E = std::tuple_element_t<k, engines<In>>;
                 E::template init<T>(p + param_offset<In>(k), b + buffer_offset<In>(k), g);
-            },
-            std::make_index_sequence<branch_count>{});
+            });
     }
 
     template <class In, class T>
@@ -192,7 +189,7 @@ struct Concat {
         using Out = output_shape<In>;
         constexpr std::size_t rows = detail::rows_per_sample<Out>(), C = detail::channels<Out>();
         std::size_t first = 0;
-        detail::static_for(
+        boost::hana::for_each(boost::hana::make_range(boost::hana::size_c<0>, boost::hana::size_c<branch_count>),
             [&](auto k) {
                 using E = std::tuple_element_t<k, engines<In>>;
                 using BOut = typename detail::resolve<false, std::tuple_element_t<k, std::tuple<Branches...>>, In>::out;
@@ -204,8 +201,7 @@ struct Concat {
                 for (std::size_t r = 0; r < a.batch * rows; ++r)
                     std::copy(yb + r * Cb, yb + (r + 1) * Cb, a.y + r * C + first);
                 first += Cb;
-            },
-            std::make_index_sequence<branch_count>{});
+            });
     }
 
     template <class In, class T>
@@ -216,7 +212,7 @@ struct Concat {
         std::size_t first = 0;
         std::fill(a.dx, a.dx + a.batch * In::size, T(0));
         c.dx_part.resize(a.need_dx ? a.batch * In::size : 0);
-        detail::static_for(
+        boost::hana::for_each(boost::hana::make_range(boost::hana::size_c<0>, boost::hana::size_c<branch_count>),
             [&](auto k) {
                 using E = std::tuple_element_t<k, engines<In>>;
                 using BOut = typename detail::resolve<false, std::tuple_element_t<k, std::tuple<Branches...>>, In>::out;
@@ -238,8 +234,7 @@ struct Concat {
                     for (std::size_t i = 0; i < a.batch * In::size; ++i)
                         a.dx[i] += dxb[i];
                 first += Cb;
-            },
-            std::make_index_sequence<branch_count>{});
+            });
     }
 
     template <class In>

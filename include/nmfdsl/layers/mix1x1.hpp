@@ -1,9 +1,9 @@
 #pragma once
 /// @file mix1x1.hpp
-/// Mix1x1<Out>: the paper's "+1×1" mixing module (deep-nmf-spec §3.2, "neuron b"):
+/// Mix1x1<Out>: the paper's "+1×1" mixing module (docs/method.md §3, "neuron b"):
 ///   ReLU → L1Norm over channels (eps 1e-19) → Pointwise<Out> (1×1 conv with bias, identity + ±0.5e-4 noise init)
 ///   → BatchNorm, the last only when the map is larger than 1×1.
-/// Out may differ from the incoming channel count (spec §6 A19): the identity then covers the leading diagonal.
+/// Out may differ from the incoming channel count (docs/method.md §5): the identity then covers the leading diagonal.
 /// Mix1x1 is a composite: it expands, for its input shape, into the leaf layers above.
 #include <type_traits>
 

@@ -1,10 +1,10 @@
 #pragma once
 /// @file patch_conv.hpp
-/// PatchConv<Out, K, Stride, Norm>: the "neuron a" of the paper's CNN baselines (deep-nmf-spec §3.2, §6 A3), the
+/// PatchConv<Out, K, Stride, Norm>: the "neuron a" of the paper's CNN baselines (docs/method.md §3), the
 /// convolutional twin of CNMF:
 ///   ReLU → Conv<Out, K, Stride, Norm> (by default a conv on L1-normalised patches, with bias)
 ///   → BatchNorm, the last only when the output map is larger than 1×1.
-/// Norm = patch_norm::none gives the same block with a standard convolution (spec §6 A3's alternative baseline).
+/// Norm = patch_norm::none gives the same block with a standard convolution (the alternative baseline, docs/method.md §5).
 /// A composite: it expands, for its input shape, into those leaf layers.
 #include <type_traits>
 

@@ -68,7 +68,7 @@ void naive_col2im(const T* cols, std::size_t batch, const kernels::window& g, T*
 
 namespace nmfdsl::testing {
 
-/// The NMF inference of deep-nmf-spec §1.6 written exactly as the reference pseudo-code, one row at a time.
+/// The NMF inference of docs/method.md §1 written exactly as its equations, one row at a time.
 /// xhat [rows × I], W [H × I] (row-normalised), h [rows × H] out.
 template <class T>
 void naive_nmf_forward(const T* xhat, const T* W, std::size_t rows, std::size_t I, std::size_t H,

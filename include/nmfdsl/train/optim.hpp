@@ -1,7 +1,7 @@
 #pragma once
 /// @file optim.hpp
 /// Optimisers with per-group learning rates, the ReduceLROnPlateau schedule and the paper's stopping rule
-/// (deep-nmf-spec §4).
+/// (docs/method.md §4).
 ///  - Adam (β1 0.9, β2 0.999, eps 1e-8, no weight decay), PyTorch's update: m ← β1 m + (1−β1) g,
 ///    v ← β2 v + (1−β2) g², p ← p − lr · m̂ / (√v̂ + eps) with the bias-corrected m̂, v̂.
 ///  - SGD with momentum: b ← μ b + g, p ← p − lr · b.
@@ -253,7 +253,7 @@ struct ReduceLROnPlateau {
 
 /// The paper's stopping rule: stop once every group's rate, rounded to float32 as the reference does, is below
 /// `limit` (1e-9). After seven reductions 0.01 becomes 1.0000000000000005e-9, whose float32 value 9.9999997e-10 is
-/// below the limit: training stops then (deep-nmf-spec §4).
+/// below the limit: training stops then (docs/method.md §4).
 inline bool learning_rates_exhausted(const learning_rates& lr, double limit = 1e-9)
 {
     for (double r : lr.lr)
