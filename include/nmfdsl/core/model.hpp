@@ -342,8 +342,10 @@ private:
         }
     };
 
+    // run_forward/run_backward are kept out of line: every caller (forward, evaluation, a training step, const and
+    // non-const overloads) then shares one copy of the network's code, which keeps compile times down.
     template <class E>
-    output_tensor run_forward(const E& batch, workspace& ws, T* buffers, bool update_buffers) const
+    [[gnu::noinline]] output_tensor run_forward(const E& batch, workspace& ws, T* buffers, bool update_buffers) const
     {
         check_input(batch);
         const std::size_t n = batch.shape()[0];
@@ -366,7 +368,7 @@ private:
 
     /// Checks the gradient, back-propagates it and, when asked, leaves dL/dx channels-last in ws.grad_input.
     template <class E>
-    void run_backward(const E& grad_out, workspace& ws, bool want_input_gradient)
+    [[gnu::noinline]] void run_backward(const E& grad_out, workspace& ws, bool want_input_gradient)
     {
         if (ws.batch == 0)
             throw shape_error("nmfdsl: backward called before forward (the workspace holds no batch)");

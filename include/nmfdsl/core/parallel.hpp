@@ -11,13 +11,14 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
-#include <functional>
+#include <algorithm>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "error.hpp"
+#include "function_ref.hpp"
 
 namespace nmfdsl {
 
@@ -47,8 +48,9 @@ public:
         start(n);
     }
 
-    template <class F>
-    void parallel_for(std::size_t n, F&& f)
+    /// Runs f(i) for i in [0, n) over the pool (the caller included) and returns when all are done; the first
+    /// exception a task throws is rethrown here.
+    void parallel_for(std::size_t n, function_ref<void(std::size_t)> f)
     {
         if (n == 0)
             return;
@@ -57,7 +59,7 @@ public:
                 f(i);
             return;
         }
-        std::function<void(std::size_t)> job = [&f](std::size_t i) { f(i); };
+        function_ref<void(std::size_t)> job = f;
         std::uint64_t generation;
         {
             std::unique_lock lock(mutex_);
@@ -120,7 +122,7 @@ private:
         std::uint64_t seen = 0;
         for (;;) {
             std::size_t tasks;
-            std::function<void(std::size_t)>* job;
+            function_ref<void(std::size_t)>* job;
             {
                 std::unique_lock lock(mutex_);
                 wake_.wait(lock, [&] { return quit_ || generation_ != seen; });
@@ -141,7 +143,7 @@ private:
     /// Takes tasks of `generation` until none are left. A task is claimed only while the counter still belongs to
     /// this generation: a thread that arrives late (the caller already returned and started the next parallel_for)
     /// must neither run nor skip a task of the next one.
-    void work(std::uint64_t generation, std::size_t tasks, std::function<void(std::size_t)>* job)
+    void work(std::uint64_t generation, std::size_t tasks, function_ref<void(std::size_t)>* job)
     {
         inside_task() = true;
         for (;;) {
@@ -171,7 +173,7 @@ private:
     std::vector<std::thread> workers_;
     std::mutex mutex_;
     std::condition_variable wake_, done_;
-    std::function<void(std::size_t)>* job_ = nullptr;
+    function_ref<void(std::size_t)>* job_ = nullptr;
     std::size_t tasks_ = 0, pending_ = 0;
     std::uint64_t generation_ = 0;
     std::atomic<std::uint64_t> next_{0};
@@ -183,10 +185,9 @@ private:
 inline void set_threads(std::size_t n) { thread_pool::global().set_threads(n); }
 inline std::size_t threads() { return thread_pool::global().threads(); }
 
-template <class F>
-void parallel_for(std::size_t n, F&& f)
+inline void parallel_for(std::size_t n, function_ref<void(std::size_t)> f)
 {
-    thread_pool::global().parallel_for(n, std::forward<F>(f));
+    thread_pool::global().parallel_for(n, f);
 }
 
 /// Runs f(begin, end) over [0, n) in chunks of `chunk` items (the last may be shorter), spread over the pool. The

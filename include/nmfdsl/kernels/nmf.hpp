@@ -18,6 +18,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "../core/function_ref.hpp"
 #include "../core/parallel.hpp"
 #include "../core/params.hpp"
 #include "reduce.hpp"
@@ -195,9 +196,10 @@ nmf_scratch<T>& thread_scratch()
 
 /// Runs all T iterations on the tiles [first, last). tile_rows(t0, valid) gives the tile's x̂ rows starting at row
 /// t0 (tile_rows × Ip; rows ≥ valid are padding and must be zero).
-template <class T, class TileRows>
-void nmf_forward_tiles(const nmf_weights<T>& wts, TileRows&& tile_rows, std::size_t rows, std::size_t first_tile,
-                       std::size_t last_tile, std::size_t iterations, const std::optional<T>& eps, T* h_out)
+template <class T>
+void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::size_t, std::size_t)> tile_rows,
+                       std::size_t rows, std::size_t first_tile, std::size_t last_tile, std::size_t iterations,
+                       const std::optional<T>& eps, T* h_out)
 {
     using lay = nmf_layout<T>;
     constexpr std::size_t NT = lay::tile_rows;
@@ -261,6 +263,13 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, TileRows&& tile_rows, std::siz
 }
 } // namespace detail
 
+/// Produces rows [first_row, first_row + count) of x̂ into dst (row stride Ip, columns [0, I) only).
+template <class T>
+using row_source = function_ref<void(std::size_t first_row, std::size_t count, T* dst)>;
+/// Receives rows [first_row, first_row + count) of a result (row stride Ip).
+template <class T>
+using row_sink = function_ref<void(std::size_t first_row, std::size_t count, const T* rows)>;
+
 /// Tiles per parallel task: fixed, so that the split (and the result) does not depend on the thread count.
 inline constexpr std::size_t nmf_tiles_per_task = 4;
 
@@ -276,17 +285,18 @@ void nmf_forward(const nmf_weights<T>& wts, const T* xhat, std::size_t rows, std
     parallel_for(tasks, [&](std::size_t task) {
         const std::size_t first = task * nmf_tiles_per_task;
         auto tile_rows = [&](std::size_t t0, std::size_t) { return xhat + t0 * wts.ip; };
-        detail::nmf_forward_tiles(wts, tile_rows, rows, first, std::min(tiles, first + nmf_tiles_per_task),
-                                  iterations, eps, h_out);
+        detail::nmf_forward_tiles<T>(wts, tile_rows, rows, first, std::min(tiles, first + nmf_tiles_per_task),
+                                     iterations, eps, h_out);
     });
 }
 
 /// The same inference without an x̂ matrix: each tile's rows are produced when the tile starts, by
 /// `source(first_row, count, dst)`, which writes columns [0, I) of rows [first_row, first_row + count) into dst
 /// (row stride Ip). Tasks call it concurrently for disjoint rows; each row is requested exactly once.
-template <class T, class Source>
+template <class T>
 void nmf_forward_streamed(const nmf_weights<T>& wts, std::size_t rows, std::size_t iterations,
-                          std::type_identity_t<std::optional<T>> eps, T* h_out, Source&& source)
+                          std::type_identity_t<std::optional<T>> eps, T* h_out,
+                          std::type_identity_t<row_source<T>> source)
 {
     using lay = nmf_layout<T>;
     const std::size_t tiles = (rows + lay::tile_rows - 1) / lay::tile_rows;
@@ -301,8 +311,8 @@ void nmf_forward_streamed(const nmf_weights<T>& wts, std::size_t rows, std::size
             source(t0, valid, x.data());
             return static_cast<const T*>(x.data());
         };
-        detail::nmf_forward_tiles(wts, tile_rows, rows, first, std::min(tiles, first + nmf_tiles_per_task),
-                                  iterations, eps, h_out);
+        detail::nmf_forward_tiles<T>(wts, tile_rows, rows, first, std::min(tiles, first + nmf_tiles_per_task),
+                                     iterations, eps, h_out);
     });
 }
 

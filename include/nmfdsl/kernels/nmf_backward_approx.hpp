@@ -153,10 +153,10 @@ inline void prefetch_lines(const T* p, std::size_t count)
 /// `source(first_row, count, dst)` (see nmf_forward_streamed). gx rows go to `gx` when it is given, else to a
 /// per-thread block buffer; either way `sink(first_row, count, gx_rows)` is called once per block for the block's
 /// rows (count ≥ 1), in row order, while they are still in cache.
-template <class T, class Source, class Sink>
-void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, Source& source, const T* h, const T* g,
+template <class T>
+void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, row_source<T> source, const T* h, const T* g,
                               std::size_t rows, std::size_t first, std::size_t last, T* gx, T* gw_acc,
-                              const T* patch_sum, Sink& sink)
+                              const T* patch_sum, row_sink<T> sink)
 {
     using batch = xsimd::batch<T>;
     using lay = nmf_layout<T>;
@@ -312,10 +312,10 @@ inline std::size_t backward_task_rows(std::size_t group_rows)
     return groups * group_rows;
 }
 
-template <class T, class Source, class Sink>
-void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, Source& source, const T* h, const T* g,
-                               std::size_t rows, std::size_t group_rows, T* gx, T* gw, nmf_backward_scratch<T>& s,
-                               const T* patch_sum, Sink& sink)
+template <class T>
+void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, row_source<T> source, const T* h,
+                               const T* g, std::size_t rows, std::size_t group_rows, T* gx, T* gw,
+                               nmf_backward_scratch<T>& s, const T* patch_sum, row_sink<T> sink)
 {
     const std::size_t H = wts.h, I = wts.i, Ip = wts.ip, Hp = wts.hp;
     const std::size_t task_rows = backward_task_rows(group_rows);
@@ -323,7 +323,7 @@ void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, Source&
     const bool transposed = backward_gw_transposed(wts);
     // one task, the direct layout and an aligned gw with no padding rows: GW straight into gw
     if (tasks == 1 && !transposed && backward_gw_rows(H) == H && reinterpret_cast<std::uintptr_t>(gw) % 64 == 0) {
-        nmf_backward_approx_rows(wts, xhat, source, h, g, rows, 0, rows, gx, gw, patch_sum, sink);
+        nmf_backward_approx_rows<T>(wts, xhat, source, h, g, rows, 0, rows, gx, gw, patch_sum, sink);
         return;
     }
     s.partials.resize(tasks);
@@ -331,8 +331,8 @@ void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, Source&
         const std::size_t first = task * task_rows;
         const std::size_t last = std::min(rows, first + task_rows);
         s.partials[task].resize(backward_gw_size(wts));  // the task's first block overwrites it
-        nmf_backward_approx_rows(wts, xhat, source, h, g, rows, first, last, gx, s.partials[task].data(), patch_sum,
-                                 sink);
+        nmf_backward_approx_rows<T>(wts, xhat, source, h, g, rows, first, last, gx, s.partials[task].data(),
+                                    patch_sum, sink);
     });
     // partial GWs summed in task order: the result does not depend on the thread count
     if (transposed) {
@@ -368,7 +368,7 @@ void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, c
 {
     auto no_source = [](std::size_t, std::size_t, T*) {};
     auto no_sink = [](std::size_t, std::size_t, const T*) {};
-    detail::nmf_backward_approx_tasks(wts, xhat, no_source, h, g, rows, 1, gx, gw, s, patch_sum, no_sink);
+    detail::nmf_backward_approx_tasks<T>(wts, xhat, no_source, h, g, rows, 1, gx, gw, s, patch_sum, no_sink);
 }
 
 /// The same gradient without an x̂ or a gx matrix. x̂ rows are produced block by block by
@@ -379,13 +379,14 @@ void nmf_backward_approx(const nmf_weights<T>& wts, const T* xhat, const T* h, c
 /// `group_rows` (the positions of one sample); all rows of a group go to the same task, in order, so a sink that
 /// scatters a group into that sample's part of dx (col2im) needs no locks and sums in a fixed order. Tasks run in
 /// parallel; each task's source and sink calls are sequential.
-template <class T, class Source, class Sink>
-void nmf_backward_approx_streamed(const nmf_weights<T>& wts, Source&& source, const T* h, const T* g,
-                                  std::size_t rows, std::size_t group_rows, T* gw, nmf_backward_scratch<T>& s,
-                                  const T* patch_sum, Sink&& sink)
+template <class T>
+void nmf_backward_approx_streamed(const nmf_weights<T>& wts, std::type_identity_t<row_source<T>> source, const T* h,
+                                  const T* g, std::size_t rows, std::size_t group_rows, T* gw,
+                                  nmf_backward_scratch<T>& s, const T* patch_sum,
+                                  std::type_identity_t<row_sink<T>> sink)
 {
-    detail::nmf_backward_approx_tasks(wts, static_cast<const T*>(nullptr), source, h, g, rows, group_rows,
-                                      static_cast<T*>(nullptr), gw, s, patch_sum, sink);
+    detail::nmf_backward_approx_tasks<T>(wts, static_cast<const T*>(nullptr), source, h, g, rows, group_rows,
+                                         static_cast<T*>(nullptr), gw, s, patch_sum, sink);
 }
 
 } // namespace nmfdsl::kernels

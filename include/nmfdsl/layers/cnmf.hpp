@@ -45,6 +45,22 @@ constexpr const char* gradient_name(nmf_gradient g)
     }
 }
 
+/// The exact gradient modes' kernels, reached through pointers: their code is compiled only in the translation units
+/// that select an exact mode (cnmf_options::gradient), not in every one that trains with the approximate gradient.
+template <class T>
+struct nmf_exact_kernels {
+    void (*forward_recording)(const kernels::nmf_weights<T>&, const T*, std::size_t, std::size_t,
+                              std::type_identity_t<std::optional<T>>, T*, kernels::nmf_trace<T>&);
+    void (*backward_unrolled)(const kernels::nmf_weights<T>&, const T*, const T*, const T*,
+                              const kernels::nmf_trace<T>&, std::type_identity_t<std::optional<T>>, T*, T*);
+    void (*backward_implicit)(const kernels::nmf_weights<T>&, const T*, const T*, const T*, std::size_t, T*, T*,
+                              kernels::nmf_backward_scratch<T>&);
+};
+template <class T>
+inline constexpr nmf_exact_kernels<T> nmf_exact_kernels_v{&kernels::nmf_forward_recording<T>,
+                                                          &kernels::nmf_backward_unrolled<T>,
+                                                          &kernels::nmf_backward_implicit<T>};
+
 /// Runtime options of an NMF layer; the setters validate and throw argument_error naming the option.
 class cnmf_options {
 public:
@@ -69,16 +85,35 @@ public:
         epsilon_ = e;
         return *this;
     }
+    /// The gradient mode (default approximate; docs/cnmf.md says where each is valid).
     cnmf_options& gradient(nmf_gradient g)
     {
         gradient_ = g;
+        if (g != nmf_gradient::approximate) {
+            exact_float_ = &nmf_exact_kernels_v<float>;
+            exact_double_ = &nmf_exact_kernels_v<double>;
+        }
         return *this;
+    }
+
+    /// The exact modes' kernels for scalar type T (set with an exact mode).
+    template <class T>
+    const nmf_exact_kernels<T>& exact_kernels() const
+    {
+        const nmf_exact_kernels<T>* k;
+        if constexpr (std::is_same_v<T, float>)
+            k = exact_float_;
+        else
+            k = exact_double_;
+        return *k;
     }
 
 private:
     std::size_t iterations_ = 20;
     std::optional<double> epsilon_;
     nmf_gradient gradient_ = nmf_gradient::approximate;
+    const nmf_exact_kernels<float>* exact_float_ = nullptr;
+    const nmf_exact_kernels<double>* exact_double_ = nullptr;
 };
 
 namespace detail {
@@ -188,7 +223,8 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         kernels::im2col(a.x, a.batch, geometry, c.xhat.data(), Ip);
         detail::l1_normalise_rows(c.xhat.data(), rows, I, Ip, c.patch_sum.data());
         if (o.gradient() == nmf_gradient::unrolled)
-            kernels::nmf_forward_recording(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y, c.trace);
+            o.template exact_kernels<T>().forward_recording(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y,
+                                                             c.trace);
         else
             kernels::nmf_forward(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y);
     }
@@ -208,14 +244,15 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         case nmf_gradient::unrolled: {
             const std::optional<T> eps = epsilon_of<T>(o);
             c.gx.resize(kernels::nmf_layout<T>::pad_rows(rows) * Ip);
-            kernels::nmf_backward_unrolled(c.wts, c.xhat.data(), a.y, a.dy, c.trace, eps, c.gx.data(), c.gw.data());
+            o.template exact_kernels<T>().backward_unrolled(c.wts, c.xhat.data(), a.y, a.dy, c.trace, eps, c.gx.data(),
+                                                            c.gw.data());
             break;
         }
         case nmf_gradient::implicit:
             c.gx.resize(kernels::nmf_layout<T>::pad_rows(rows) * Ip);
             try {
-                kernels::nmf_backward_implicit(c.wts, c.xhat.data(), a.y, a.dy, rows, c.gx.data(), c.gw.data(),
-                                               c.bscratch);
+                o.template exact_kernels<T>().backward_implicit(c.wts, c.xhat.data(), a.y, a.dy, rows, c.gx.data(),
+                                                                c.gw.data(), c.bscratch);
             } catch (const numeric_error& e) {  // name the layer
                 throw numeric_error("nmfdsl: layer " + a.where.text() + " (" + name() + "): " +
                                     std::string(e.what()).substr(8));
