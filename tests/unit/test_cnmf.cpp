@@ -307,7 +307,7 @@ TEST_CASE("unrolled gradient matches finite differences of the T-step forward", 
 
 TEST_CASE("approximate gradient matches finite differences of one update with h held fixed", "[cnmf][gradients]")
 {
-    // Spec §2.2: eq. (1), (2) are the exact derivatives of G · (h ⊙ u(h; x̂, W)), h fixed at the final state.
+    // docs/method.md §2: eq. (1), (2) are the exact derivatives of G · (h ⊙ u(h; x̂, W)), h fixed at the final state.
     for (std::uint64_t seed : {4, 5, 6}) {
         problem p(9, 4, seed);
         const auto w = p.weights();

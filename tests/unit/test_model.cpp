@@ -245,6 +245,12 @@ TEST_CASE("the network is a tree: every layer, inside Concat and Residual too, h
     CHECK_THROWS_WITH(model.options_at<nd::cnmf_options>("1/2/0"),
                       Catch::Contains("no layer at path '1/2/0'") && Catch::Contains("10 layers"));
     CHECK_THROWS_WITH(model.options_at<nd::cnmf_options>("7"), Catch::Contains("no layer at path '7'"));
+
+    // options of any kind, as the tutorial shows: every BatchNorm of a paper model
+    nd::Model<paper::CNMF1x1, paper::MnistInput> net;
+    CHECK(net.configure<nd::BatchNorm::options>([](auto& o) { o.mode = nd::bn_mode::running_statistics; }) == 4);
+    CHECK(net.options_at<nd::BatchNorm::options>("2").mode == nd::bn_mode::running_statistics);
+    CHECK(net.options_at<nd::BatchNorm::options>("6").mode == nd::bn_mode::running_statistics);
 }
 
 TEST_CASE("parameters are named by path; the summary shows the tree", "[model][tree]")

@@ -335,6 +335,12 @@ TEST_CASE("checkpoints: round trip, truncation, corruption, another network, fai
                       Catch::Contains("belongs to another network") && Catch::Contains("net A") &&
                           Catch::Contains("net B"));
     const auto good = read_bytes(path);
+    auto older = good;  // bytes 8..11: the format version, little-endian
+    older[8] = 0;
+    write_bytes(path, older);
+    CHECK_THROWS_WITH(nd::io::read_checkpoint(path),
+                      Catch::Contains("format version 0") &&
+                          Catch::Contains("reads version " + std::to_string(nd::io::checkpoint_version)));
     auto cut = good;
     cut.resize(good.size() - 7);
     write_bytes(path, cut);
