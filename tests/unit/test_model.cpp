@@ -279,3 +279,30 @@ TEST_CASE("parameters are named by path; the summary shows the tree", "[model][t
     CHECK_THAT(s, Catch::Contains("2/0/1") && Catch::Contains("  CNMF<7,1>"));
     CHECK_THAT(s, Catch::Contains("total parameters: " + std::to_string(decltype(model)::parameter_count)));
 }
+
+TEST_CASE("an empty network is the identity, forward and backward", "[model]")
+{
+    nd::Model<nd::Seq<>, nd::Shape<3>> id;
+    xt::xtensor<float, 2> x = {{1.f, 2.f, 3.f}};
+    const auto y = id.forward(x);
+    CHECK(std::equal(y.begin(), y.end(), x.begin()));
+    xt::xtensor<float, 2> g = {{0.5f, -1.f, 2.f}};
+    const auto dx = id.backward(g);
+    CHECK(std::equal(dx.begin(), dx.end(), g.begin()));
+    id.forward(x);
+    id.backward_parameters(g);  // nothing to accumulate, and no input gradient to make
+    CHECK(id.parameters().empty());
+}
+
+TEST_CASE("a const Model gives read-only access to its layers", "[model]")
+{
+    const nd::Model<Small, SmallIn> model{nd::seed{3}};
+    const auto conv = model.layer<1>();
+    static_assert(std::is_same_v<decltype(conv.params("weight")), std::span<const float>>);
+    CHECK(conv.params("weight").size() == 4 * 9 * 2);
+    CHECK(conv.name() == "Conv<4,3,1,l1>");
+    CHECK_THROWS_WITH(conv.grads("gamma"), "nmfdsl: layer 1 (Conv<4,3,1,l1>) has no tensor named 'gamma'");
+    std::size_t visited = 0;
+    model.for_each_layer([&](const auto&) { ++visited; });
+    CHECK(visited == decltype(model)::layer_count);
+}

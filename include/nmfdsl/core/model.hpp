@@ -194,12 +194,17 @@ public:
         return parameter_list<const T>(params_.data(), grads_.data());
     }
 
-    /// Access to layer I of the network's top level: its name, shapes, options, and its tensors by position.
+    /// Layer I of the network's top level (a layer_node, core/tree.hpp): its name, shapes, options, and its
+    /// tensors by position or name.
     template <std::size_t I>
     auto layer()
     {
-        static_assert(I < layer_count, "nmfdsl: layer index out of range; see Model::layer_count or summary()");
-        return layer_ref<I>{this};
+        return node<I>(*this);
+    }
+    template <std::size_t I>
+    auto layer() const
+    {
+        return node<I>(*this);
     }
 
     /// Calls f(node) for every layer of the tree, in order: a graph layer, then the layers of each of its branches.
@@ -283,6 +288,18 @@ public:
     }
 
 private:
+    template <std::size_t I, class Self>
+    static auto node(Self& self)
+    {
+        static_assert(I < layer_count, "nmfdsl: layer index out of range; see Model::layer_count or summary()");
+        using E = typename decltype(+engine::entries[boost::hana::size_c<I>])::type;
+        auto& o = std::get<I>(self.options_);
+        using U = std::remove_reference_t<decltype(*self.params_.data())>;
+        return layer_node<E, std::remove_reference_t<decltype(o)>, U>{
+            std::to_string(I), 0, &o, self.params_.data() + engine::param_offsets[I],
+            self.grads_.data() + engine::param_offsets[I]};
+    }
+
     template <class U>
     static std::vector<parameter_ref<U>> parameter_list(U* params, U* grads)
     {
@@ -303,44 +320,6 @@ private:
     {
         return static_cast<std::size_t>(std::stoul(path.substr(0, path.find('/'))));
     }
-
-    /// A handle to layer I: shapes, options and its tensors (by position or by name).
-    template <std::size_t I>
-    struct layer_ref {
-        Model* model;
-        using entry_type = typename decltype(+engine::entries[boost::hana::size_c<I>])::type;
-        using layer_type = typename entry_type::layer;
-        using in_shape = typename entry_type::in;
-        using out_shape = typename entry_type::out;
-        static constexpr auto& specs = layer_type::template param_tensors<in_shape>;
-
-        static std::string name() { return layer_type::name(); }
-        auto& options() { return std::get<I>(model->options_); }
-        static constexpr std::size_t tensor_count() { return specs.size(); }
-        std::span<T> params(std::size_t k) { return view(model->params_, k); }
-        std::span<T> grads(std::size_t k) { return view(model->grads_, k); }
-        std::span<T> params(std::string_view tensor) { return params(find(tensor)); }
-        std::span<T> grads(std::string_view tensor) { return grads(find(tensor)); }
-
-    private:
-        std::size_t find(std::string_view tensor) const
-        {
-            for (std::size_t k = 0; k < specs.size(); ++k)
-                if (specs[k].name == tensor)
-                    return k;
-            throw lookup_error("nmfdsl: layer " + std::to_string(I) + " (" + name() + ") has no tensor named '" +
-                                    std::string(tensor) + "'");
-        }
-        std::span<T> view(aligned_vector<T>& flat, std::size_t k) const
-        {
-            if (k >= specs.size())
-                throw lookup_error("nmfdsl: layer " + std::to_string(I) + " (" + name() + ") has " +
-                                        std::to_string(specs.size()) + " tensors, asked for tensor " +
-                                        std::to_string(k));
-            const std::size_t off = engine::param_offsets[I] + tensor_offset(specs, k);
-            return {flat.data() + off, specs[k].size};
-        }
-    };
 
     // run_forward/run_backward are kept out of line: every caller (forward, evaluation, a training step, const and
     // non-const overloads) then shares one copy of the network's code, which keeps compile times down.
@@ -385,7 +364,8 @@ private:
             std::copy(g.data(), g.data() + n * output_shape::size, ws.grad.data());
         ws.grad_input.resize(want_input_gradient ? n * In::size : 0);
         if constexpr (layer_count == 0) {
-            std::copy(ws.grad.begin(), ws.grad.end(), ws.grad_input.begin());
+            if (want_input_gradient)  // the network is the identity
+                std::copy(ws.grad.begin(), ws.grad.end(), ws.grad_input.begin());
         } else {
             engine::template backward<T>(options_, params_.data(), grads_.data(), buffers_.data(), ws.input.data(),
                                          ws.grad.data(), want_input_gradient ? ws.grad_input.data() : nullptr, ws.net);
