@@ -1,9 +1,10 @@
 # The README's two commands. Both first install whatever Debian packages are missing.
 #   make demo   build (native, Release) and run the main job: train CNMF+1x1 on Fashion-MNIST (3 epochs, ~4 min)
 #   make test   build (portable, Release, checked) and run every test through CTest
+#   make test-native   the unit tests once more, built for this CPU (what CI runs after make test)
 JOBS ?= 2
 
-.PHONY: deps demo tables test bench clean
+.PHONY: deps demo tables test test-native bench clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -22,6 +23,14 @@ test: deps
 	cmake -S . -B build/test -DCMAKE_BUILD_TYPE=Release -DNMFDSL_CHECKED=ON
 	cmake --build build/test -j$(JOBS)
 	ctest --test-dir build/test --output-on-failure -j$(JOBS)
+
+# The unit tests again, compiled for this machine's CPU (-march=native): they exercise the AVX2 / AVX-512 kernel
+# paths that the portable build of `make test` cannot reach. Prints the instruction sets and the CPU first.
+test-native: deps
+	cmake -S . -B build/native-tests -DCMAKE_BUILD_TYPE=Release -DNMFDSL_NATIVE=ON -DNMFDSL_CHECKED=ON \
+	  -DNMFDSL_BUILD_EXAMPLES=OFF -DNMFDSL_BUILD_BENCHMARKS=OFF
+	cmake --build build/native-tests -j$(JOBS) --target nmfdsl_unit_tests
+	./build/native-tests/tests/nmfdsl_unit_tests --order rand --rng-seed 1
 
 bench: deps
 	cmake -S . -B build/native -DCMAKE_BUILD_TYPE=Release -DNMFDSL_NATIVE=ON -DNMFDSL_BUILD_TESTS=OFF

@@ -11,6 +11,7 @@ packages=(
   libbenchmark-dev           # Google Benchmark
   zlib1g-dev libpng-dev      # gzip data files and checkpoint checksums; PNG pictures
   dataset-fashion-mnist      # the default data set (/usr/share/datasets/fashion-mnist)
+  qemu-user                  # tests: emulated CPUs for the start-up instruction-set check
 )
 
 missing=()

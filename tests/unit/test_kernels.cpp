@@ -205,3 +205,19 @@ TEST_CASE("the thread pool survives many short calls back to back", "[threads]")
             CHECK(hits[i].load() == expected[i]);
     }
 }
+
+TEST_CASE("the start-up check names the first instruction set the CPU lacks", "[cpu]")
+{
+    namespace cpu = nd::cpu;
+    const cpu::isa needed[] = {cpu::isa::sse4_2, cpu::isa::avx2, cpu::isa::fma, cpu::isa::avx512f, cpu::isa::avx512bw};
+    const auto without_avx512 = [](cpu::isa i) { return i != cpu::isa::avx512f && i != cpu::isa::avx512bw; };
+    CHECK(cpu::first_missing(needed, 5, without_avx512) == cpu::isa::avx512f);
+    CHECK(cpu::first_missing(needed, 3, without_avx512) == std::nullopt);
+    CHECK(cpu::isa_name(cpu::isa::avx512f) == "AVX-512F");
+    // this very binary runs on this CPU, so nothing it was compiled for is missing
+    const auto has = [](cpu::isa i) { return cpu::cpu_has(i); };
+    CHECK(cpu::first_missing(cpu::compiled_isas.items.data(), cpu::compiled_isas.size, has) == std::nullopt);
+#if defined(__AVX2__)
+    CHECK(cpu::cpu_has(cpu::isa::avx2));
+#endif
+}

@@ -3,7 +3,8 @@
 /// function_ref<R(Args...)>: a non-owning reference to a callable (an object pointer and a call thunk), cheap to
 /// copy and pass by value. The big kernels and the thread pool take their callbacks (row sources and sinks, tasks)
 /// through it, so each is compiled once per scalar type instead of once per calling lambda — the calls are per tile,
-/// block or task, where one indirect call costs nothing measurable. The referenced callable must outlive the call.
+/// block or task, where one indirect call costs nothing measurable. The referenced callable object (a lambda or a
+/// functor; wrap a plain function in a lambda) must outlive the call.
 #include <memory>
 #include <type_traits>
 #include <utility>

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu.hpp"
 #include "error.hpp"
 #include "function_ref.hpp"
 
