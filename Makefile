@@ -4,7 +4,7 @@
 #   make test-native   the unit tests once more, built for this CPU (what CI runs after make test)
 JOBS ?= 2
 
-.PHONY: deps demo tables test test-native bench clean
+.PHONY: deps demo tables test test-native test-sanitize bench clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -31,6 +31,14 @@ test-native: deps
 	  -DNMFDSL_BUILD_EXAMPLES=OFF -DNMFDSL_BUILD_BENCHMARKS=OFF
 	cmake --build build/native-tests -j$(JOBS) --target nmfdsl_unit_tests
 	./build/native-tests/tests/nmfdsl_unit_tests --order rand --rng-seed 1
+
+# The unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (slow to build: about 13 minutes on 2 cores).
+test-sanitize: deps
+	cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNMFDSL_CHECKED=ON -DNMFDSL_BUILD_EXAMPLES=OFF \
+	  -DNMFDSL_BUILD_BENCHMARKS=OFF "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-omit-frame-pointer \
+	  -fno-sanitize-recover=undefined" -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined
+	cmake --build build/asan -j$(JOBS) --target nmfdsl_unit_tests
+	./build/asan/tests/nmfdsl_unit_tests --order rand --rng-seed 1
 
 bench: deps
 	cmake -S . -B build/native -DCMAKE_BUILD_TYPE=Release -DNMFDSL_NATIVE=ON -DNMFDSL_BUILD_TESTS=OFF

@@ -177,7 +177,8 @@ inline checkpoint read_checkpoint(const std::string& path, const std::string& ex
     c.buffers = r.section();
     const auto opt = r.section();
     c.optimizer.resize(opt.size() / sizeof(double));
-    std::memcpy(c.optimizer.data(), opt.data(), c.optimizer.size() * sizeof(double));
+    if (!c.optimizer.empty())
+        std::memcpy(c.optimizer.data(), opt.data(), c.optimizer.size() * sizeof(double));
     c.trainer = r.section();
     if (r.position() + 4 != b.size())
         throw io_error("nmfdsl: checkpoint '" + path + "' is truncated or has trailing bytes (" +

@@ -137,8 +137,9 @@ public:
         if (c.params.size() != params.size_bytes() || c.buffers.size() != buffers.size_bytes())
             throw io_error("nmfdsl: checkpoint '" + path + "' holds " + std::to_string(c.params.size()) +
                            " parameter bytes, this model has " + std::to_string(params.size_bytes()));
-        std::memcpy(params.data(), c.params.data(), c.params.size());
-        std::memcpy(buffers.data(), c.buffers.data(), c.buffers.size());
+        // std::copy, not memcpy: a model without parameters or buffers has empty (null) arrays
+        std::copy(c.params.begin(), c.params.end(), reinterpret_cast<std::uint8_t*>(params.data()));
+        std::copy(c.buffers.begin(), c.buffers.end(), reinterpret_cast<std::uint8_t*>(buffers.data()));
         opt_->load_state(c.optimizer);
         decode_state(c.trainer, path);
     }
@@ -367,7 +368,8 @@ private:
     void decode_state(const std::vector<std::uint8_t>& bytes, const std::string& path)
     {
         std::vector<double> v(bytes.size() / sizeof(double));
-        std::memcpy(v.data(), bytes.data(), v.size() * sizeof(double));
+        if (!v.empty())
+            std::memcpy(v.data(), bytes.data(), v.size() * sizeof(double));
         constexpr std::size_t per_epoch = 5 + optim::group_count;
         // The trainer state (and the optimisers' states) store one learning rate per group: a change of the groups
         // changes the checkpoint layout, so it must come with a new io::checkpoint_version (and this assert moved).
