@@ -26,7 +26,12 @@ int main(int argc, char* argv[])
     std::string isas;
     for (std::size_t i = 0; i < nmfdsl::cpu::compiled_isas.size; ++i)
         isas += (isas.empty() ? "" : " ") + std::string(nmfdsl::cpu::isa_name(nmfdsl::cpu::compiled_isas.items[i]));
+#if defined(__x86_64__)
+    const char* base = "the x86-64 baseline";
+#else
+    const char* base = "the architecture's baseline";
+#endif
     std::printf("nmfdsl tests: SIMD %s (compiled for: %s), running on %s\n", xsimd::default_arch::name(),
-                isas.empty() ? "the x86-64 baseline" : isas.c_str(), cpu_model().c_str());
+                isas.empty() ? base : isas.c_str(), cpu_model().c_str());
     return Catch::Session().run(argc, argv);
 }
