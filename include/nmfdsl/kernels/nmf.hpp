@@ -22,6 +22,7 @@
 #include "../core/parallel.hpp"
 #include "../core/params.hpp"
 #include "reduce.hpp"
+#include "simd.hpp"
 
 namespace nmfdsl::kernels {
 
@@ -32,6 +33,25 @@ struct nmf_layout {
     static constexpr std::size_t tile_rows = 12;  ///< rows per tile: a multiple of every micro-kernel's MR
     static constexpr std::size_t pad(std::size_t n) { return (n + lanes - 1) / lanes * lanes; }
     static constexpr std::size_t pad_rows(std::size_t n) { return (n + tile_rows - 1) / tile_rows * tile_rows; }
+};
+
+/// Register tiles of the kernel's two products, per instruction set: an MR × NB tile keeps MR·NB accumulators,
+/// NB vectors of the weights and one broadcast in registers, so MR·NB + NB + 1 must not exceed the vector registers
+/// (32 with AVX-512 or NEON, 16 with AVX2 / SSE). The fused update keeps a whole padded row of h (≤ nb_fused
+/// vectors) in registers and normalises it there.
+template <class T>
+struct nmf_tiling {
+    static constexpr std::size_t registers = vector_registers<T>;
+    static constexpr bool wide = registers >= 32;
+    // measured (benchmarks/bench_cnmf.cpp): AVX-512 6×4 for all three; AVX2 6×2 for the products (12 accumulators,
+    // the classic Haswell shape) and 3×4 for the fused update, whose 4 vectors cover H ≤ 32 in one block.
+    static constexpr std::size_t mr_r = 6, nb_r = wide ? 4 : 2;           ///< r = h·W
+    static constexpr std::size_t mr_u = 6, nb_u = wide ? 4 : 2;           ///< u = q·Wᵀ
+    static constexpr std::size_t mr_fused = wide ? 6 : 3, nb_fused = 4;  ///< u and the normalisation together
+    static constexpr std::size_t row_group = std::max({mr_r, mr_u, mr_fused});
+    static_assert(nmf_layout<T>::tile_rows % mr_r == 0 && nmf_layout<T>::tile_rows % mr_u == 0 &&
+                  nmf_layout<T>::tile_rows % mr_fused == 0 && row_group % mr_r == 0 && row_group % mr_u == 0 &&
+                  row_group % mr_fused == 0);
 };
 
 /// The weights in the two padded layouts the kernel reads: w [H × Ip] and wt [Ip × Hp], zero padded.
@@ -104,7 +124,7 @@ inline void quotient_block(const nmf_weights<T>& wts, const T* h, const T* xhat,
 #pragma GCC unroll 8
         for (std::size_t j = 0; j < NB; ++j) {
             const std::size_t at = r * wts.ip + c0 + j * L;
-            (batch::load_unaligned(xhat + at) / (acc[r][j] + eps)).store_aligned(q + at);
+            (batch::load_unaligned(xhat + at) * refined_reciprocal(acc[r][j] + eps)).store_aligned(q + at);
         }
 }
 
@@ -194,6 +214,20 @@ nmf_scratch<T>& thread_scratch()
     return s;
 }
 
+/// h ← h / (Σh + 1e-19) for one padded row (padding columns are zero and stay zero).
+template <class T>
+inline void normalise_row(T* h, std::size_t hp)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t L = batch::size;
+    batch sum(T(0));
+    for (std::size_t k = 0; k < hp; k += L)
+        sum += batch::load_aligned(h + k);
+    const batch inv(T(1) / (horizontal_sum(sum) + T(1e-19)));
+    for (std::size_t k = 0; k < hp; k += L)
+        (batch::load_aligned(h + k) * inv).store_aligned(h + k);
+}
+
 /// Runs all T iterations on the tiles [first, last). tile_rows(t0, valid) gives the tile's x̂ rows starting at row
 /// t0 (tile_rows × Ip; rows ≥ valid are padding and must be zero).
 template <class T>
@@ -202,48 +236,39 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
                        const std::optional<T>& eps, T* h_out)
 {
     using lay = nmf_layout<T>;
+    using tiles = nmf_tiling<T>;
     constexpr std::size_t NT = lay::tile_rows;
-    constexpr std::size_t MR_R = 6, NB_R = 4;  // r = h·W: 24 accumulators
-    constexpr std::size_t MR_U = 6, NB_U = 4;  // u = q·Wᵀ
     auto& s = thread_scratch<T>();
     s.q.resize(NT * wts.ip);
     s.h.resize(NT * wts.hp);
     s.hn.resize(NT * wts.hp);
     const T h0 = T(1) / T(wts.h);
-    // all T iterations on the first `active` rows of the tile (a multiple of MR), MR rows at a time
-    auto iterate = [&]<std::size_t MR>(const T* xt, std::size_t active) {
+    // all T iterations on the first `active` rows of the tile (a multiple of both row groups)
+    auto iterate = [&]<std::size_t MRR, std::size_t MRU>(const T* xt, std::size_t active) {
         for (std::size_t it = 0; it < iterations; ++it) {
-            for (std::size_t r0 = 0; r0 < active; r0 += MR)
-                for_column_blocks<T, MR, NB_R>(wts.ip, [&](auto nb, std::size_t c0) {
-                    quotient_block<T, MR, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, xt + r0 * wts.ip,
-                                                               s.q.data() + r0 * wts.ip, c0);
+            for (std::size_t r0 = 0; r0 < active; r0 += MRR)
+                for_column_blocks<T, MRR, tiles::nb_r>(wts.ip, [&](auto nb, std::size_t c0) {
+                    quotient_block<T, MRR, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, xt + r0 * wts.ip,
+                                                                s.q.data() + r0 * wts.ip, c0);
                 });
-            if (wts.hp <= NB_U * lay::lanes) {  // a whole row of h in registers: fused update and normalisation
-                for (std::size_t r0 = 0; r0 < active; r0 += MR)
-                    for_column_blocks<T, MR, NB_U>(wts.hp, [&](auto nb, std::size_t) {
-                        update_normalise_rows<T, MR, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp,
-                                                                          s.q.data() + r0 * wts.ip, eps);
+            if (wts.hp <= tiles::nb_fused * lay::lanes) {  // a whole row of h in registers: fused normalisation
+                for (std::size_t r0 = 0; r0 < active; r0 += tiles::mr_fused)
+                    for_column_blocks<T, tiles::mr_fused, tiles::nb_fused>(wts.hp, [&](auto nb, std::size_t) {
+                        update_normalise_rows<T, tiles::mr_fused, decltype(nb)::value>(
+                            wts, s.h.data() + r0 * wts.hp, s.q.data() + r0 * wts.ip, eps);
                     });
                 continue;
             }
-            for (std::size_t r0 = 0; r0 < active; r0 += MR)
-                for_column_blocks<T, MR, NB_U>(wts.hp, [&](auto nb, std::size_t c0) {
-                    update_block<T, MR, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, s.q.data() + r0 * wts.ip,
-                                                             s.hn.data() + r0 * wts.hp, c0, eps);
+            for (std::size_t r0 = 0; r0 < active; r0 += MRU)
+                for_column_blocks<T, MRU, tiles::nb_u>(wts.hp, [&](auto nb, std::size_t c0) {
+                    update_block<T, MRU, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, s.q.data() + r0 * wts.ip,
+                                                              s.hn.data() + r0 * wts.hp, c0, eps);
                 });
-            for (std::size_t r = 0; r < active; ++r) {
-                T* hr = s.hn.data() + r * wts.hp;
-                T sum = 0;
-                for (std::size_t k = 0; k < wts.h; ++k)
-                    sum += hr[k];
-                const T inv = T(1) / (sum + T(1e-19));
-                T* dst = s.h.data() + r * wts.hp;
-                for (std::size_t k = 0; k < wts.hp; ++k)
-                    dst[k] = hr[k] * inv;
-            }
+            for (std::size_t r = 0; r < active; ++r)
+                normalise_row(s.hn.data() + r * wts.hp, wts.hp);
+            std::swap(s.h, s.hn);
         }
     };
-    static_assert(MR_R == MR_U && NT % MR_R == 0);
     for (std::size_t tile = first_tile; tile < last_tile; ++tile) {
         const std::size_t t0 = tile * NT, valid = std::min(NT, rows - t0);
         const T* xt = tile_rows(t0, valid);
@@ -254,9 +279,10 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
         // real rows, and one or two rows on their own rather than in a group of mostly padding. Each row's
         // arithmetic is the same either way, so the result does not depend on the grouping.
         if (valid <= 2)
-            iterate.template operator()<1>(xt, valid);
+            iterate.template operator()<1, 1>(xt, valid);
         else
-            iterate.template operator()<MR_R>(xt, (valid + MR_R - 1) / MR_R * MR_R);
+            iterate.template operator()<tiles::mr_r, tiles::mr_u>(xt, (valid + tiles::row_group - 1) /
+                                                                          tiles::row_group * tiles::row_group);
         for (std::size_t r = 0; r < valid; ++r)
             std::copy(s.h.data() + r * wts.hp, s.h.data() + r * wts.hp + wts.h, h_out + (t0 + r) * wts.h);
     }
