@@ -16,6 +16,11 @@ PyTorch's CPU speed on this machine depends several-fold on OpenBLAS's core type
 repeated in subprocesses with OPENBLAS_CORETYPE unset and set to each of CORETYPES (and, with several threads,
 with OPENBLAS_NUM_THREADS unset and 1), and the fastest is reported with the setting that gave it. A second table
 compares nmfdsl with PyTorch's fastest over all thread counts tried.
+
+--isa avx2 compares on AVX2 + FMA alone, as on a machine without AVX-512: PyTorch's own kernels are limited to AVX2
+(ATEN_CPU_CAPABILITY=avx2) and OpenBLAS to its AVX2 core types (Haswell, Zen); pass an nmfdsl_bench built with
+-DNMFDSL_ARCH=haswell (the default bench for this option is build/avx2/benchmarks/nmfdsl_bench). The first line
+printed names the instruction set nmfdsl_bench was built for and its peak_fma in the same run.
 """
 import argparse
 import json
@@ -26,6 +31,7 @@ import sys
 import time
 
 CORETYPES = ["", "Haswell", "SkylakeX", "Zen", "Sandybridge"]
+AVX2_CORETYPES = ["Haswell", "Zen"]
 LAYERS = {"L1": (3, 28, 32, 5), "L2": (32, 12, 64, 5)}  # channels, map size, outputs, kernel
 
 
@@ -136,16 +142,20 @@ def torch_worker(threads, repeats):
     json.dump(out, sys.stdout)
 
 
-def pytorch_best(threads, repeats):
+def pytorch_best(threads, repeats, isa):
     """Fastest time per benchmark over OPENBLAS_CORETYPE (unset or each of CORETYPES) and, with several threads,
-    OPENBLAS_NUM_THREADS unset or 1 (OpenBLAS's own threads can fight PyTorch's); returns name -> (ms, setting)."""
+    OPENBLAS_NUM_THREADS unset or 1 (OpenBLAS's own threads can fight PyTorch's); returns name -> (ms, setting).
+    isa == "avx2": PyTorch's kernels and OpenBLAS's core types limited to AVX2."""
     best = {}
     blas_threads = [""] if threads == 1 else ["", "1"]
-    for core in CORETYPES:
+    for core in AVX2_CORETYPES if isa == "avx2" else CORETYPES:
         for blas in blas_threads:
             env = dict(os.environ)
             env.pop("OPENBLAS_CORETYPE", None)
             env.pop("OPENBLAS_NUM_THREADS", None)
+            env.pop("ATEN_CPU_CAPABILITY", None)
+            if isa == "avx2":
+                env["ATEN_CPU_CAPABILITY"] = "avx2"
             setting = "CORETYPE=" + (core or "unset")
             if core:
                 env["OPENBLAS_CORETYPE"] = core
@@ -165,13 +175,15 @@ def pytorch_best(threads, repeats):
 
 def nmfdsl_times(bench, threads):
     env = dict(os.environ, NMFDSL_THREADS=str(threads))
-    run = subprocess.run([bench, "--benchmark_filter=^(cnmf_(forward|backward)/L[12]/32|train_step/cnmf1x1/3/50)$",
+    run = subprocess.run([bench, "--benchmark_filter=^(peak_fma|cnmf_(forward|backward)/L[12]/32|train_step/cnmf1x1/3/50)$",
                           "--benchmark_repetitions=5", "--benchmark_report_aggregates_only=true",
                           "--benchmark_format=json", "--benchmark_min_time=0.2"], env=env, capture_output=True,
                          text=True, check=True)
     out = {}
     for b in json.loads(run.stdout)["benchmarks"]:
-        if b.get("aggregate_name") == "median":
+        if b.get("aggregate_name") == "median" and b["run_name"] == "peak_fma":
+            out["peak_fma"] = (b["GFLOPS"], b.get("label", ""))
+        elif b.get("aggregate_name") == "median":
             scale = {"ms": 1.0, "us": 1e-3, "ns": 1e-6}[b["time_unit"]]
             out[b["run_name"]] = b["real_time"] * scale
     return out
@@ -181,18 +193,23 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--bench", default="build/native/benchmarks/nmfdsl_bench")
+    ap.add_argument("--bench", default=None, help="nmfdsl_bench (default build/native/…, build/avx2/… with --isa avx2)")
+    ap.add_argument("--isa", choices=["best", "avx2"], default="best")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
         torch_worker(a.threads[0], a.repeats)
         return
+    if a.bench is None:
+        a.bench = "build/%s/benchmarks/nmfdsl_bench" % ("avx2" if a.isa == "avx2" else "native")
     print("| benchmark | threads | nmfdsl ms | PyTorch ms (its fastest setting) | PyTorch / nmfdsl |")
     print("|---|---|---|---|---|")
     ours_all, theirs_all = {}, {}
     for threads in a.threads:
         ours = ours_all[threads] = nmfdsl_times(a.bench, threads)
-        theirs = theirs_all[threads] = pytorch_best(threads, a.repeats)
+        peak, label = ours.pop("peak_fma")
+        print("| nmfdsl_bench: %s, peak_fma %.1f GFLOP/s per core (median, this run) | %d | | | |" % (label, peak, threads))
+        theirs = theirs_all[threads] = pytorch_best(threads, a.repeats, a.isa)
         for name in sorted(ours):
             if name in theirs:
                 ms, setting = theirs[name]
