@@ -29,5 +29,7 @@
 #include "layers/mix1x1.hpp"
 #include "layers/patch_conv.hpp"
 #include "layers/pool.hpp"
+#include "layers/sparse.hpp"
+#include "layers/wnconv.hpp"
 #include "train/loss.hpp"
 #include "train/optim.hpp"

@@ -60,6 +60,20 @@ TEST_CASE("contract: BatchNorm in both modes, training and evaluation", "[contra
     NMFDSL_CHECK_CONTRACT(check_layer<nd::BatchNorm, nd::Shape<6>>());
     auto running = [](auto& m) { m.template layer<0>().options().mode = nd::bn_mode::running_statistics; };
     NMFDSL_CHECK_CONTRACT(check_layer<nd::BatchNorm, nd::Shape<4, 3, 3>>({}, running));
+    // the competition layers of sparse, strong activations (generic random inputs: no ties at the maxima or the
+    // threshold), with σ and ρ away from their defaults too
+    NMFDSL_CHECK_CONTRACT(check_layer<nd::DivisiveNorm, nd::Shape<3, 5, 4>>());
+    NMFDSL_CHECK_CONTRACT(check_layer<nd::DivisiveNorm, nd::Shape<2, 4, 4>>(
+        {}, [](auto& m) { m.template layer<0>().options().sigma(0.6); }));
+    NMFDSL_CHECK_CONTRACT(check_layer<nd::FractionalThreshold, nd::Shape<3, 5, 4>>());
+    NMFDSL_CHECK_CONTRACT(check_layer<nd::ZeroPad<2>, nd::Shape<2, 3, 4>>());
+    NMFDSL_CHECK_CONTRACT(check_layer<nd::WNConv<4, 3, 1, 1>, nd::Shape<3, 5, 4>>());
+    NMFDSL_CHECK_CONTRACT(check_layer<nd::WNConv<3, 2, 2>, nd::Shape<2, 6, 5>>());
+    NMFDSL_CHECK_CONTRACT(check_layer<nd::HaHBlock<4>, nd::Shape<2, 5, 5>>());
+    NMFDSL_CHECK_CONTRACT(check_layer<nd::Normalize, nd::Shape<2, 3, 3>>(
+        {}, [](auto& m) { m.template layer<0>().options().channels({0.25, -0.5}, {0.5, 2.0}); }));
+    NMFDSL_CHECK_CONTRACT(check_layer<nd::FractionalThreshold, nd::Shape<2, 4, 4>>(
+        {}, [](auto& m) { m.template layer<0>().options().remaining_ratio(0.5); }));
     contract_options eval;
     eval.training = false;
     NMFDSL_CHECK_CONTRACT(check_layer<nd::BatchNorm, nd::Shape<4, 3, 3>>(eval, running));

@@ -211,3 +211,193 @@ TEST_CASE("Losses: values, gradients and bad labels", "[loss]")
     const std::size_t too_few[] = {0};
     CHECK_THROWS_AS(nd::loss::CrossEntropy{}(p, too_few), nd::shape_error);
 }
+
+// ---- the competition layers of sparse, strong activations (layers/sparse.hpp) ----
+
+namespace {
+/// The worked example of the HaH method's description (two channels on a 3×3 map), as an NCHW batch of one.
+xt::xtensor<double, 4> competition_example()
+{
+    xt::xtensor<double, 4> x = xt::zeros<double>({1, 2, 3, 3});
+    const double a0[3][3] = {{0, 1, 2}, {0.5, 0, 0}, {3, 0, 1}};
+    const double a1[3][3] = {{1, 0, 0}, {0, 4, 0}, {0, 0, 2}};
+    for (std::size_t i = 0; i < 3; ++i)
+        for (std::size_t j = 0; j < 3; ++j) {
+            x(0, 0, i, j) = a0[i][j];
+            x(0, 1, i, j) = a1[i][j];
+        }
+    return x;
+}
+} // namespace
+
+TEST_CASE("DivisiveNorm: the worked example (σ = 0.1)", "[layers][hah]")
+{
+    // S̄ = [[2.5,3,3],[3.5,3.5,3],[3.5,3.5,2.5]], M = 3.5, D = 0.35 + 0.9·S̄ + 1e-7
+    const double out0[3][3] = {{0, 0.327869, 0.655738}, {0.142857, 0, 0}, {0.857143, 0, 0.384615}};
+    const double out1[3][3] = {{0.384615, 0, 0}, {0, 1.142857, 0}, {0, 0, 0.769231}};
+    nd::Model<nd::DivisiveNorm, nd::Shape<2, 3, 3>, double> model;
+    const auto y = model.forward(competition_example());
+    for (std::size_t i = 0; i < 3; ++i)
+        for (std::size_t j = 0; j < 3; ++j) {
+            CHECK(y(0, 0, i, j) == Approx(out0[i][j]).margin(1e-6));
+            CHECK(y(0, 1, i, j) == Approx(out1[i][j]).margin(1e-6));
+        }
+    // σ = 1: every position is divided by the image's maximum of S̄ (3.5)
+    model.layer<0>().options().sigma(1.0);
+    const auto y1 = model.forward(competition_example());
+    CHECK(y1(0, 1, 1, 1) == Approx(4.0 / (3.5 + 1e-7)));
+}
+
+TEST_CASE("FractionalThreshold: the worked example keeps two values per channel", "[layers][hah]")
+{
+    nd::Model<nd::Seq<nd::DivisiveNorm, nd::FractionalThreshold>, nd::Shape<2, 3, 3>, double> model;
+    const auto y = model.forward(competition_example());
+    // k = ⌊0.8·9⌋ = 7; the 7th smallest is 0.384615 in both channels, and only values above it stay
+    std::vector<double> kept0, kept1;
+    for (std::size_t i = 0; i < 3; ++i)
+        for (std::size_t j = 0; j < 3; ++j) {
+            if (y(0, 0, i, j) != 0)
+                kept0.push_back(y(0, 0, i, j));
+            if (y(0, 1, i, j) != 0)
+                kept1.push_back(y(0, 1, i, j));
+        }
+    REQUIRE(kept0.size() == 2);
+    REQUIRE(kept1.size() == 2);
+    CHECK(kept0[0] == Approx(0.655738).margin(1e-6));
+    CHECK(kept0[1] == Approx(0.857143).margin(1e-6));
+    CHECK(kept1[0] == Approx(1.142857).margin(1e-6));
+    CHECK(kept1[1] == Approx(0.769231).margin(1e-6));
+    CHECK(y(0, 0, 2, 2) == 0.0);  // 0.384615 ties with the threshold: dropped (strict >)
+}
+
+TEST_CASE("FractionalThreshold keeps at most H·W − k values per map, the largest", "[layers][hah]")
+{
+    using In = nd::Shape<3, 8, 8>;  // k = ⌊0.8·64⌋ = 51: at most 13 values per map survive
+    nd::Model<nd::FractionalThreshold, In, double> model;
+    const auto x = random_batch<In>(4, -1.0, 1.0, 7);
+    const auto y = model.forward(x);
+    for (std::size_t n = 0; n < 4; ++n)
+        for (std::size_t c = 0; c < 3; ++c) {
+            std::vector<double> values;
+            std::size_t kept = 0;
+            double smallest_kept = 1e9;
+            for (std::size_t i = 0; i < 8; ++i)
+                for (std::size_t j = 0; j < 8; ++j) {
+                    values.push_back(x(n, c, i, j));
+                    if (y(n, c, i, j) != 0) {
+                        ++kept;
+                        CHECK(y(n, c, i, j) == x(n, c, i, j));
+                        smallest_kept = std::min(smallest_kept, x(n, c, i, j));
+                    }
+                }
+            std::sort(values.begin(), values.end());
+            CHECK(kept == 13);
+            CHECK(smallest_kept == values[51]);
+        }
+    model.layer<0>().options().remaining_ratio(1.0);  // k = 0: nothing removed
+    const auto all = model.forward(x);
+    CHECK(std::equal(all.begin(), all.end(), x.begin()));
+}
+
+TEST_CASE("Competition layers: options are validated, vectors are refused", "[layers][hah]")
+{
+    nd::DivisiveNorm::options d;
+    CHECK_THROWS_AS(d.sigma(-0.1), nd::argument_error);
+    CHECK_THROWS_WITH(d.sigma(1.5), Catch::Contains("DivisiveNorm option 'sigma'") && Catch::Contains("1.5"));
+    CHECK_THROWS_AS(d.sigma(std::nan("")), nd::argument_error);
+    CHECK(d.sigma(0.0).sigma() == 0.0);
+    nd::FractionalThreshold::options t;
+    CHECK_THROWS_WITH(t.remaining_ratio(0.0), Catch::Contains("FractionalThreshold option 'remaining_ratio'"));
+    CHECK_THROWS_AS(t.remaining_ratio(1.2), nd::argument_error);
+    CHECK(t.remaining_ratio(0.5).remaining_ratio() == 0.5);
+    STATIC_REQUIRE(nd::detail::issue_of<nd::DivisiveNorm, nd::Shape<12>>() == nd::shape_issue::needs_map);
+    STATIC_REQUIRE(nd::detail::issue_of<nd::FractionalThreshold, nd::Shape<12>>() == nd::shape_issue::needs_map);
+    STATIC_REQUIRE(nd::detail::issue_of<nd::FractionalThreshold, nd::Shape<2, 3, 3>>() == nd::shape_issue::none);
+    CHECK(nd::FractionalThreshold::rank_of(0.2, 32 * 32) == 819);
+    CHECK(nd::FractionalThreshold::rank_of(0.2, 16 * 16) == 204);
+    CHECK(nd::FractionalThreshold::rank_of(0.2, 8 * 8) == 51);
+    CHECK(nd::FractionalThreshold::rank_of(0.2, 10) == 8);
+}
+
+TEST_CASE("Normalize standardises each channel with fixed statistics", "[layers][hah]")
+{
+    using In = nd::Shape<3, 2, 2>;
+    nd::Model<nd::Normalize, In, double> model;
+    const auto x = random_batch<In>(2, 0.0, 1.0, 3);
+    const auto same = model.forward(x);  // no statistics set: the identity
+    CHECK(std::equal(same.begin(), same.end(), x.begin()));
+    model.layer<0>().options().channels({0.4914, 0.4822, 0.4465}, {0.2471, 0.2435, 0.2616});
+    const auto y = model.forward(x);
+    CHECK(y(1, 2, 1, 0) == Approx((x(1, 2, 1, 0) - 0.4465) / 0.2616));
+    CHECK(y(0, 0, 0, 1) == Approx((x(0, 0, 0, 1) - 0.4914) / 0.2471));
+    nd::Normalize::options o;
+    CHECK_THROWS_WITH(o.channels({0.5, 0.5}, {0.2}), Catch::Contains("Normalize option 'channels'"));
+    CHECK_THROWS_WITH(o.channels({0.5}, {0.0}), Catch::Contains("channel 0"));
+    nd::Model<nd::Seq<nd::ReLU, nd::Normalize>, In, double> wrong;
+    wrong.layer<1>().options().channels({0.5, 0.5}, {0.2, 0.2});
+    CHECK_THROWS_WITH(wrong.forward(x), Catch::Contains("layer 1 (Normalize)") && Catch::Contains("3 channels"));
+}
+
+TEST_CASE("WNConv: a convolution with unit-norm filters, blind to their scale; ZeroPad keeps the map size",
+          "[layers][hah]")
+{
+    using In = nd::Shape<2, 5, 4>;
+    using Net = nd::WNConv<3, 3, 1, 1>;
+    static_assert(std::is_same_v<nd::output_shape_t<Net, In>, nd::Shape<3, 5, 4>>);
+    static_assert(std::is_same_v<nd::output_shape_t<nd::WNConv<3, 3>, In>, nd::Shape<3, 3, 2>>);
+    static_assert(nd::parameter_count_v<Net, In> == 3 * 3 * 3 * 2);  // no bias
+    nd::Model<Net, In, double> model;
+    const auto x = random_batch<In>(2, -1.0, 1.0, 5);
+    const auto y = model.forward(x);
+    // direct: y[n,k,i,j] = Σ W[k,(ky,kx,c)] x_pad[n,c,i+ky−1,j+kx−1] / (‖W_k‖ + 1e-6)
+    const auto w = model.layer<1>().params("weight");
+    for (std::size_t n = 0; n < 2; ++n)
+        for (std::size_t k = 0; k < 3; ++k) {
+            double norm = 0;
+            for (std::size_t i = 0; i < 18; ++i)
+                norm += w[k * 18 + i] * w[k * 18 + i];
+            norm = std::sqrt(norm) + 1e-6;
+            for (std::size_t i = 0; i < 5; ++i)
+                for (std::size_t j = 0; j < 4; ++j) {
+                    double s = 0;
+                    for (std::size_t ky = 0; ky < 3; ++ky)
+                        for (std::size_t kx = 0; kx < 3; ++kx)
+                            for (std::size_t c = 0; c < 2; ++c) {
+                                const long yy = long(i + ky) - 1, xx = long(j + kx) - 1;
+                                if (yy >= 0 && yy < 5 && xx >= 0 && xx < 4)
+                                    s += w[k * 18 + (ky * 3 + kx) * 2 + c] * x(n, c, std::size_t(yy), std::size_t(xx));
+                            }
+                    CHECK(y(n, k, i, j) == Approx(s / norm).epsilon(1e-12));
+                }
+        }
+    for (auto& v : model.layer<1>().params("weight"))
+        v *= 7.0;  // the filters' scale does not change the output (up to the 1e-6 of the divisor)
+    const auto y7 = model.forward(x);
+    for (std::size_t i = 0; i < y.size(); ++i)
+        CHECK(y7.data()[i] == Approx(y.data()[i]).epsilon(1e-5));
+}
+
+TEST_CASE("HaHBlock expands into WNConv → ReLU → DivisiveNorm → FractionalThreshold", "[layers][hah]")
+{
+    using In = nd::Shape<3, 8, 8>;
+    using Net = nd::HaHBlock<6>;
+    static_assert(std::is_same_v<nd::output_shape_t<Net, In>, nd::Shape<6, 8, 8>>);
+    nd::Model<Net, In, double> model;
+    const std::string s = model.summary();
+    CHECK(s.find("ZeroPad<1>") != std::string::npos);
+    CHECK(s.find("WNConv<6,3>") != std::string::npos);
+    CHECK(s.find("FractionalThreshold") != std::string::npos);
+    const auto y = model.forward(random_batch<In>(2, 0.0, 1.0, 9));
+    // at most 13 of the 64 positions of each 8×8 map survive the threshold, and every survivor is positive
+    for (std::size_t n = 0; n < 2; ++n)
+        for (std::size_t c = 0; c < 6; ++c) {
+            std::size_t kept = 0;
+            for (std::size_t i = 0; i < 8; ++i)
+                for (std::size_t j = 0; j < 8; ++j)
+                    if (y(n, c, i, j) != 0) {
+                        ++kept;
+                        CHECK(y(n, c, i, j) > 0);
+                    }
+            CHECK(kept <= 13);
+        }
+}

@@ -1,10 +1,13 @@
 #pragma once
 /// @file elementwise.hpp
-/// Parameter-free layers that keep the shape: ReLU, L1Norm, Softmax; and Flatten.
+/// Parameter-free layers that keep the shape: ReLU, L1Norm, Softmax, Normalize; and Flatten.
 #include <algorithm>
 #include <cmath>
 #include <string>
 
+#include <vector>
+
+#include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "common.hpp"
 
@@ -126,6 +129,81 @@ struct Softmax : layer_base {
             for (std::size_t c = 0; c < C; ++c)
                 dx[c] = y[c] * (dy[c] - dot);
         }
+    }
+};
+
+/// Fixed per-channel standardisation inside the model: y[·, c] = (x[·, c] − mean[c]) / std[c] (for a vector, per
+/// feature). With it as the first layer, data, noise and attacks stay in the [0, 1] pixel space of the images.
+/// Options: `channels(mean, std)`, one value per channel each (std > 0, all finite); unset, the layer is the
+/// identity. A count that does not match the incoming channels throws argument_error naming the layer's path.
+/// Backward: dx = dy / std[c].
+struct Normalize : layer_base {
+    class options {
+    public:
+        const std::vector<double>& mean() const { return mean_; }
+        const std::vector<double>& stddev() const { return std_; }
+        /// The channels' means and standard deviations (equal lengths, std > 0, finite).
+        options& channels(std::vector<double> mean, std::vector<double> stddev)
+        {
+            if (mean.size() != stddev.size())
+                throw argument_error("nmfdsl: Normalize option 'channels' needs as many standard deviations as means, got " +
+                                     std::to_string(mean.size()) + " means and " + std::to_string(stddev.size()) +
+                                     " standard deviations");
+            for (std::size_t c = 0; c < mean.size(); ++c)
+                if (!std::isfinite(mean[c]) || !std::isfinite(stddev[c]) || !(stddev[c] > 0))
+                    throw argument_error("nmfdsl: Normalize option 'channels' needs finite means and standard "
+                                         "deviations > 0; channel " + std::to_string(c) + " has mean " +
+                                         std::to_string(mean[c]) + ", std " + std::to_string(stddev[c]));
+            mean_ = std::move(mean);
+            std_ = std::move(stddev);
+            return *this;
+        }
+
+    private:
+        std::vector<double> mean_, std_;
+    };
+
+    static std::string name() { return "Normalize"; }
+    template <class In>
+    using output_shape = In;
+
+    template <class In, class T>
+    struct cache {
+        std::vector<double> inv_std;  ///< the forward's 1/std per channel (empty: identity)
+    };
+
+    template <class In, class T>
+    static void forward(const options& o, const forward_args<T>& a, cache<In, T>& c)
+    {
+        constexpr std::size_t C = detail::channels<In>();
+        if (!o.mean().empty() && o.mean().size() != C)
+            throw argument_error("nmfdsl: layer " + a.where.text() + " (Normalize) has " +
+                                 std::to_string(o.mean().size()) + " channel statistics for an input of " +
+                                 std::to_string(C) + " channels");
+        c.inv_std.clear();
+        for (double s : o.stddev())
+            c.inv_std.push_back(1.0 / s);
+        if (c.inv_std.empty()) {
+            std::copy(a.x, a.x + a.batch * In::size, a.y);
+            return;
+        }
+        parallel_chunks(a.batch * In::size, detail::elementwise_chunk, [&](std::size_t b, std::size_t e) {
+            for (std::size_t i = b; i < e; ++i)
+                a.y[i] = T((double(a.x[i]) - o.mean()[i % C]) * c.inv_std[i % C]);
+        });
+    }
+    template <class In, class T>
+    static void backward(const options&, const backward_args<T>& a, cache<In, T>& c)
+    {
+        constexpr std::size_t C = detail::channels<In>();
+        if (c.inv_std.empty()) {
+            std::copy(a.dy, a.dy + a.batch * In::size, a.dx);
+            return;
+        }
+        parallel_chunks(a.batch * In::size, detail::elementwise_chunk, [&](std::size_t b, std::size_t e) {
+            for (std::size_t i = b; i < e; ++i)
+                a.dx[i] = T(double(a.dy[i]) * c.inv_std[i % C]);
+        });
     }
 };
 
