@@ -401,3 +401,95 @@ TEST_CASE("HaHBlock expands into WNConv → ReLU → DivisiveNorm → Fractional
             CHECK(kept <= 13);
         }
 }
+
+// ---- layer-local costs: the Hebbian/anti-Hebbian cost of WNConv ----
+
+namespace {
+/// −α·HaH of a conv output y [N, C, H, W], by sorting each position's channel vector (the naive twin).
+double naive_hah(const xt::xtensor<double, 4>& y, double alpha, double k_ratio, double lambda)
+{
+    const std::size_t N = y.shape()[0], C = y.shape()[1], H = y.shape()[2], W = y.shape()[3];
+    const std::size_t K = std::min<std::size_t>(C - 1, std::max<std::size_t>(1, std::size_t(std::ceil(k_ratio * C - 1e-9))));
+    double total = 0;
+    for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t i = 0; i < H; ++i)
+            for (std::size_t j = 0; j < W; ++j) {
+                std::vector<double> v;
+                for (std::size_t c = 0; c < C; ++c)
+                    v.push_back(std::max(0.0, y(n, c, i, j)));
+                std::sort(v.rbegin(), v.rend());
+                double top = 0, rest = 0;
+                for (std::size_t c = 0; c < C; ++c)
+                    (c < K ? top : rest) += v[c];
+                total += top / double(K) - lambda * rest / double(C - K);
+            }
+    return -alpha * total / double(N * H * W);
+}
+} // namespace
+
+TEST_CASE("WNConv's HaH cost: value, gradient on the weights only, paths inside graphs", "[layers][hah][local]")
+{
+    using In = nd::Shape<3, 5, 5>;
+    using Core = nd::WNConvCore<10, 3>;
+    nd::Model<nd::Seq<nd::Pointwise<3>, Core>, In, double> model;
+    CHECK_THROWS_AS(model.add_local_costs(), nd::shape_error);  // before any forward
+    const auto x = random_batch<In>(2, -1.0, 1.0, 21);
+    model.forward(x);
+    CHECK(model.add_local_costs().empty());  // α = 0 by default: no cost
+    model.layer<1>().options().hah_alpha(0.5).hah_k_ratio(0.2).hah_lambda(0.7);  // K = 2 of 10 channels
+    const auto y = model.forward(x);
+    model.zero_grad();
+    const auto costs = model.add_local_costs();
+    REQUIRE(costs.size() == 1);
+    CHECK(costs[0].path == "1");
+    CHECK(costs[0].layer == "WNConv<10,3>");
+    CHECK(costs[0].value == Approx(naive_hah(y, 0.5, 0.2, 0.7)).epsilon(1e-12));
+    CHECK(costs[0].value < 0);  // the cost rewards the strong channels: −α·HaH with HaH > 0 here
+    // the gradient reaches the WNConv weights only: the Pointwise before it (its input) gets none
+    for (double g : model.layer<0>().grads("weight"))
+        CHECK(g == 0.0);
+    // and it is the gradient of the cost with the input held fixed: central differences on the weights
+    const auto analytic = model.layer<1>().grads("weight");
+    CHECK(std::any_of(analytic.begin(), analytic.end(), [](double g) { return std::abs(g) > 1e-4; }));
+    auto w = model.layer<1>().params("weight");
+    const double h = 1e-6;
+    double worst = 0;
+    for (std::size_t i = 0; i < w.size(); i += 7) {
+        const double keep = w[i];
+        w[i] = keep + h;
+        const double up = naive_hah(model.forward(x), 0.5, 0.2, 0.7);
+        w[i] = keep - h;
+        const double down = naive_hah(model.forward(x), 0.5, 0.2, 0.7);
+        w[i] = keep;
+        const double fd = (up - down) / (2 * h);
+        worst = std::max(worst, std::abs(fd - analytic[i]) / std::max(1e-3, std::abs(fd)));
+    }
+    CHECK(worst < 1e-5);
+    // accumulate, like every gradient: a second call adds the same amount again
+    model.forward(x);
+    model.zero_grad();
+    model.add_local_costs();
+    const std::vector<double> once(model.layer<1>().grads("weight").begin(), model.layer<1>().grads("weight").end());
+    model.add_local_costs();
+    const auto twice = model.layer<1>().grads("weight");
+    for (std::size_t i = 0; i < once.size(); ++i)
+        CHECK(twice[i] == Approx(2 * once[i]));
+
+    // inside a graph layer the cost is found and named by its path
+    nd::Model<nd::Seq<nd::ReLU, nd::Residual<nd::Seq<nd::WNConv<3, 3, 1, 1>>>>, In, double> graph;
+    graph.forward(x);
+    graph.configure<Core::options>([](Core::options&) {});  // a different type: reaches nothing
+    std::size_t reached = graph.configure<nd::WNConvCore<3, 3>::options>([](auto& o) { o.hah_alpha(0.1); });
+    CHECK(reached == 1);
+    graph.forward(x);
+    const auto inner = graph.add_local_costs();
+    REQUIRE(inner.size() == 1);
+    CHECK(inner[0].path == "1/0/1");
+
+    nd::WNConvCore<4, 3>::options o;
+    CHECK_THROWS_WITH(o.hah_alpha(-1), Catch::Contains("WNConv option 'hah_alpha'"));
+    CHECK_THROWS_AS(o.hah_k_ratio(0), nd::argument_error);
+    CHECK_THROWS_AS(o.hah_lambda(std::nan("")), nd::argument_error);
+    CHECK(nd::WNConvCore<64, 3>::strong_count(0.1, 64) == 7);
+    CHECK(nd::WNConvCore<512, 3>::strong_count(0.1, 512) == 52);
+}

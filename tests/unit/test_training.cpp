@@ -549,3 +549,28 @@ TEST_CASE("bad arguments to SGD, the trainer and the PNG writer are refused with
     nd::io::write_png((dir / "ok.png").string(), 2, 2, 1, {0, 64, 128, 255});
     CHECK(read_bytes(dir / "ok.png").size() > 8);
 }
+
+TEST_CASE("the trainer adds the layers' local costs and reports their epoch means", "[trainer][local]")
+{
+    const auto data = toy_data(200, 50);
+    nd::train_config cfg;
+    cfg.epochs = 1;
+    cfg.batch = 20;
+    cfg.progress = nd::train_config::progress_mode::quiet;
+    using Net = nd::Seq<nd::HaHBlock<6>, nd::AvgPool<2>, nd::Flatten, nd::Dense<2>, nd::Softmax>;
+    using M = nd::Model<Net, ToyIn>;
+    M off{nd::seed{4}}, on{nd::seed{4}};
+    on.layer<1>().options().hah_alpha(0.05);  // layer 1: the HaH block's WNConv (after its ZeroPad)
+    nd::Trainer<M> plain(off, data, cfg, nd::loss::CrossEntropy{}, nullptr);  // nullptr: the default Adam
+    nd::Trainer<M> hah(on, data, cfg, nd::loss::CrossEntropy{}, nullptr);
+    const auto& a = plain.fit();
+    const auto& b = hah.fit();
+    CHECK(a.back().local_costs.empty());
+    REQUIRE(b.back().local_costs.size() == 1);
+    CHECK(b.back().local_costs[0].path == "1");
+    CHECK(b.back().local_costs[0].value < 0);  // −α·HaH, HaH > 0 once ReLU leaves some channels active
+    // the cost changed the training: the conv weights differ from the run without it
+    const auto wa = off.layer<1>().params("weight");
+    const auto wb = on.layer<1>().params("weight");
+    CHECK_FALSE(std::equal(wa.begin(), wa.end(), wb.begin()));
+}

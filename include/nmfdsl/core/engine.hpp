@@ -41,6 +41,13 @@ inline constexpr std::size_t padded_params_v = total_padded_size(E::layer::templ
 template <class E>
 inline constexpr std::size_t padded_buffers_v = total_padded_size(E::layer::template buffer_tensors<typename E::in>);
 
+/// Whether layer L on input In adds a local cost (the optional `local_costs` of the layer protocol).
+template <class L, class In, class T>
+concept has_local_costs = requires(const options_of_t<L, In>& o, const local_cost_args<T>& a,
+                                   typename L::template cache<In, T>& c, local_cost_sink sink) {
+    L::template local_costs<In, T>(o, a, c, sink);
+};
+
 template <class Entries>
 struct engine;
 
@@ -118,6 +125,24 @@ struct engine<type_list<Es...>> {
             cur = out.data();
         });
         return cur;
+    }
+
+    /// Calls every layer's local cost on the last forward (input x, as passed to forward): each reports its cost to
+    /// `sink` and accumulates the cost's gradient into its own block of `grads`.
+    template <class T>
+    static void local_costs(const options& opt, const T* params, T* grads, const T* x, workspace<T>& ws,
+                            local_cost_sink sink, const layer_path* parent = nullptr)
+    {
+        boost::hana::for_each(entries, [&](auto e) {
+            using E = typename decltype(e)::type;
+            constexpr std::size_t i = E::index;
+            if constexpr (has_local_costs<typename E::layer, typename E::in, T>) {
+                const T* xi = i == 0 ? x : ws.outputs[i == 0 ? 0 : i - 1].data();
+                const local_cost_args<T> a{ws.batch, xi, ws.outputs[i].data(), params + param_offsets[i],
+                                           grads + param_offsets[i], layer_path{parent, i}};
+                E::layer::template local_costs<typename E::in, T>(std::get<i>(opt), a, std::get<i>(ws.caches), sink);
+            }
+        });
     }
 
     /// Back-propagates dy (batch × Out::size) through the last forward, whose input x (batch × In::size) is passed

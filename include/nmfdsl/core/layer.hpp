@@ -14,6 +14,8 @@
 ///   template <class In, class T> static void init(T* params, T* buffers, rng&);
 ///   template <class In, class T> static void forward(const options&, const forward_args<T>&, cache<In, T>&);
 ///   template <class In, class T> static void backward(const options&, const backward_args<T>&, cache<In, T>&);
+///   template <class In, class T> static void local_costs(const options&, const local_cost_args<T>&,
+///                                                        cache<In, T>&, local_cost_sink);   // optional
 ///
 /// Deriving from layer_base supplies the defaults. All tensors are channels-last inside the library: a batch of
 /// Shape<C,H,W> samples is stored as [N, H, W, C], so each position's channel vector is contiguous.
@@ -21,10 +23,17 @@
 /// `grads` (call Model::zero_grad between steps) and *overwrites* `dx`; everything a layer keeps between its forward
 /// and backward lives in its cache (two caches never interfere); results do not depend on the thread count; buffers
 /// change only in a forward with `update_buffers`.
+///
+/// Local costs. A layer may add a cost of its own to the training objective whose gradient reaches only its own
+/// parameters, with its input held fixed (a layer-local learning rule, such as the Hebbian/anti-Hebbian cost of
+/// docs/method.md §6). `local_costs` is called after a training forward (Model::add_local_costs); it reports each
+/// cost it adds to the sink (graph layers report their branches' costs) and *accumulates* the cost's gradient into
+/// `grads`. A layer with no active cost reports nothing.
 #include <array>
 #include <cstddef>
 #include <string>
 
+#include "function_ref.hpp"
 #include "params.hpp"
 #include "rng.hpp"
 #include "shape.hpp"
@@ -69,6 +78,28 @@ struct backward_args {
     /// False when nobody reads dL/dx (the first trainable layer of a network trained without an input gradient):
     /// the layer may then skip computing dx. dx is still a valid buffer of the full size.
     bool need_dx = true;
+};
+
+/// What a layer's local cost sees: the last training forward's input and output, and its parameter block.
+template <class T>
+struct local_cost_args {
+    std::size_t batch;
+    const T* x;       ///< the input seen by forward (held fixed: no gradient flows to it)
+    const T* y;       ///< the output forward produced
+    const T* params;
+    T* grads;         ///< the cost's gradient is accumulated here (same layout as params)
+    layer_path where;
+};
+
+/// Receives one local cost: the path and name of the layer that added it and its value (the amount added to the
+/// objective, weight included).
+using local_cost_sink = function_ref<void(const layer_path&, const std::string&, double)>;
+
+/// One layer's local cost as Model::add_local_costs reports it.
+struct local_cost {
+    std::string path;   ///< "3/1/0"
+    std::string layer;  ///< the layer's name
+    double value;       ///< the amount added to the objective (weight included)
 };
 
 /// Defaults for the optional parts of the layer protocol.

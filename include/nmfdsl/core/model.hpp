@@ -179,6 +179,24 @@ public:
         run_backward(grad_out, ws, false);
     }
 
+    /// Adds the layers' local costs (layer protocol, core/layer.hpp) of the last forward: each layer that has one
+    /// accumulates the gradient of its cost into its own parameters' gradients, with its input held fixed. Returns
+    /// the costs, one per layer that added one, in layer order; their sum is what they add to the objective.
+    std::vector<local_cost> add_local_costs() { return add_local_costs(default_ws_); }
+    std::vector<local_cost> add_local_costs(workspace& ws)
+    {
+        if (ws.batch == 0)
+            throw shape_error("nmfdsl: add_local_costs called before forward (the workspace holds no batch)");
+        std::vector<local_cost> out;
+        if constexpr (layer_count > 0) {
+            auto sink = [&](const layer_path& where, const std::string& layer, double value) {
+                out.push_back({where.text(), layer, value});
+            };
+            engine::template local_costs<T>(options_, params_.data(), grads_.data(), ws.input.data(), ws.net, sink);
+        }
+        return out;
+    }
+
     void zero_grad() { std::fill(grads_.begin(), grads_.end(), T(0)); }
 
     /// Training mode (default) or evaluation mode; only layers with a mode-dependent rule (BatchNorm's running

@@ -204,6 +204,20 @@ struct Concat {
             });
     }
 
+    /// The local costs of the layers inside the branches (layer protocol, core/layer.hpp).
+    template <class In, class T>
+    static void local_costs(const options_for<In>& o, const local_cost_args<T>& a, cache<In, T>& c,
+                            local_cost_sink sink)
+    {
+        boost::hana::for_each(boost::hana::make_range(boost::hana::size_c<0>, boost::hana::size_c<branch_count>),
+            [&](auto k) {
+                using E = std::tuple_element_t<k, engines<In>>;
+                const layer_path branch{&a.where, k};
+                E::template local_costs<T>(std::get<k>(o), a.params + param_offset<In>(k),
+                                           a.grads + param_offset<In>(k), a.x, std::get<k>(c.ws), sink, &branch);
+            });
+    }
+
     template <class In, class T>
     static void backward(const options_for<In>& o, const backward_args<T>& a, cache<In, T>& c)
     {
@@ -310,6 +324,15 @@ struct Residual {
                                                            a.training, a.update_buffers, &body);
         for (std::size_t i = 0; i < a.batch * In::size; ++i)
             a.y[i] = yb[i] + a.x[i];
+    }
+
+    /// The local costs of the layers inside the body (layer protocol, core/layer.hpp).
+    template <class In, class T>
+    static void local_costs(const options_for<In>& o, const local_cost_args<T>& a, cache<In, T>& c,
+                            local_cost_sink sink)
+    {
+        const layer_path body{&a.where, 0};
+        body_engine<In>::template local_costs<T>(std::get<0>(o), a.params, a.grads, a.x, c.ws, sink, &body);
     }
 
     template <class In, class T>

@@ -12,10 +12,25 @@
 ///   dW_k += G_k / d − (G_k · W_k)·W_k / (r·d²)      (the second term is 0 for an all-zero filter)
 ///   dx = col2im(dy · Ŵ).
 /// Group `conv`; init U(±1/√(K·K·C)) as PyTorch's Conv2d (the scale does not change the output).
+///
+/// The Hebbian/anti-Hebbian local cost (options hah_alpha α ≥ 0, default 0 = off; hah_k_ratio in (0, 1], default
+/// 0.1; hah_lambda λ ≥ 0, default 1). At every position p of every image, with v = ReLU(y[p, ·]) over the N output
+/// channels and K = ⌈k_ratio·N⌉ (at most N − 1):
+///   HaH = mean over (image, p) of [ mean of the K largest v − λ · mean of the other N − K ]
+/// and the layer adds −α·HaH to the objective (the cost rewards a few strong responses per position). Its gradient
+/// reaches only W, with the layer's input held fixed: dHaH/dy[p, c] = 1/(K·M) for the K largest (y > 0),
+/// −λ/((N − K)·M) for the others with y > 0, 0 where y ≤ 0 (M = images × positions; ties for the K-th place go to
+/// the lower channel index).
 /// WNConv<Out, K, Stride, Pad> = ZeroPad<Pad> → WNConvCore<Out, K, Stride> (the pad only when Pad > 0).
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <type_traits>
+#include <vector>
+
+#include "../core/error.hpp"
 
 #include "../kernels/gemm.hpp"
 #include "../kernels/im2col.hpp"
@@ -59,7 +74,47 @@ struct ZeroPad : layer_base {
 
 template <std::size_t Out, std::size_t K, std::size_t Stride = 1>
 struct WNConvCore : detail::patch_layer<Out, K, Stride> {
-    using options = no_options;
+    /// The options of the layer's Hebbian/anti-Hebbian local cost; the setters validate.
+    class options {
+    public:
+        double hah_alpha() const { return alpha_; }
+        double hah_k_ratio() const { return k_ratio_; }
+        double hah_lambda() const { return lambda_; }
+        /// α, the cost's weight (≥ 0; 0 turns it off).
+        options& hah_alpha(double a)
+        {
+            alpha_ = checked("hah_alpha", a, a >= 0, ">= 0");
+            return *this;
+        }
+        /// The fraction of the channels counted as strongly active, in (0, 1].
+        options& hah_k_ratio(double r)
+        {
+            k_ratio_ = checked("hah_k_ratio", r, r > 0 && r <= 1, "in (0, 1]");
+            return *this;
+        }
+        /// λ, the weight of the weak channels' mean (≥ 0).
+        options& hah_lambda(double l)
+        {
+            lambda_ = checked("hah_lambda", l, l >= 0, ">= 0");
+            return *this;
+        }
+
+    private:
+        static double checked(const char* name, double v, bool ok, const char* rule)
+        {
+            if (!std::isfinite(v) || !ok)
+                throw argument_error(std::string("nmfdsl: WNConv option '") + name + "' must be finite and " + rule +
+                                     ", got " + std::to_string(v));
+            return v;
+        }
+        double alpha_ = 0.0, k_ratio_ = 0.1, lambda_ = 1.0;
+    };
+    /// K of the local cost for `channels` channels: ⌈k_ratio·N⌉, at least 1 and at most N − 1.
+    static std::size_t strong_count(double k_ratio, std::size_t channels)
+    {
+        const auto k = static_cast<std::size_t>(std::ceil(k_ratio * double(channels) - 1e-9));
+        return std::clamp<std::size_t>(k, 1, channels > 1 ? channels - 1 : 1);
+    }
     template <class In>
     static constexpr std::size_t patch = detail::patch_layer<Out, K, Stride>::template patch<In>;
     static_assert(Out > 0, "nmfdsl: WNConv<Out, K> needs Out > 0");
@@ -78,6 +133,7 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         aligned_vector<T> w_hat;  ///< Ŵ = W/(‖W_k‖ + 1e-6) [Out × I]
         aligned_vector<T> norm;   ///< ‖W_k‖₂
         aligned_vector<T> g_hat, dcols;
+        aligned_vector<T> g_local;  ///< dcost/dy of the local cost
     };
 
     template <class In, class T>
@@ -108,24 +164,75 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         kernels::gemm<T>(false, true, rows, Out, I, T(1), c.cols.data(), I, c.w_hat.data(), I, T(0), a.y, Out);
     }
 
+    /// grads += dL/dW for dL/dy = dy [rows × Out]: G = dyᵀ P (the gradient with respect to Ŵ), then through
+    /// Ŵ = W / (‖W‖ + ε).
+    template <class In, class T>
+    static void add_weight_gradient(const T* dy, std::size_t rows, const T* params, T* grads, cache<In, T>& c)
+    {
+        constexpr std::size_t I = patch<In>;
+        c.g_hat.resize(Out * I);
+        kernels::gemm<T>(true, false, Out, I, rows, T(1), dy, Out, c.cols.data(), I, T(0), c.g_hat.data(), I);
+        for (std::size_t k = 0; k < Out; ++k) {
+            const T* w = params + k * I;
+            const T* g = c.g_hat.data() + k * I;
+            T* dw = grads + k * I;
+            const T r = c.norm[k], d = r + T(norm_eps);
+            const T radial = r > T(0) ? kernels::dot(g, w, I) / (r * d * d) : T(0);
+            for (std::size_t i = 0; i < I; ++i)
+                dw[i] += g[i] / d - radial * w[i];
+        }
+    }
+
+    /// The Hebbian/anti-Hebbian cost −α·HaH of the last forward (see the file's comment); reports it and adds its
+    /// gradient to the weights' gradients. Nothing when α = 0.
+    template <class In, class T>
+    static void local_costs(const options& o, const local_cost_args<T>& a, cache<In, T>& c, local_cost_sink sink)
+    {
+        if (o.hah_alpha() == 0.0)
+            return;
+        constexpr auto win = detail::window_of<In, K, Stride>();
+        constexpr std::size_t P = win.oh() * win.ow();
+        const std::size_t rows = a.batch * P, strong = strong_count(o.hah_k_ratio(), Out);
+        const double lambda = o.hah_lambda(), alpha = o.hah_alpha();
+        const T g_strong = T(-alpha / (double(strong) * double(rows)));
+        const T g_weak = Out > strong ? T(alpha * lambda / (double(Out - strong) * double(rows))) : T(0);
+        c.g_local.assign(rows * Out, T(0));
+        // per row: the K largest of ReLU(y) by a fixed order (value descending, then channel ascending)
+        std::vector<double> row_cost(rows);
+        parallel_chunks(rows, 64, [&](std::size_t rb, std::size_t re) {
+            std::array<std::uint32_t, Out> order;
+            for (std::size_t r = rb; r < re; ++r) {
+                const T* y = a.y + r * Out;
+                auto v = [&](std::uint32_t ch) { return y[ch] > T(0) ? y[ch] : T(0); };
+                for (std::uint32_t ch = 0; ch < Out; ++ch)
+                    order[ch] = ch;
+                std::nth_element(order.begin(), order.begin() + std::ptrdiff_t(strong - 1), order.end(),
+                                 [&](std::uint32_t p, std::uint32_t q) { return v(p) > v(q) || (v(p) == v(q) && p < q); });
+                double top = 0, rest = 0;
+                for (std::size_t j = 0; j < Out; ++j) {
+                    const std::uint32_t ch = order[j];
+                    (j < strong ? top : rest) += double(v(ch));
+                    if (y[ch] > T(0))
+                        c.g_local[r * Out + ch] = j < strong ? g_strong : g_weak;
+                }
+                row_cost[r] = top / double(strong) - (Out > strong ? lambda * rest / double(Out - strong) : 0.0);
+            }
+        });
+        double hah = 0;
+        for (double v : row_cost)  // summed in row order: independent of the thread count
+            hah += v;
+        hah /= double(rows);
+        add_weight_gradient<In, T>(c.g_local.data(), rows, a.params, a.grads, c);
+        sink(a.where, name(), -alpha * hah);
+    }
+
     template <class In, class T>
     static void backward(const options&, const backward_args<T>& a, cache<In, T>& c)
     {
         constexpr auto win = detail::window_of<In, K, Stride>();
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         const std::size_t rows = a.batch * P;
-        // G = dyᵀ P: the gradient with respect to Ŵ, then through Ŵ = W / (‖W‖ + ε)
-        c.g_hat.resize(Out * I);
-        kernels::gemm<T>(true, false, Out, I, rows, T(1), a.dy, Out, c.cols.data(), I, T(0), c.g_hat.data(), I);
-        for (std::size_t k = 0; k < Out; ++k) {
-            const T* w = a.params + k * I;
-            const T* g = c.g_hat.data() + k * I;
-            T* dw = a.grads + k * I;
-            const T r = c.norm[k], d = r + T(norm_eps);
-            const T radial = r > T(0) ? kernels::dot(g, w, I) / (r * d * d) : T(0);
-            for (std::size_t i = 0; i < I; ++i)
-                dw[i] += g[i] / d - radial * w[i];
-        }
+        add_weight_gradient<In, T>(a.dy, rows, a.params, a.grads, c);
         if (!a.need_dx)
             return;
         c.dcols.resize(rows * I);

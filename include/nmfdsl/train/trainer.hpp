@@ -53,6 +53,9 @@ struct epoch_metrics {
     optim::learning_rates lr;         ///< the rates used during the epoch
     double train_loss = 0;            ///< summed over the epoch's batches (the scheduler's metric)
     double train_accuracy = 0, test_accuracy = 0, seconds = 0;
+    /// The layers' local costs (Model::add_local_costs), each the mean over the epoch's batches. Not yet written to
+    /// the metrics CSV or kept in checkpoints.
+    std::vector<local_cost> local_costs;
 };
 
 /// A loss for the Trainer: value and dL/dp for scores p [batch, classes] and one label per sample (loss::PaperLoss,
@@ -238,6 +241,7 @@ private:
                                                                      checkpoint_path() + "'"));
             model_.zero_grad();
             model_.backward_parameters(l.grad);  // training needs no input gradient
+            add_local_costs(m, b + 1);           // layer-local objectives (none in most networks)
             opt_->step();
             m.train_loss += double(l.value);
             correct += count_correct(p, d, idx);
@@ -306,6 +310,17 @@ private:
         std::printf("epoch %zu: train loss %.4f, train accuracy %.2f %%, test accuracy %.2f %%, %.1f s\n", m.epoch,
                     m.train_loss, 100 * m.train_accuracy, 100 * m.test_accuracy, m.seconds);
         std::fflush(stdout);
+    }
+
+    /// Adds the layers' local costs of this batch to the gradients and their running means to m.
+    void add_local_costs(epoch_metrics& m, std::size_t batches_so_far)
+    {
+        const auto costs = model_.add_local_costs();
+        if (m.local_costs.empty())
+            m.local_costs = costs;
+        else
+            for (std::size_t i = 0; i < costs.size() && i < m.local_costs.size(); ++i)
+                m.local_costs[i].value += (costs[i].value - m.local_costs[i].value) / double(batches_so_far);
     }
 
     // ---- files ----
