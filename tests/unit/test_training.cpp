@@ -559,10 +559,14 @@ TEST_CASE("the trainer adds the layers' local costs and reports their epoch mean
     cfg.progress = nd::train_config::progress_mode::quiet;
     using Net = nd::Seq<nd::HaHBlock<6>, nd::AvgPool<2>, nd::Flatten, nd::Dense<2>, nd::Softmax>;
     using M = nd::Model<Net, ToyIn>;
-    M off{nd::seed{4}}, on{nd::seed{4}};
+    M off{nd::seed{4}}, on{nd::seed{4}}, on_again{nd::seed{4}};
     on.layer<1>().options().hah_alpha(0.05);  // layer 1: the HaH block's WNConv (after its ZeroPad)
+    on_again.layer<1>().options().hah_alpha(0.05);
     nd::Trainer<M> plain(off, data, cfg, nd::loss::CrossEntropy{}, nullptr);  // nullptr: the default Adam
     nd::Trainer<M> hah(on, data, cfg, nd::loss::CrossEntropy{}, nullptr);
+    const std::string dir = scratch("local_costs").string();
+    cfg.out_dir = dir;
+    nd::Trainer<M> reported(on_again, data, cfg, nd::loss::CrossEntropy{}, nullptr);
     const auto& a = plain.fit();
     const auto& b = hah.fit();
     CHECK(a.back().local_costs.empty());
@@ -573,4 +577,12 @@ TEST_CASE("the trainer adds the layers' local costs and reports their epoch mean
     const auto wa = off.layer<1>().params("weight");
     const auto wb = on.layer<1>().params("weight");
     CHECK_FALSE(std::equal(wa.begin(), wa.end(), wb.begin()));
+    // the metrics CSV gets a column per layer with a local cost
+    const auto& c = reported.fit();
+    std::ifstream csv(dir + "/metrics.csv");
+    std::string header, row;
+    std::getline(csv, header);
+    std::getline(csv, row);
+    CHECK(header.substr(header.size() - 7) == ",cost_1");
+    CHECK(std::stod(row.substr(row.rfind(',') + 1)) == Approx(c.back().local_costs[0].value));
 }

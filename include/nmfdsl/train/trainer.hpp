@@ -53,8 +53,8 @@ struct epoch_metrics {
     optim::learning_rates lr;         ///< the rates used during the epoch
     double train_loss = 0;            ///< summed over the epoch's batches (the scheduler's metric)
     double train_accuracy = 0, test_accuracy = 0, seconds = 0;
-    /// The layers' local costs (Model::add_local_costs), each the mean over the epoch's batches. Not yet written to
-    /// the metrics CSV or kept in checkpoints.
+    /// The layers' local costs (Model::add_local_costs), each the mean over the epoch's batches; written to the
+    /// metrics CSV as columns cost_<path>. Not kept in checkpoints (a resumed run's earlier epochs have none).
     std::vector<local_cost> local_costs;
 };
 
@@ -330,13 +330,28 @@ private:
         os << "epoch";
         for (const auto& g : parameter_groups)
             os << ",lr_" << g.name;
-        os << ",train_loss,train_accuracy,test_accuracy,seconds\n";
-        os << std::setprecision(10);
+        os << ",train_loss,train_accuracy,test_accuracy,seconds";
+        // one column per layer with a local cost ("cost_<path>"), as the latest epoch reports them; epochs restored
+        // from a checkpoint (which keeps no local costs) leave those cells empty
+        std::vector<std::string> cost_paths;
+        if (!history_.empty())
+            for (const auto& c : history_.back().local_costs)
+                cost_paths.push_back(c.path);
+        for (const auto& p : cost_paths)
+            os << ",cost_" << p;
+        os << '\n' << std::setprecision(10);
         for (const auto& m : history_) {
             os << m.epoch;
             for (double r : m.lr.lr)
                 os << ',' << r;
-            os << ',' << m.train_loss << ',' << m.train_accuracy << ',' << m.test_accuracy << ',' << m.seconds << '\n';
+            os << ',' << m.train_loss << ',' << m.train_accuracy << ',' << m.test_accuracy << ',' << m.seconds;
+            for (const auto& p : cost_paths) {
+                os << ',';
+                for (const auto& c : m.local_costs)
+                    if (c.path == p)
+                        os << c.value;
+            }
+            os << '\n';
         }
         const std::string text = os.str();
         io::detail::write_atomically(metrics_path(), std::vector<std::uint8_t>(text.begin(), text.end()));
