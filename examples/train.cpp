@@ -33,6 +33,7 @@ const char* usage = R"(usage: nmfdsl-train [options]
   --threads T     worker threads (default: NMFDSL_THREADS, else all cores)
   --out DIR       where metrics.csv, checkpoint.nmfd, basis.png and curves.png go (default runs/<model>)
   --resume FILE   continue from a checkpoint of the same network
+  --loss L        paper | cross-entropy                (default paper, the deep-NMF paper's loss)
   --augment A     none | paper (random crop, flip, colour jitter per batch)
                                         (default: none for 28x28 data, paper for CIFAR-10)
   --lr-<group> X   the learning rate of a parameter group (groups and defaults below)
@@ -43,7 +44,7 @@ const char* usage = R"(usage: nmfdsl-train [options]
 )";
 
 struct options {
-    std::string model = "cnmf1x1", data = "fashion-mnist", out, resume, augment;
+    std::string model = "cnmf1x1", data = "fashion-mnist", out, resume, augment, loss = "paper";
     std::size_t epochs = 3, batch = 50, max_batches = 0, max_test = 0;
     std::uint64_t seed = 21;
     std::size_t threads = 0;
@@ -127,6 +128,8 @@ options parse(int argc, char** argv)
             o.resume = value();
         else if (a == "--augment")
             o.augment = value();
+        else if (a == "--loss")
+            o.loss = value();
         else if (a == "--max-batches")
             o.max_batches = parse_number(a, value(), 1);
         else if (const nd::group_info* gi = lr_option_group(a)) {
@@ -149,6 +152,8 @@ options parse(int argc, char** argv)
         bad_usage("unknown model '" + o.model + "' (choose cnn, cnmf, cnn1x1 or cnmf1x1)");
     if (o.data != "fashion-mnist" && !std::filesystem::is_directory(o.data))
         bad_usage("data directory '" + o.data + "' does not exist");
+    if (o.loss != "paper" && o.loss != "cross-entropy")
+        bad_usage("unknown loss '" + o.loss + "' (choose paper or cross-entropy)");
     if (!o.augment.empty() && o.augment != "none" && o.augment != "paper")
         bad_usage("unknown augmentation '" + o.augment + "' (choose none or paper)");
     if (!o.resume.empty() && !std::filesystem::exists(o.resume))
@@ -174,7 +179,10 @@ int train(const options& o, const nd::data::split& data, bool cifar)
                                                                      : nd::data::augmentation::none();
     if (o.quiet)
         cfg.progress = nd::train_config::progress_mode::quiet;
-    nd::Trainer<nd::Model<Net, In>> trainer(model, data, cfg);
+    nd::loss_function<float> loss = nd::loss::PaperLoss{};
+    if (o.loss == "cross-entropy")
+        loss = nd::loss::CrossEntropy{};
+    nd::Trainer<nd::Model<Net, In>> trainer(model, data, cfg, std::move(loss), nullptr);  // nullptr: Adam
     if (!o.resume.empty()) {
         trainer.resume(o.resume);
         std::printf("resumed from '%s' after epoch %zu\n", o.resume.c_str(), trainer.history().size());
