@@ -1,6 +1,7 @@
 // Compile-time tests: compiling this file is the test.
 #include <nmfdsl/nmfdsl.hpp>
 
+#include "../../examples/hah_models.hpp"  // its static_asserts: the VGG16 parameter counts
 #include "../../examples/paper_models.hpp"
 
 namespace nd = nmfdsl;
@@ -54,3 +55,8 @@ static_assert(is_same_v<nd::output_shape_t<TutorialNet, nd::Shape<1, 28, 28>>, n
 static_assert(nd::parameter_count_v<TutorialNet, nd::Shape<1, 28, 28>> == 80 + 16 + 10 * 1352 + 10);
 static_assert(nd::is_valid_v<TutorialNet, nd::Shape<1, 28, 28>>);
 static_assert(!nd::is_valid_v<TutorialNet, nd::Shape<1, 2, 2>>);
+
+// A convolution without bias has the weight tensor only.
+static_assert(nd::parameter_count_v<nd::Conv<4, 3, 1, nd::patch_norm::none, nd::conv_bias::no_bias>,
+                                    nd::Shape<2, 5, 4>> == 4 * 3 * 3 * 2);
+static_assert(nd::parameter_count_v<nd::Conv<4, 3>, nd::Shape<2, 5, 4>> == 4 * 3 * 3 * 2 + 4);

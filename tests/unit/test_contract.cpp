@@ -51,6 +51,8 @@ TEST_CASE("contract: Conv plain, strided, whole map, L1-normalised patches", "[c
     NMFDSL_CHECK_CONTRACT(check_layer<nd::Conv<4, 3>, nd::Shape<3, 7, 6>>());
     NMFDSL_CHECK_CONTRACT(check_layer<nd::Conv<3, 3, 2>, nd::Shape<2, 9, 8>>());
     NMFDSL_CHECK_CONTRACT(check_layer<nd::Conv<5, nd::whole_map>, nd::Shape<3, 4, 3>>());
+    NMFDSL_CHECK_CONTRACT(
+        check_layer<nd::Conv<4, 3, 1, nd::patch_norm::none, nd::conv_bias::no_bias>, nd::Shape<2, 5, 4>>());
     NMFDSL_CHECK_CONTRACT(check_layer<nd::Conv<4, 3, 1, nd::patch_norm::l1>, nd::Shape<3, 6, 5>>(positive_inputs()));
 }
 

@@ -7,6 +7,7 @@
 ///   forward:  P = im2col(x) [positions, K·K·C];  P̂ = rownorm(P);  y = P̂ Wᵀ + b        (W: [Out, K·K·C])
 ///   backward: dW += dyᵀ P̂;  db += Σ dy;  dP̂ = dy W;  dP = (dP̂ − Σ dP̂⊙P̂) / (ΣP + 1e-19);  dx = col2im(dP)
 /// Patch feature order is (ky, kx, c). Group `conv`; init U(±1/√(K·K·C)) as PyTorch's Conv2d.
+/// Bias = no_bias (the fifth argument) drops b: one tensor, "weight" (the VGG baselines' Conv2d(bias=False)).
 #include <string>
 
 #include "../kernels/gemm.hpp"
@@ -18,6 +19,7 @@
 namespace nmfdsl {
 
 enum class patch_norm { none, l1 };
+enum class conv_bias { with_bias, no_bias };
 
 namespace detail {
 
@@ -100,8 +102,10 @@ constexpr bool core_output_larger_than_1x1()
 
 } // namespace detail
 
-template <std::size_t Out, std::size_t K, std::size_t Stride = 1, patch_norm Norm = patch_norm::none>
+template <std::size_t Out, std::size_t K, std::size_t Stride = 1, patch_norm Norm = patch_norm::none,
+          conv_bias Bias = conv_bias::with_bias>
 struct Conv : detail::patch_layer<Out, K, Stride> {
+    static constexpr bool has_bias = Bias == conv_bias::with_bias;
     using options = no_options;
     template <class In>
     static constexpr std::size_t patch = detail::patch_layer<Out, K, Stride>::template patch<In>;
@@ -113,11 +117,17 @@ struct Conv : detail::patch_layer<Out, K, Stride> {
             s += "," + std::to_string(Stride);
         if (Norm == patch_norm::l1)
             s += (Stride != 1 ? ",l1" : ",1,l1");
+        if (!has_bias)
+            s += ",no_bias";
         return s + ">";
     }
     template <class In>
-    static constexpr std::array<param_spec, 2> param_tensors{
-        {{"weight", group::conv, Out * patch<In>}, {"bias", group::conv, Out}}};
+    static constexpr auto param_tensors = [] {
+        if constexpr (has_bias)
+            return std::array<param_spec, 2>{{{"weight", group::conv, Out * patch<In>}, {"bias", group::conv, Out}}};
+        else
+            return std::array<param_spec, 1>{{{"weight", group::conv, Out * patch<In>}}};
+    }();
 
     template <class In, class T>
     struct cache {
@@ -126,10 +136,20 @@ struct Conv : detail::patch_layer<Out, K, Stride> {
         aligned_vector<T> dcols;
     };
 
+    /// The bias tensor of a parameter (or gradient) block, nullptr without one.
+    template <class In, class T>
+    static T* bias_of(T* block)
+    {
+        if constexpr (has_bias)
+            return detail::tensor<Conv, In>(block, 1);
+        else
+            return nullptr;
+    }
+
     template <class In, class T>
     static void init(T* p, T*, rng& g)
     {
-        detail::fan_in_uniform(detail::tensor<Conv, In>(p, 0), Out * patch<In>, detail::tensor<Conv, In>(p, 1), Out,
+        detail::fan_in_uniform(detail::tensor<Conv, In>(p, 0), Out * patch<In>, bias_of<In>(p), has_bias ? Out : 0,
                                patch<In>, g);
     }
 
@@ -145,8 +165,8 @@ struct Conv : detail::patch_layer<Out, K, Stride> {
             c.sums.resize(rows);
             detail::l1_normalise_rows(c.cols.data(), rows, I, I, c.sums.data());
         }
-        detail::affine_forward(rows, I, Out, c.cols.data(), detail::tensor<Conv, In>(a.params, 0),
-                               detail::tensor<Conv, In>(a.params, 1), a.y);
+        detail::affine_forward(rows, I, Out, c.cols.data(), detail::tensor<Conv, In>(a.params, 0), bias_of<In>(a.params),
+                               a.y);
     }
 
     template <class In, class T>
@@ -158,7 +178,7 @@ struct Conv : detail::patch_layer<Out, K, Stride> {
         c.dcols.resize(a.need_dx ? rows * I : 0);
         detail::affine_backward(rows, I, Out, c.cols.data(), detail::tensor<Conv, In>(a.params, 0), a.dy,
                                 a.need_dx ? c.dcols.data() : nullptr, detail::tensor<Conv, In>(a.grads, 0),
-                                detail::tensor<Conv, In>(a.grads, 1));
+                                bias_of<In>(a.grads));
         if (!a.need_dx)
             return;
         if constexpr (Norm == patch_norm::l1)

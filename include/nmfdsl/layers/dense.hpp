@@ -18,9 +18,10 @@ template <class T>
 void affine_forward(std::size_t rows, std::size_t in, std::size_t out, const T* x, const T* w, const T* b, T* y)
 {
     kernels::gemm<T>(false, true, rows, out, in, T(1), x, in, w, in, T(0), y, out);
-    for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t o = 0; o < out; ++o)
-            y[r * out + o] += b[o];
+    if (b)  // nullptr: no bias
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t o = 0; o < out; ++o)
+                y[r * out + o] += b[o];
 }
 
 template <class T>
@@ -28,9 +29,10 @@ void affine_backward(std::size_t rows, std::size_t in, std::size_t out, const T*
                      T* dw, T* db)
 {
     kernels::gemm<T>(true, false, out, in, rows, T(1), dy, out, x, in, T(1), dw, in);
-    for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t o = 0; o < out; ++o)
-            db[o] += dy[r * out + o];
+    if (db)  // nullptr: no bias
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t o = 0; o < out; ++o)
+                db[o] += dy[r * out + o];
     if (dx)  // nullptr: the input gradient is not needed
         kernels::gemm<T>(false, false, rows, in, out, T(1), dy, out, w, in, T(0), dx, in);
 }
