@@ -586,3 +586,28 @@ TEST_CASE("the trainer adds the layers' local costs and reports their epoch mean
     CHECK(header.substr(header.size() - 7) == ",cost_1");
     CHECK(std::stod(row.substr(row.rfind(',') + 1)) == Approx(c.back().local_costs[0].value));
 }
+
+TEST_CASE("a multi-step learning-rate schedule decays the rates after its milestones", "[trainer]")
+{
+    const auto data = toy_data(100, 20);
+    nd::train_config cfg;
+    cfg.epochs = 4;
+    cfg.batch = 20;
+    cfg.progress = nd::train_config::progress_mode::quiet;
+    cfg.lr_milestones = {1, 3};
+    cfg.lr_gamma = 0.5;
+    ToyModel model{nd::seed{2}};
+    nd::Trainer<ToyModel> t(model, data, cfg);
+    const auto& h = t.fit();
+    REQUIRE(h.size() == 4);
+    const double base = cfg.lr.lr[0];
+    CHECK(h[0].lr.lr[0] == base);        // epoch 1
+    CHECK(h[1].lr.lr[0] == base * 0.5);  // after milestone 1
+    CHECK(h[2].lr.lr[0] == base * 0.5);
+    CHECK(h[3].lr.lr[0] == base * 0.25);  // after milestone 3
+    cfg.lr_milestones = {2, 2};
+    CHECK_THROWS_WITH((nd::Trainer<ToyModel>(model, data, cfg)), Catch::Contains("lr_milestones must be increasing"));
+    cfg.lr_milestones = {2};
+    cfg.lr_gamma = 0;
+    CHECK_THROWS_AS((nd::Trainer<ToyModel>(model, data, cfg)), nd::argument_error);
+}

@@ -6,6 +6,7 @@
 /// metrics in CSV, and a checkpoint after every epoch from which a run resumes exactly (same numbers as if it had
 /// not stopped). Models take images (Shape<C,H,W>, cropped and augmented as configured) or flat vectors
 /// (Shape<N> with N = the images' C·H·W, no augmentation), and end in a vector of class scores.
+#include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cmath>
@@ -46,6 +47,12 @@ struct train_config {
     enum class progress_mode { automatic, bar, lines, quiet } progress = progress_mode::automatic;
     std::size_t max_train_batches = 0;  ///< > 0: only that many batches per epoch (tests, smoke runs)
     std::size_t max_test_samples = 0;   ///< > 0: evaluate on that many test images only
+    /// The learning-rate schedule. Empty (default): ReduceLROnPlateau on the summed training loss (the deep-NMF
+    /// paper's). Otherwise a multi-step schedule (PyTorch's MultiStepLR): after each epoch listed here, every rate
+    /// is multiplied by lr_gamma — e.g. {60, 80} with 0.1 trains epochs 1–60 at lr, 61–80 at lr/10, then lr/100.
+    /// Milestones must be ≥ 1 and increasing; lr_gamma in (0, 1].
+    std::vector<std::size_t> lr_milestones;
+    double lr_gamma = 0.1;
 };
 
 struct epoch_metrics {
@@ -88,6 +95,12 @@ public:
             throw argument_error("nmfdsl: Trainer: the batch size must be at least 1");
         if (!loss_)
             throw argument_error("nmfdsl: Trainer: the loss function is empty");
+        for (std::size_t i = 0; i < cfg_.lr_milestones.size(); ++i)
+            if (cfg_.lr_milestones[i] == 0 || (i > 0 && cfg_.lr_milestones[i] <= cfg_.lr_milestones[i - 1]))
+                throw argument_error("nmfdsl: Trainer: lr_milestones must be increasing epochs >= 1; entry " +
+                                     std::to_string(i) + " is " + std::to_string(cfg_.lr_milestones[i]));
+        if (!(cfg_.lr_gamma > 0.0 && cfg_.lr_gamma <= 1.0))
+            throw argument_error("nmfdsl: Trainer: lr_gamma must lie in (0, 1], got " + std::to_string(cfg_.lr_gamma));
         if (!opt_)
             opt_ = std::make_unique<optim::Adam<T>>(model.parameters(), cfg_.lr);
         check_images(data_.train);
@@ -250,7 +263,11 @@ private:
         }
         m.train_accuracy = double(correct) / double(seen);
         m.test_accuracy = evaluate(data_.test);
-        scheduler_.step(m.train_loss, opt_->rates());
+        if (cfg_.lr_milestones.empty())
+            scheduler_.step(m.train_loss, opt_->rates());
+        else if (std::find(cfg_.lr_milestones.begin(), cfg_.lr_milestones.end(), epoch) != cfg_.lr_milestones.end())
+            for (double& r : opt_->rates().lr)
+                r *= cfg_.lr_gamma;
         m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         history_.push_back(m);
         finish_progress(m);
