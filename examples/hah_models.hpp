@@ -4,6 +4,10 @@
 /// HaH-VGG16 — its first six convolutions are HaH blocks — and the standard VGG16 it is compared with. Both
 /// standardise the [0, 1] images inside the model (Normalize; set CIFAR-10's statistics with
 /// `model.layer<0>().options().channels(...)`, see cifar10_statistics) and end in Softmax for the cross-entropy loss.
+#include <array>
+#include <type_traits>
+#include <vector>
+
 #include <nmfdsl/nmfdsl.hpp>
 
 namespace hah {
@@ -49,5 +53,45 @@ inline const std::vector<double> cifar10_std{0.2471, 0.2435, 0.2616};
 
 /// The HaH cost weights α of the six HaH blocks, in network order (0 for every other convolution).
 inline constexpr std::array<double, 6> hah_alpha{0.0045, 0.0025, 0.0013, 0.001, 0.0008, 0.0005};
+
+} // namespace hah
+
+namespace hah {
+
+/// Networks for 28×28 images (Fashion-MNIST; CIFAR-10's 28×28 crops), our design after HaH-VGG16's pattern: HaH
+/// blocks first, a standard block after, a linear head. HaHSmall: HaH blocks of 32 and 64 channels (cost weights
+/// α = 0.0045 and 0.0025, HaH-VGG16's first two), each followed by a 2×2 max-pool, then a weight-normalised block of
+/// 128 channels, a max-pool (28 → 14 → 7 → 3), Flatten, Dense<10>, Softmax. HaHSmallBaseline: the same structure
+/// with standard blocks (bias-free 3×3 convolution → ReLU → BatchNorm) everywhere and no HaH cost.
+struct HaHSmall : nd::Seq<nd::Normalize, nd::HaHBlock<32>, nd::MaxPool<2>, nd::HaHBlock<64>, nd::MaxPool<2>,
+                          WNVggBlock<128>, nd::MaxPool<2>, nd::Flatten, nd::Dense<10>, nd::Softmax> {};
+struct HaHSmallBaseline : nd::Seq<nd::Normalize, VggBlock<32>, nd::MaxPool<2>, VggBlock<64>, nd::MaxPool<2>,
+                                  VggBlock<128>, nd::MaxPool<2>, nd::Flatten, nd::Dense<10>, nd::Softmax> {};
+
+static_assert(std::is_same_v<nd::output_shape_t<HaHSmall, nd::Shape<1, 28, 28>>, nd::Shape<10>>);
+static_assert(nd::parameter_count_v<HaHSmall, nd::Shape<1, 28, 28>> ==
+              32 * 9 + 64 * 32 * 9 + 128 * 64 * 9 + 2 * 128 + 10 * 128 * 9 + 10);
+static_assert(nd::parameter_count_v<HaHSmallBaseline, nd::Shape<1, 28, 28>> ==
+              nd::parameter_count_v<HaHSmall, nd::Shape<1, 28, 28>> + 2 * 32 + 2 * 64);
+
+/// Whether a network is trained with the sparse-activation recipe (cross-entropy, Adam 1e-3, multi-step schedule,
+/// BatchNorm with running statistics, Normalize with the data's statistics).
+template <class Net>
+inline constexpr bool uses_hah_recipe = std::is_same_v<Net, HaHSmall> || std::is_same_v<Net, HaHSmallBaseline> ||
+                                        std::is_same_v<Net, HaHVGG16> || std::is_same_v<Net, VGG16>;
+
+/// Applies the recipe's model settings: the data's channel statistics, running-statistics BatchNorm, and the HaH
+/// cost weights of HaHSmall's two HaH blocks. (HaH-VGG16's six blocks share WNConvCore types in pairs; their
+/// weights are to be set by layer path — not done yet.)
+template <class Net, class M>
+void apply_hah_recipe(M& model, const std::vector<double>& mean, const std::vector<double>& stddev)
+{
+    model.template configure<nd::Normalize::options>([&](auto& o) { o.channels(mean, stddev); });
+    model.template configure<nd::BatchNorm::options>([](auto& o) { o.mode = nd::bn_mode::running_statistics; });
+    if constexpr (std::is_same_v<Net, HaHSmall>) {
+        model.template configure<nd::WNConvCore<32, 3>::options>([](auto& o) { o.hah_alpha(hah_alpha[0]); });
+        model.template configure<nd::WNConvCore<64, 3>::options>([](auto& o) { o.hah_alpha(hah_alpha[1]); });
+    }
+}
 
 } // namespace hah

@@ -12,6 +12,7 @@
 
 #include <nmfdsl/io.hpp>
 
+#include "hah_models.hpp"
 #include "paper_models.hpp"
 #include "pictures.hpp"
 
@@ -24,6 +25,10 @@ const char* usage = R"(usage: nmfdsl-train [options]
   --model M       cnn | cnmf | cnn1x1 | cnmf1x1        (default cnmf1x1)
                   cnn-plain | cnn1x1-plain: the CNN baselines with standard convolutions
                   instead of convolutions of L1-normalised patches
+                  hah | hah-baseline: a network with sparse, strong activations (HaH blocks
+                  and their Hebbian/anti-Hebbian cost) and its standard twin, trained with
+                  that method's recipe (cross-entropy, Adam 1e-3, lr /10 after 60 % and
+                  80 % of the epochs, BatchNorm with running statistics)
   --data D        fashion-mnist, or a directory with the four IDX files
                   (train-images-idx3-ubyte[.gz], ...) or CIFAR-10's binary batches
                                                        (default fashion-mnist)
@@ -33,7 +38,7 @@ const char* usage = R"(usage: nmfdsl-train [options]
   --threads T     worker threads (default: NMFDSL_THREADS, else all cores)
   --out DIR       where metrics.csv, checkpoint.nmfd, basis.png and curves.png go (default runs/<model>)
   --resume FILE   continue from a checkpoint of the same network
-  --loss L        paper | cross-entropy                (default paper, the deep-NMF paper's loss)
+  --loss L        paper | cross-entropy   (default: paper; cross-entropy for hah, hah-baseline)
   --augment A     none | paper (random crop, flip, colour jitter per batch)
                                         (default: none for 28x28 data, paper for CIFAR-10)
   --lr-<group> X   the learning rate of a parameter group (groups and defaults below)
@@ -44,12 +49,13 @@ const char* usage = R"(usage: nmfdsl-train [options]
 )";
 
 struct options {
-    std::string model = "cnmf1x1", data = "fashion-mnist", out, resume, augment, loss = "paper";
+    std::string model = "cnmf1x1", data = "fashion-mnist", out, resume, augment, loss;
     std::size_t epochs = 3, batch = 50, max_batches = 0, max_test = 0;
     std::uint64_t seed = 21;
     std::size_t threads = 0;
     bool quiet = false;
     nd::optim::learning_rates lr = nd::optim::learning_rates::paper();
+    std::array<bool, nd::optim::group_count> lr_given{};  ///< which --lr-<group> options were given
 };
 
 /// The usage text with one line per parameter group (from nmfdsl::parameter_groups).
@@ -140,6 +146,7 @@ options parse(int argc, char** argv)
                 bad_usage(a + " needs a learning rate >= 0, got '" + text + "'");
             const nd::group g = gi->id;
             o.lr[g] = v;
+            o.lr_given[static_cast<std::size_t>(g)] = true;
         } else if (a == "--max-test")
             o.max_test = parse_number(a, value(), 1);
         else if (a == "--quiet")
@@ -148,11 +155,11 @@ options parse(int argc, char** argv)
             bad_usage("unknown option '" + a + "'");
     }
     if (o.model != "cnn" && o.model != "cnmf" && o.model != "cnn1x1" && o.model != "cnmf1x1" &&
-        o.model != "cnn-plain" && o.model != "cnn1x1-plain")
-        bad_usage("unknown model '" + o.model + "' (choose cnn, cnmf, cnn1x1 or cnmf1x1)");
+        o.model != "cnn-plain" && o.model != "cnn1x1-plain" && o.model != "hah" && o.model != "hah-baseline")
+        bad_usage("unknown model '" + o.model + "' (choose cnn, cnmf, cnn1x1, cnmf1x1, hah or hah-baseline)");
     if (o.data != "fashion-mnist" && !std::filesystem::is_directory(o.data))
         bad_usage("data directory '" + o.data + "' does not exist");
-    if (o.loss != "paper" && o.loss != "cross-entropy")
+    if (!o.loss.empty() && o.loss != "paper" && o.loss != "cross-entropy")
         bad_usage("unknown loss '" + o.loss + "' (choose paper or cross-entropy)");
     if (!o.augment.empty() && o.augment != "none" && o.augment != "paper")
         bad_usage("unknown augmentation '" + o.augment + "' (choose none or paper)");
@@ -175,12 +182,26 @@ int train(const options& o, const nd::data::split& data, bool cifar)
     cfg.max_train_batches = o.max_batches;
     cfg.max_test_samples = o.max_test;
     cfg.lr = o.lr;
+    constexpr bool hah_recipe = hah::uses_hah_recipe<Net>;
+    if constexpr (hah_recipe) {
+        for (std::size_t g = 0; g < cfg.lr.lr.size(); ++g)  // Adam 1e-3 for every group the user left alone
+            if (!o.lr_given[g])
+                cfg.lr.lr[g] = 1e-3;
+        // MultiStepLR at ⌊0.6·E⌋ and ⌊0.8·E⌋ (those that are ≥ 1 and distinct)
+        for (const std::size_t m : {o.epochs * 6 / 10, o.epochs * 8 / 10})
+            if (m >= 1 && (cfg.lr_milestones.empty() || m > cfg.lr_milestones.back()))
+                cfg.lr_milestones.push_back(m);
+        if (cifar)
+            hah::apply_hah_recipe<Net>(model, hah::cifar10_mean, hah::cifar10_std);
+        else
+            hah::apply_hah_recipe<Net>(model, {0.2860}, {0.3530});  // Fashion-MNIST's pixel mean and std
+    }
     cfg.augment = (o.augment.empty() ? cifar : o.augment == "paper") ? nd::data::augmentation::paper_cifar10()
                                                                      : nd::data::augmentation::none();
     if (o.quiet)
         cfg.progress = nd::train_config::progress_mode::quiet;
     nd::loss_function<float> loss = nd::loss::PaperLoss{};
-    if (o.loss == "cross-entropy")
+    if (o.loss == "cross-entropy" || (o.loss.empty() && hah_recipe))
         loss = nd::loss::CrossEntropy{};
     nd::Trainer<nd::Model<Net, In>> trainer(model, data, cfg, std::move(loss), nullptr);  // nullptr: Adam
     if (!o.resume.empty()) {
@@ -221,6 +242,16 @@ int dispatch(const options& o, const nd::data::split& data, bool cifar)
         return train<paper::CNNPlain, In>(o, data, cifar);
     if (o.model == "cnn1x1-plain")
         return train<paper::CNN1x1Plain, In>(o, data, cifar);
+    if constexpr (In::c == 1) {  // the HaH networks for one-channel 28×28 images
+        if (o.model == "hah")
+            return train<hah::HaHSmall, In>(o, data, cifar);
+        if (o.model == "hah-baseline")
+            return train<hah::HaHSmallBaseline, In>(o, data, cifar);
+    } else if (o.model == "hah" || o.model == "hah-baseline") {
+        std::fprintf(stderr, "nmfdsl-train: --model %s is built for one-channel 28x28 images (Fashion-MNIST) so far\n",
+                     o.model.c_str());
+        return 2;
+    }
     return train<paper::CNMF1x1, In>(o, data, cifar);
 }
 
