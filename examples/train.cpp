@@ -170,6 +170,17 @@ options parse(int argc, char** argv)
     return o;
 }
 
+/// The layers' activation statistics on the test set: per HaH block the fraction of non-zero outputs after its
+/// threshold and WNConv's activation disparity; per ReLU the fraction of non-zero outputs.
+void print_statistics(const std::vector<nd::layer_statistic>& stats)
+{
+    if (stats.empty())
+        return;
+    std::printf("activations on the test set (mean per image; also in metrics.csv):\n");
+    for (const auto& s : stats)
+        std::printf("  %-10s %-9s %-22s %.4f\n", s.name.c_str(), s.path.c_str(), s.layer.c_str(), s.value);
+}
+
 template <class Net, class In>
 int train(const options& o, const nd::data::split& data, bool cifar)
 {
@@ -226,6 +237,7 @@ int train(const options& o, const nd::data::split& data, bool cifar)
         seconds += m.seconds;
     std::printf("final test accuracy: %.2f %% after %zu epochs (%.0f s); outputs in %s/\n", 100 * h.back().test_accuracy,
                 h.size(), seconds, o.out.c_str());
+    print_statistics(h.back().statistics);
     return 0;
 }
 

@@ -294,7 +294,7 @@ TEST_CASE("FractionalThreshold keeps at most H·W − k values per map, the larg
             CHECK(kept == 13);
             CHECK(smallest_kept == values[51]);
         }
-    model.layer<0>().options().remaining_ratio(1.0);  // k = 0: nothing removed
+    model.layer<0>().options().remaining_ratio(0.99);  // k = ⌊0.01·64⌋ = 0: nothing removed
     const auto all = model.forward(x);
     CHECK(std::equal(all.begin(), all.end(), x.begin()));
 }
@@ -307,8 +307,11 @@ TEST_CASE("Competition layers: options are validated, vectors are refused", "[la
     CHECK_THROWS_AS(d.sigma(std::nan("")), nd::argument_error);
     CHECK(d.sigma(0.0).sigma() == 0.0);
     nd::FractionalThreshold::options t;
-    CHECK_THROWS_WITH(t.remaining_ratio(0.0), Catch::Contains("FractionalThreshold option 'remaining_ratio'"));
+    CHECK_THROWS_WITH(t.remaining_ratio(0.0), Catch::Contains("FractionalThreshold option 'remaining_ratio'") &&
+                                                  Catch::Contains("(0, 1)") && Catch::Contains("got 0"));
+    CHECK_THROWS_AS(t.remaining_ratio(1.0), std::invalid_argument);  // ρ lies in the open interval (0, 1)
     CHECK_THROWS_AS(t.remaining_ratio(1.2), nd::argument_error);
+    CHECK_THROWS_AS(d.sigma(1.01), std::invalid_argument);
     CHECK(t.remaining_ratio(0.5).remaining_ratio() == 0.5);
     STATIC_REQUIRE(nd::detail::issue_of<nd::DivisiveNorm, nd::Shape<12>>() == nd::shape_issue::needs_map);
     STATIC_REQUIRE(nd::detail::issue_of<nd::FractionalThreshold, nd::Shape<12>>() == nd::shape_issue::needs_map);
@@ -487,9 +490,114 @@ TEST_CASE("WNConv's HaH cost: value, gradient on the weights only, paths inside 
     CHECK(inner[0].path == "1/0/1");
 
     nd::WNConvCore<4, 3>::options o;
-    CHECK_THROWS_WITH(o.hah_alpha(-1), Catch::Contains("WNConv option 'hah_alpha'"));
+    CHECK_THROWS_WITH(o.hah_alpha(-1), Catch::Contains("WNConv option 'hah_alpha'") && Catch::Contains("got -1"));
     CHECK_THROWS_AS(o.hah_k_ratio(0), nd::argument_error);
+    CHECK_THROWS_AS(o.hah_k_ratio(1.5), std::invalid_argument);
+    CHECK_THROWS_AS(o.hah_lambda(-0.5), std::invalid_argument);
+    CHECK(o.hah_k_ratio(1.0).hah_k_ratio() == 1.0);  // K-ratio's interval (0, 1] includes 1
     CHECK_THROWS_AS(o.hah_lambda(std::nan("")), nd::argument_error);
     CHECK(nd::WNConvCore<64, 3>::strong_count(0.1, 64) == 7);
     CHECK(nd::WNConvCore<512, 3>::strong_count(0.1, 512) == 52);
+}
+
+TEST_CASE("A black image gives finite outputs and gradients through every HaH layer", "[layers][hah]")
+{
+    using In = nd::Shape<2, 6, 6>;
+    using Net = nd::Seq<nd::Normalize, nd::HaHBlock<8>, nd::MaxPool<2>, nd::HaHBlock<4>, nd::Flatten, nd::Dense<3>,
+                        nd::Softmax>;
+    nd::Model<Net, In, double> model{nd::seed{5}};
+    model.configure<nd::WNConvCore<8, 3>::options>([](auto& o) { o.hah_alpha(0.01); });
+    model.configure<nd::WNConvCore<4, 3>::options>([](auto& o) { o.hah_alpha(0.01); });
+    // a black image (0 everywhere), also after Normalize's standardisation with mean 0
+    const xt::xtensor<double, 4> x = xt::zeros<double>({2, 2, 6, 6});
+    const auto y = model.forward(x);
+    for (double v : y)
+        CHECK(std::isfinite(v));
+    model.zero_grad();
+    const auto dx = model.backward(xt::ones_like(y) - y);
+    for (double v : dx)
+        CHECK(std::isfinite(v));
+    const auto costs = model.add_local_costs();
+    CHECK(costs.size() == 2);
+    for (const auto& c : costs)
+        CHECK(std::isfinite(c.value));
+    const auto grads = model.flat_gradients();
+    CHECK(std::all_of(grads.begin(), grads.end(), [](double g) { return std::isfinite(g); }));
+    CHECK(std::any_of(grads.begin(), grads.end(), [](double g) { return g != 0.0; }));  // the head still learns
+}
+
+TEST_CASE("Errors: one nmfdsl base, each also the standard exception that fits it", "[layers][errors]")
+{
+    STATIC_REQUIRE(std::is_base_of_v<std::invalid_argument, nd::argument_error>);
+    STATIC_REQUIRE(std::is_base_of_v<nd::error, nd::argument_error>);
+    STATIC_REQUIRE(std::is_base_of_v<std::runtime_error, nd::shape_error>);
+    STATIC_REQUIRE(std::is_base_of_v<nd::error, nd::io_error>);
+    // caught once by std::exception (one standard base, no ambiguity), and by nmfdsl::error with the same message
+    try {
+        nd::FractionalThreshold::options{}.remaining_ratio(2.0);
+        FAIL("no exception");
+    } catch (const nd::error& e) {
+        CHECK(std::string(e.what()).find("got 2") != std::string::npos);
+    }
+    try {
+        throw nd::data_error("nmfdsl: file 'x' is truncated");
+    } catch (const std::exception& e) {
+        CHECK(std::string(e.what()) == "nmfdsl: file 'x' is truncated");
+    }
+}
+
+TEST_CASE("Activation statistics: non-zero fractions and WNConv's disparity, by layer path", "[layers][hah]")
+{
+    using In = nd::Shape<3, 6, 7>;
+    using Core = nd::WNConvCore<10, 3>;
+    nd::Model<nd::Seq<Core, nd::ReLU, nd::FractionalThreshold>, In, double> model{nd::seed{8}};
+    CHECK_THROWS_AS(model.activation_statistics(), nd::shape_error);  // before any forward
+    model.layer<0>().options().hah_k_ratio(0.2);  // K = 2 of 10 channels
+    const auto x = random_batch<In>(3, -1.0, 1.0, 17);
+    const auto y = model.forward(x);
+    const auto stats = model.activation_statistics();
+    REQUIRE(stats.size() == 3);
+    CHECK((stats[0].path == "0" && stats[0].layer == "WNConv<10,3>" && stats[0].name == "disparity"));
+    CHECK((stats[1].path == "1" && stats[1].layer == "ReLU" && stats[1].name == "nonzero"));
+    CHECK((stats[2].path == "2" && stats[2].layer == "FractionalThreshold" && stats[2].name == "nonzero"));
+    // the naive twins, from the convolution alone (same weights)
+    nd::Model<Core, In, double> conv;
+    std::copy(model.flat_parameters().begin(), model.flat_parameters().end(), conv.flat_parameters().begin());
+    const auto u = conv.forward(x);  // [3, 10, 4, 5]
+    double disparity = 0, positive = 0;
+    for (std::size_t n = 0; n < 3; ++n)
+        for (std::size_t i = 0; i < 4; ++i)
+            for (std::size_t j = 0; j < 5; ++j) {
+                double norm2 = 0;
+                for (std::size_t c = 0; c < 3; ++c)
+                    for (std::size_t a = 0; a < 3; ++a)
+                        for (std::size_t b = 0; b < 3; ++b)
+                            norm2 += x(n, c, i + a, j + b) * x(n, c, i + a, j + b);
+                std::vector<double> v;
+                for (std::size_t k = 0; k < 10; ++k) {
+                    v.push_back(std::max(0.0, u(n, k, i, j)));
+                    positive += u(n, k, i, j) > 0;
+                }
+                std::sort(v.rbegin(), v.rend());
+                const double top = (v[0] + v[1]) / 2, rest = std::accumulate(v.begin() + 2, v.end(), 0.0) / 8;
+                disparity += (top - rest) / (std::sqrt(norm2) + 1e-6);
+            }
+    CHECK(stats[0].value == Approx(disparity / 60).epsilon(1e-12));
+    CHECK(stats[0].value > 0);
+    CHECK(stats[0].value <= 1.0);  // a difference of cosines between unit filters and the patch
+    CHECK(stats[1].value == Approx(positive / double(u.size())).epsilon(1e-12));
+    const double kept = double(std::count_if(y.begin(), y.end(), [](double v) { return v != 0.0; }));
+    CHECK(stats[2].value == Approx(kept / double(y.size())).epsilon(1e-12));
+    CHECK(stats[2].value <= 0.2 + 1e-12);
+    // statistics change nothing: the same values again
+    const auto again = model.activation_statistics();
+    CHECK(again[0].value == stats[0].value);
+
+    // inside a graph layer they are found and named by their path
+    nd::Model<nd::Seq<nd::ReLU, nd::Residual<nd::Seq<nd::Pointwise<3>, nd::ReLU>>>, In, double> graph;
+    graph.forward(x);
+    const auto inner = graph.activation_statistics();
+    REQUIRE(inner.size() == 2);
+    CHECK(inner[0].path == "0");
+    CHECK(inner[1].path == "1/0/1");
 }

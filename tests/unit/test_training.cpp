@@ -378,8 +378,9 @@ TEST_CASE("the trainer learns a toy problem and writes metrics, checkpoint and p
     std::ifstream csv(dir / "metrics.csv");
     std::string header, line;
     std::getline(csv, header);
+    // the fixed columns, then the fraction of non-zero outputs of each ReLU (inside the CNMF and Mix1x1 composites)
     CHECK(header == "epoch,lr_nmf,lr_mix,lr_conv,lr_norm,lr_dense,lr_other,train_loss,train_accuracy,test_accuracy,"
-                    "seconds");
+                    "seconds,nonzero_0,nonzero_3,nonzero_8,nonzero_10");
     std::size_t rows = 0;
     while (std::getline(csv, line))
         ++rows;
@@ -583,8 +584,37 @@ TEST_CASE("the trainer adds the layers' local costs and reports their epoch mean
     std::string header, row;
     std::getline(csv, header);
     std::getline(csv, row);
-    CHECK(header.substr(header.size() - 7) == ",cost_1");
-    CHECK(std::stod(row.substr(row.rfind(',') + 1)) == Approx(c.back().local_costs[0].value));
+    // ... and one per activation statistic of the test-set evaluation: the block's WNConv (1), ReLU (2) and
+    // threshold (4)
+    const std::string tail = ",cost_1,disparity_1,nonzero_2,nonzero_4";
+    REQUIRE(header.size() > tail.size());
+    CHECK(header.substr(header.size() - tail.size()) == tail);
+    std::vector<double> cells;
+    for (std::size_t at = 0; at != std::string::npos;) {
+        const std::size_t next = row.find(',', at);
+        cells.push_back(std::stod(row.substr(at, next == std::string::npos ? next : next - at)));
+        at = next == std::string::npos ? next : next + 1;
+    }
+    REQUIRE(cells.size() >= 4);
+    const auto& stats = c.back().statistics;
+    REQUIRE(stats.size() == 3);
+    CHECK(cells[cells.size() - 4] == Approx(c.back().local_costs[0].value));
+    CHECK(cells[cells.size() - 3] == Approx(stats[0].value));
+    CHECK(cells[cells.size() - 1] == Approx(stats[2].value));
+    CHECK(stats[2].value <= 0.2 + 1e-12);  // the threshold keeps at most ρ = 0.2 of each map
+    CHECK(stats[2].value > 0);
+    CHECK(stats[1].value >= stats[2].value);  // ReLU keeps at least what the threshold keeps
+    CHECK(stats[0].value > 0);
+    // the same statistics as one forward over the whole test set (weighted means of the per-batch means)
+    on_again.set_training(false);
+    xt::xtensor<float, 4> all = xt::zeros<float>({data.test.size(), std::size_t(1), std::size_t(ToyIn::h),
+                                                  std::size_t(ToyIn::w)});
+    std::copy(data.test.images.begin(), data.test.images.end(), all.begin());
+    on_again.forward(all);
+    const auto whole = on_again.activation_statistics();
+    REQUIRE(whole.size() == 3);
+    for (std::size_t i = 0; i < 3; ++i)
+        CHECK(whole[i].value == Approx(stats[i].value).epsilon(1e-5));
 }
 
 TEST_CASE("a multi-step learning-rate schedule decays the rates after its milestones", "[trainer]")

@@ -48,6 +48,13 @@ concept has_local_costs = requires(const options_of_t<L, In>& o, const local_cos
     L::template local_costs<In, T>(o, a, c, sink);
 };
 
+/// Whether layer L on input In describes its activations (the optional `statistics` of the layer protocol).
+template <class L, class In, class T>
+concept has_statistics = requires(const options_of_t<L, In>& o, const statistics_args<T>& a,
+                                  typename L::template cache<In, T>& c, statistic_sink sink) {
+    L::template statistics<In, T>(o, a, c, sink);
+};
+
 template <class Entries>
 struct engine;
 
@@ -141,6 +148,22 @@ struct engine<type_list<Es...>> {
                 const local_cost_args<T> a{ws.batch, xi, ws.outputs[i].data(), params + param_offsets[i],
                                            grads + param_offsets[i], layer_path{parent, i}};
                 E::layer::template local_costs<typename E::in, T>(std::get<i>(opt), a, std::get<i>(ws.caches), sink);
+            }
+        });
+    }
+
+    /// Calls every layer's statistics on the last forward (input x, as passed to forward).
+    template <class T>
+    static void statistics(const options& opt, const T* x, workspace<T>& ws, statistic_sink sink,
+                           const layer_path* parent = nullptr)
+    {
+        boost::hana::for_each(entries, [&](auto e) {
+            using E = typename decltype(e)::type;
+            constexpr std::size_t i = E::index;
+            if constexpr (has_statistics<typename E::layer, typename E::in, T>) {
+                const T* xi = i == 0 ? x : ws.outputs[i == 0 ? 0 : i - 1].data();
+                const statistics_args<T> a{ws.batch, xi, ws.outputs[i].data(), layer_path{parent, i}};
+                E::layer::template statistics<typename E::in, T>(std::get<i>(opt), a, std::get<i>(ws.caches), sink);
             }
         });
     }

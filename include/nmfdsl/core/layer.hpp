@@ -16,6 +16,8 @@
 ///   template <class In, class T> static void backward(const options&, const backward_args<T>&, cache<In, T>&);
 ///   template <class In, class T> static void local_costs(const options&, const local_cost_args<T>&,
 ///                                                        cache<In, T>&, local_cost_sink);   // optional
+///   template <class In, class T> static void statistics(const options&, const statistics_args<T>&,
+///                                                       cache<In, T>&, statistic_sink);     // optional
 ///
 /// Deriving from layer_base supplies the defaults. All tensors are channels-last inside the library: a batch of
 /// Shape<C,H,W> samples is stored as [N, H, W, C], so each position's channel vector is contiguous.
@@ -29,6 +31,10 @@
 /// docs/method.md §6). `local_costs` is called after a training forward (Model::add_local_costs); it reports each
 /// cost it adds to the sink (graph layers report their branches' costs) and *accumulates* the cost's gradient into
 /// `grads`. A layer with no active cost reports nothing.
+///
+/// Statistics. A layer may describe its last forward's activations (the fraction of non-zero outputs, how strongly
+/// a few channels win, ...): `statistics` reports means over the batch to the sink, changes nothing, and is called
+/// on demand (Model::activation_statistics; the Trainer after every evaluation batch).
 #include <array>
 #include <cstddef>
 #include <string>
@@ -100,6 +106,27 @@ struct local_cost {
     std::string path;   ///< "3/1/0"
     std::string layer;  ///< the layer's name
     double value;       ///< the amount added to the objective (weight included)
+};
+
+/// What a layer's statistics see: the last forward's input and output.
+template <class T>
+struct statistics_args {
+    std::size_t batch;
+    const T* x;  ///< the input seen by forward
+    const T* y;  ///< the output forward produced
+    layer_path where;
+};
+
+/// Receives one statistic of a layer's last forward: the layer's path and name, the statistic's name (a short
+/// identifier such as "nonzero") and its value, a mean over the batch's samples.
+using statistic_sink = function_ref<void(const layer_path&, const std::string&, const char*, double)>;
+
+/// One statistic as Model::activation_statistics reports it.
+struct layer_statistic {
+    std::string path;   ///< "3/1/0"
+    std::string layer;  ///< the layer's name
+    std::string name;   ///< the statistic ("nonzero", "disparity", ...)
+    double value;       ///< its mean over the batch
 };
 
 /// Defaults for the optional parts of the layer protocol.

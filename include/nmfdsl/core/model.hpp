@@ -197,6 +197,24 @@ public:
         return out;
     }
 
+    /// The statistics that layers report on the activations of the last forward (layer protocol, core/layer.hpp:
+    /// e.g. "nonzero" of ReLU and FractionalThreshold, "disparity" of WNConv), in layer order; each a mean over the
+    /// batch. Changes nothing.
+    std::vector<layer_statistic> activation_statistics() { return activation_statistics(default_ws_); }
+    std::vector<layer_statistic> activation_statistics(workspace& ws) const
+    {
+        if (ws.batch == 0)
+            throw shape_error("nmfdsl: activation_statistics called before forward (the workspace holds no batch)");
+        std::vector<layer_statistic> out;
+        if constexpr (layer_count > 0) {
+            auto sink = [&](const layer_path& where, const std::string& layer, const char* name, double value) {
+                out.push_back({where.text(), layer, name, value});
+            };
+            engine::template statistics<T>(options_, ws.input.data(), ws.net, sink);
+        }
+        return out;
+    }
+
     void zero_grad() { std::fill(grads_.begin(), grads_.end(), T(0)); }
 
     /// Training mode (default) or evaluation mode; only layers with a mode-dependent rule (BatchNorm's running

@@ -1,8 +1,13 @@
 #pragma once
 /// @file common.hpp
 /// Helpers shared by the layer headers.
+#include <cmath>
 #include <cstddef>
+#include <cstdio>
+#include <limits>
 #include <string>
+
+#include "../core/error.hpp"
 
 #include "../core/infer.hpp"
 #include "../core/layer.hpp"
@@ -10,6 +15,35 @@
 #include "../core/shape.hpp"
 
 namespace nmfdsl::detail {
+
+/// The allowed values of a real-valued layer option: from lo to hi, each end open or closed (hi may be +inf).
+struct option_range {
+    double lo, hi;
+    bool lo_open, hi_open;
+    bool holds(double v) const
+    {
+        return std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+    }
+    std::string text() const
+    {
+        char s[96];
+        std::snprintf(s, sizeof s, "%c%g, %g%c", lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']');
+        return s;
+    }
+};
+inline constexpr option_range at_least_zero{0.0, std::numeric_limits<double>::infinity(), false, true};
+
+/// v if it lies in r, else argument_error (a std::invalid_argument) naming the layer, the option and the value.
+inline double checked_option(const char* layer, const char* option, double v, option_range r)
+{
+    if (!r.holds(v)) {
+        char value[48];
+        std::snprintf(value, sizeof value, "%g", v);
+        throw argument_error(std::string("nmfdsl: ") + layer + " option '" + option + "' must lie in " + r.text() +
+                             ", got " + value);
+    }
+    return v;
+}
 
 /// A channels-last batch is a matrix of rows: a map has H·W rows per sample of C channels, a vector one row of N.
 template <class S>

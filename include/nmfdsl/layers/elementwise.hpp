@@ -2,6 +2,7 @@
 /// @file elementwise.hpp
 /// Parameter-free layers that keep the shape: ReLU, L1Norm, Softmax, Normalize; and Flatten.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <string>
 
@@ -13,8 +14,25 @@
 
 namespace nmfdsl {
 
+namespace detail {
+/// The fraction of the n values y[0..n) that are not zero (counted, so the thread count cannot change it).
+template <class T>
+double nonzero_fraction(const T* y, std::size_t n)
+{
+    std::atomic<std::size_t> count{0};
+    parallel_chunks(n, elementwise_chunk, [&](std::size_t b, std::size_t e) {
+        std::size_t k = 0;
+        for (std::size_t i = b; i < e; ++i)
+            k += y[i] != T(0);
+        count += k;
+    });
+    return n ? double(count.load()) / double(n) : 0.0;
+}
+} // namespace detail
+
 /// y = max(x, 0), NaN passes through (so checked builds see it downstream). Any shape.
 /// Backward: dx = dy where x > 0, else 0.
+/// Statistic "nonzero": the fraction of outputs above zero.
 struct ReLU : layer_base {
     static std::string name() { return "ReLU"; }
     template <class In>
@@ -35,6 +53,11 @@ struct ReLU : layer_base {
             for (std::size_t i = b; i < e; ++i)
                 a.dx[i] = a.x[i] > T(0) ? a.dy[i] : T(0);
         });
+    }
+    template <class In, class T>
+    static void statistics(const options&, const statistics_args<T>& a, cache<In, T>&, statistic_sink sink)
+    {
+        sink(a.where, name(), "nonzero", detail::nonzero_fraction(a.y, a.batch * In::size));
     }
 };
 

@@ -218,6 +218,19 @@ struct Concat {
             });
     }
 
+    /// The statistics of the layers inside the branches.
+    template <class In, class T>
+    static void statistics(const options_for<In>& o, const statistics_args<T>& a, cache<In, T>& c,
+                           statistic_sink sink)
+    {
+        boost::hana::for_each(boost::hana::make_range(boost::hana::size_c<0>, boost::hana::size_c<branch_count>),
+            [&](auto k) {
+                using E = std::tuple_element_t<k, engines<In>>;
+                const layer_path branch{&a.where, k};
+                E::template statistics<T>(std::get<k>(o), a.x, std::get<k>(c.ws), sink, &branch);
+            });
+    }
+
     template <class In, class T>
     static void backward(const options_for<In>& o, const backward_args<T>& a, cache<In, T>& c)
     {
@@ -333,6 +346,15 @@ struct Residual {
     {
         const layer_path body{&a.where, 0};
         body_engine<In>::template local_costs<T>(std::get<0>(o), a.params, a.grads, a.x, c.ws, sink, &body);
+    }
+
+    /// The statistics of the layers inside the body.
+    template <class In, class T>
+    static void statistics(const options_for<In>& o, const statistics_args<T>& a, cache<In, T>& c,
+                           statistic_sink sink)
+    {
+        const layer_path body{&a.where, 0};
+        body_engine<In>::template statistics<T>(std::get<0>(o), a.x, c.ws, sink, &body);
     }
 
     template <class In, class T>

@@ -26,16 +26,6 @@ constexpr shape_issue needs_map_check()
     return In::rank == 3 ? shape_issue::none : shape_issue::needs_map;
 }
 
-/// Options of a layer that hold one real number in a closed interval [lo, hi]; the setter throws argument_error
-/// naming the layer and the option.
-inline double checked_fraction(const char* layer, const char* option, double v, double lo, double hi, bool open_lo)
-{
-    if (!std::isfinite(v) || v > hi || (open_lo ? v <= lo : v < lo))
-        throw argument_error(std::string("nmfdsl: ") + layer + " option '" + option + "' must lie in " +
-                             (open_lo ? "(" : "[") + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
-                             std::to_string(v));
-    return v;
-}
 } // namespace detail
 
 /// Divisive normalisation: every activation is divided by a suppression field shared by the channels of its position.
@@ -52,7 +42,7 @@ struct DivisiveNorm : layer_base {
         /// The weight of the image's maximum in the divisor, in [0, 1] (default 0.1).
         options& sigma(double s)
         {
-            sigma_ = detail::checked_fraction("DivisiveNorm", "sigma", s, 0.0, 1.0, false);
+            sigma_ = detail::checked_option("DivisiveNorm", "sigma", s, {0.0, 1.0, false, false});
             return *this;
         }
 
@@ -193,17 +183,18 @@ struct DivisiveNorm : layer_base {
 
 /// Fractional threshold: per image and channel, only the values strictly above the map's k-th smallest survive,
 ///   k = ⌊(1 − ρ)·H·W⌋ (1-based),   y = x · 1[x > thr],
-/// so at most H·W − k values per map are kept (about the top fraction ρ; ties with thr are dropped). ρ ∈ (0, 1]
-/// (default 0.2); with k = 0 nothing is removed. The threshold is found by linear-time selection (nth_element).
+/// so at most H·W − k values per map are kept (about the top fraction ρ; ties with thr are dropped). ρ ∈ (0, 1)
+/// (default 0.2); when (1 − ρ)·H·W < 1 (k = 0: a small map, ρ near 1) nothing is removed. The threshold is found by linear-time selection (nth_element).
 /// Backward: dx = dy where the value was kept, else 0 (no gradient reaches the threshold).
+/// Statistic "nonzero": the fraction of outputs that are not zero (at most ρ).
 struct FractionalThreshold : layer_base {
     class options {
     public:
         double remaining_ratio() const { return ratio_; }
-        /// ρ, the fraction of each map's positions that may survive, in (0, 1] (default 0.2).
+        /// ρ, the fraction of each map's positions that may survive, in (0, 1) (default 0.2).
         options& remaining_ratio(double r)
         {
-            ratio_ = detail::checked_fraction("FractionalThreshold", "remaining_ratio", r, 0.0, 1.0, true);
+            ratio_ = detail::checked_option("FractionalThreshold", "remaining_ratio", r, {0.0, 1.0, true, true});
             return *this;
         }
 
@@ -265,6 +256,12 @@ struct FractionalThreshold : layer_base {
                 a.dx[i] = a.x[i] > c.threshold[n * C + ch] ? a.dy[i] : T(0);
             }
         });
+    }
+
+    template <class In, class T>
+    static void statistics(const options&, const statistics_args<T>& a, cache<In, T>&, statistic_sink sink)
+    {
+        sink(a.where, name(), "nonzero", detail::nonzero_fraction(a.y, a.batch * In::size));
     }
 };
 

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../core/error.hpp"
@@ -83,30 +84,23 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         /// α, the cost's weight (≥ 0; 0 turns it off).
         options& hah_alpha(double a)
         {
-            alpha_ = checked("hah_alpha", a, a >= 0, ">= 0");
+            alpha_ = detail::checked_option("WNConv", "hah_alpha", a, detail::at_least_zero);
             return *this;
         }
         /// The fraction of the channels counted as strongly active, in (0, 1].
         options& hah_k_ratio(double r)
         {
-            k_ratio_ = checked("hah_k_ratio", r, r > 0 && r <= 1, "in (0, 1]");
+            k_ratio_ = detail::checked_option("WNConv", "hah_k_ratio", r, {0.0, 1.0, true, false});
             return *this;
         }
         /// λ, the weight of the weak channels' mean (≥ 0).
         options& hah_lambda(double l)
         {
-            lambda_ = checked("hah_lambda", l, l >= 0, ">= 0");
+            lambda_ = detail::checked_option("WNConv", "hah_lambda", l, detail::at_least_zero);
             return *this;
         }
 
     private:
-        static double checked(const char* name, double v, bool ok, const char* rule)
-        {
-            if (!std::isfinite(v) || !ok)
-                throw argument_error(std::string("nmfdsl: WNConv option '") + name + "' must be finite and " + rule +
-                                     ", got " + std::to_string(v));
-            return v;
-        }
         double alpha_ = 0.0, k_ratio_ = 0.1, lambda_ = 1.0;
     };
     /// K of the local cost for `channels` channels: ⌈k_ratio·N⌉, at least 1 and at most N − 1.
@@ -183,6 +177,39 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         }
     }
 
+    /// Orders the channels of one output row y[0..Out) so that the `strong` largest values of v = max(y, 0) come
+    /// first (value descending, ties to the lower channel index: a fixed order). Returns (Σ of those, Σ of the rest).
+    template <class T>
+    static std::pair<double, double> split_strongest(const T* y, std::size_t strong, std::array<std::uint32_t, Out>& order)
+    {
+        auto v = [&](std::uint32_t ch) { return y[ch] > T(0) ? y[ch] : T(0); };
+        for (std::uint32_t ch = 0; ch < Out; ++ch)
+            order[ch] = ch;
+        std::nth_element(order.begin(), order.begin() + std::ptrdiff_t(strong - 1), order.end(),
+                         [&](std::uint32_t p, std::uint32_t q) { return v(p) > v(q) || (v(p) == v(q) && p < q); });
+        double top = 0, rest = 0;
+        for (std::size_t j = 0; j < Out; ++j)
+            (j < strong ? top : rest) += double(v(order[j]));
+        return {top, rest};
+    }
+
+    /// Σ over rows of row_value(r, order) computed in parallel and summed in row order (independent of the thread
+    /// count).
+    template <class F>
+    static double sum_over_rows(std::size_t rows, F&& row_value)
+    {
+        std::vector<double> per_row(rows);
+        parallel_chunks(rows, 64, [&](std::size_t rb, std::size_t re) {
+            std::array<std::uint32_t, Out> order;
+            for (std::size_t r = rb; r < re; ++r)
+                per_row[r] = row_value(r, order);
+        });
+        double sum = 0;
+        for (double v : per_row)
+            sum += v;
+        return sum;
+    }
+
     /// The Hebbian/anti-Hebbian cost −α·HaH of the last forward (see the file's comment); reports it and adds its
     /// gradient to the weights' gradients. Nothing when α = 0.
     template <class In, class T>
@@ -197,33 +224,34 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         const T g_strong = T(-alpha / (double(strong) * double(rows)));
         const T g_weak = Out > strong ? T(alpha * lambda / (double(Out - strong) * double(rows))) : T(0);
         c.g_local.assign(rows * Out, T(0));
-        // per row: the K largest of ReLU(y) by a fixed order (value descending, then channel ascending)
-        std::vector<double> row_cost(rows);
-        parallel_chunks(rows, 64, [&](std::size_t rb, std::size_t re) {
-            std::array<std::uint32_t, Out> order;
-            for (std::size_t r = rb; r < re; ++r) {
-                const T* y = a.y + r * Out;
-                auto v = [&](std::uint32_t ch) { return y[ch] > T(0) ? y[ch] : T(0); };
-                for (std::uint32_t ch = 0; ch < Out; ++ch)
-                    order[ch] = ch;
-                std::nth_element(order.begin(), order.begin() + std::ptrdiff_t(strong - 1), order.end(),
-                                 [&](std::uint32_t p, std::uint32_t q) { return v(p) > v(q) || (v(p) == v(q) && p < q); });
-                double top = 0, rest = 0;
-                for (std::size_t j = 0; j < Out; ++j) {
-                    const std::uint32_t ch = order[j];
-                    (j < strong ? top : rest) += double(v(ch));
-                    if (y[ch] > T(0))
-                        c.g_local[r * Out + ch] = j < strong ? g_strong : g_weak;
-                }
-                row_cost[r] = top / double(strong) - (Out > strong ? lambda * rest / double(Out - strong) : 0.0);
-            }
-        });
-        double hah = 0;
-        for (double v : row_cost)  // summed in row order: independent of the thread count
-            hah += v;
-        hah /= double(rows);
+        const double hah = sum_over_rows(rows, [&](std::size_t r, std::array<std::uint32_t, Out>& order) {
+            const T* y = a.y + r * Out;
+            const auto [top, rest] = split_strongest(y, strong, order);
+            for (std::size_t j = 0; j < Out; ++j)
+                if (y[order[j]] > T(0))
+                    c.g_local[r * Out + order[j]] = j < strong ? g_strong : g_weak;
+            return top / double(strong) - (Out > strong ? lambda * rest / double(Out - strong) : 0.0);
+        }) / double(rows);
         add_weight_gradient<In, T>(c.g_local.data(), rows, a.params, a.grads, c);
         sink(a.where, name(), -alpha * hah);
+    }
+
+    /// Statistic "disparity": the mean over positions of (mean of the K largest − mean of the other N − K) of
+    /// max(y, 0)/(‖patch‖₂ + 1e-6), K as in the HaH cost — how strongly a few channels win at a position, in units
+    /// of the input patch's norm (each term is a cosine between a filter and the patch, so at most 1).
+    template <class In, class T>
+    static void statistics(const options& o, const statistics_args<T>& a, cache<In, T>& c, statistic_sink sink)
+    {
+        constexpr auto win = detail::window_of<In, K, Stride>();
+        constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
+        const std::size_t rows = a.batch * P, strong = strong_count(o.hah_k_ratio(), Out);
+        const double disparity = sum_over_rows(rows, [&](std::size_t r, std::array<std::uint32_t, Out>& order) {
+            const T* cols = c.cols.data() + r * I;
+            const double norm = std::sqrt(double(kernels::dot(cols, cols, I))) + norm_eps;
+            const auto [top, rest] = split_strongest(a.y + r * Out, strong, order);
+            return (top / double(strong) - (Out > strong ? rest / double(Out - strong) : 0.0)) / norm;
+        }) / double(rows);
+        sink(a.where, name(), "disparity", disparity);
     }
 
     template <class In, class T>

@@ -63,6 +63,10 @@ struct epoch_metrics {
     /// The layers' local costs (Model::add_local_costs), each the mean over the epoch's batches; written to the
     /// metrics CSV as columns cost_<path>. Not kept in checkpoints (a resumed run's earlier epochs have none).
     std::vector<local_cost> local_costs;
+    /// The layers' activation statistics (Model::activation_statistics) on the test set of this epoch's evaluation,
+    /// each the mean over the evaluated images; written to the metrics CSV as columns <name>_<path> (e.g.
+    /// nonzero_2/3). Not kept in checkpoints.
+    std::vector<layer_statistic> statistics;
 };
 
 /// A loss for the Trainer: value and dL/dp for scores p [batch, classes] and one label per sample (loss::PaperLoss,
@@ -126,10 +130,12 @@ public:
     }
 
     /// Test accuracy on a data set, in batches of cfg.batch in order (batch statistics, as the paper evaluates).
+    /// Also gathers the layers' activation statistics over the same images (evaluation_statistics()).
     double evaluate(const data::dataset& d)
     {
         const std::size_t n = cfg_.max_test_samples ? std::min(cfg_.max_test_samples, d.size()) : d.size();
         std::size_t correct = 0;
+        evaluation_statistics_.clear();
         model_.set_training(false);
         for (std::size_t b0 = 0; b0 < n; b0 += cfg_.batch) {
             const std::size_t b = std::min(cfg_.batch, n - b0);
@@ -139,10 +145,19 @@ public:
             const auto x = make_batch(d, idx, false);
             const auto p = model_.forward(x);
             correct += count_correct(p, d, idx);
+            const auto stats = model_.activation_statistics();
+            if (evaluation_statistics_.empty())
+                for (auto s : stats)
+                    evaluation_statistics_.push_back({s.path, s.layer, s.name, 0.0});
+            for (std::size_t i = 0; i < stats.size() && i < evaluation_statistics_.size(); ++i)
+                evaluation_statistics_[i].value += stats[i].value * double(b) / double(n);  // weighted by images
         }
         model_.set_training(true);
         return n ? double(correct) / double(n) : 0.0;
     }
+
+    /// The activation statistics of the last evaluate(), each the mean over its images.
+    const std::vector<layer_statistic>& evaluation_statistics() const { return evaluation_statistics_; }
 
     /// Restores model, optimiser, schedule, RNGs and history from a checkpoint of this network.
     void resume(const std::string& path)
@@ -263,6 +278,7 @@ private:
         }
         m.train_accuracy = double(correct) / double(seen);
         m.test_accuracy = evaluate(data_.test);
+        m.statistics = evaluation_statistics_;
         if (cfg_.lr_milestones.empty())
             scheduler_.step(m.train_loss, opt_->rates());
         else if (std::find(cfg_.lr_milestones.begin(), cfg_.lr_milestones.end(), epoch) != cfg_.lr_milestones.end())
@@ -356,6 +372,13 @@ private:
                 cost_paths.push_back(c.path);
         for (const auto& p : cost_paths)
             os << ",cost_" << p;
+        // and one per activation statistic ("<name>_<path>"), likewise
+        std::vector<std::string> stat_columns;
+        if (!history_.empty())
+            for (const auto& st : history_.back().statistics)
+                stat_columns.push_back(st.name + "_" + st.path);
+        for (const auto& col : stat_columns)
+            os << ',' << col;
         os << '\n' << std::setprecision(10);
         for (const auto& m : history_) {
             os << m.epoch;
@@ -367,6 +390,12 @@ private:
                 for (const auto& c : m.local_costs)
                     if (c.path == p)
                         os << c.value;
+            }
+            for (const auto& col : stat_columns) {
+                os << ',';
+                for (const auto& st : m.statistics)
+                    if (st.name + "_" + st.path == col)
+                        os << st.value;
             }
             os << '\n';
         }
@@ -460,6 +489,7 @@ private:
     optim::ReduceLROnPlateau scheduler_;
     rng shuffle_rng_, augment_rng_;
     std::vector<epoch_metrics> history_;
+    std::vector<layer_statistic> evaluation_statistics_;
     progress_state progress_;
 };
 
