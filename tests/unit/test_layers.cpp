@@ -248,6 +248,103 @@ TEST_CASE("DivisiveNorm: the worked example (σ = 0.1)", "[layers][hah]")
     CHECK(y1(0, 1, 1, 1) == Approx(4.0 / (3.5 + 1e-7)));
 }
 
+namespace {
+/// Integer values in {−2, …, 2}: many ties, for the tie rules of the competition layers.
+template <class In>
+xt::xtensor<double, 4> tied_batch(std::size_t n, std::uint64_t s)
+{
+    auto x = random_batch<In>(n, -2.49, 2.49, s);
+    for (auto& v : x)
+        v = std::round(v);
+    return x;
+}
+} // namespace
+
+TEST_CASE("DivisiveNorm's backward matches its naive twin, ties included", "[layers][hah]")
+{
+    using In = nd::Shape<3, 5, 6>;
+    constexpr std::size_t C = 3, H = 5, W = 6;
+    nd::Model<nd::DivisiveNorm, In, double> model;
+    model.layer<0>().options().sigma(0.3);
+    const auto x = tied_batch<In>(2, 4);
+    const auto y = model.forward(x);
+    const auto dy = random_batch<In>(2, -1.0, 1.0, 9);
+    const auto dx = model.backward(dy);
+    // the naive twin: the forward's quantities again, then the window's first maximum in scan order by search
+    for (std::size_t n = 0; n < 2; ++n) {
+        double S[C][H][W], bar[H][W], D[H][W];
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t i = 0; i < H; ++i)
+                for (std::size_t j = 0; j < W; ++j) {
+                    S[c][i][j] = 0;
+                    for (std::size_t a = (i ? i - 1 : 0); a <= std::min(H - 1, i + 1); ++a)
+                        for (std::size_t b = (j ? j - 1 : 0); b <= std::min(W - 1, j + 1); ++b)
+                            S[c][i][j] = std::max(S[c][i][j], std::abs(x(n, c, a, b)));
+                }
+        std::size_t pi = 0, pj = 0;
+        for (std::size_t i = 0; i < H; ++i)
+            for (std::size_t j = 0; j < W; ++j) {
+                bar[i][j] = (S[0][i][j] + S[1][i][j] + S[2][i][j]) / 3;
+                if (bar[i][j] > bar[pi][pj])
+                    pi = i, pj = j;
+            }
+        double gd[H][W], total = 0;
+        double want[C][H][W];
+        for (std::size_t i = 0; i < H; ++i)
+            for (std::size_t j = 0; j < W; ++j) {
+                D[i][j] = 0.3 * bar[pi][pj] + 0.7 * bar[i][j] + 1e-7;
+                double dot = 0;
+                for (std::size_t c = 0; c < C; ++c) {
+                    dot += dy(n, c, i, j) * y(n, c, i, j);
+                    want[c][i][j] = dy(n, c, i, j) / D[i][j];
+                }
+                gd[i][j] = -dot / D[i][j];
+                total += gd[i][j];
+            }
+        for (std::size_t i = 0; i < H; ++i)
+            for (std::size_t j = 0; j < W; ++j) {
+                const double g_bar = 0.7 * gd[i][j] + (i == pi && j == pj ? 0.3 * total : 0.0);
+                for (std::size_t c = 0; c < C; ++c) {
+                    std::size_t ai = i ? i - 1 : 0, aj = j ? j - 1 : 0;
+                    for (std::size_t a = (i ? i - 1 : 0); a <= std::min(H - 1, i + 1); ++a)
+                        for (std::size_t b = (j ? j - 1 : 0); b <= std::min(W - 1, j + 1); ++b)
+                            if (std::abs(x(n, c, a, b)) > std::abs(x(n, c, ai, aj)))
+                                ai = a, aj = b;
+                    const double v = x(n, c, ai, aj);
+                    want[c][ai][aj] += (v > 0 ? 1.0 : (v < 0 ? -1.0 : 0.0)) * g_bar / 3;
+                }
+            }
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t i = 0; i < H; ++i)
+                for (std::size_t j = 0; j < W; ++j)
+                    CHECK(dx(n, c, i, j) == Approx(want[c][i][j]).margin(1e-12));
+    }
+}
+
+TEST_CASE("FractionalThreshold matches a sort on maps with zeros, negatives and ties", "[layers][hah]")
+{
+    using In = nd::Shape<4, 5, 5>;  // k = ⌊0.8·25⌋ = 20
+    nd::Model<nd::FractionalThreshold, In, double> model;
+    auto x = tied_batch<In>(3, 12);
+    for (std::size_t i = 0; i < 25; ++i)  // channel 0 of image 0 after a ReLU: zeros and positive ties only
+        x(0, 0, i / 5, i % 5) = std::max(0.0, x(0, 0, i / 5, i % 5));
+    for (std::size_t i = 0; i < 25; ++i)  // channel 1 of image 1: mostly zeros (the threshold is then 0)
+        x(1, 1, i / 5, i % 5) = i % 6 == 0 ? 1.5 : 0.0;
+    const auto y = model.forward(x);
+    for (std::size_t n = 0; n < 3; ++n)
+        for (std::size_t c = 0; c < 4; ++c) {
+            std::vector<double> v;
+            for (std::size_t i = 0; i < 25; ++i)
+                v.push_back(x(n, c, i / 5, i % 5));
+            std::sort(v.begin(), v.end());
+            const double thr = v[19];
+            for (std::size_t i = 0; i < 25; ++i) {
+                const double xi = x(n, c, i / 5, i % 5);
+                CHECK(y(n, c, i / 5, i % 5) == (xi > thr ? xi : 0.0));
+            }
+        }
+}
+
 TEST_CASE("FractionalThreshold: the worked example keeps two values per channel", "[layers][hah]")
 {
     nd::Model<nd::Seq<nd::DivisiveNorm, nd::FractionalThreshold>, nd::Shape<2, 3, 3>, double> model;

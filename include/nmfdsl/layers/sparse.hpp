@@ -5,6 +5,7 @@
 /// FractionalThreshold. Both take a map (Shape<C, H, W>), keep its shape and have no parameters. And the block they
 /// form with the weight-normalised convolution: HaHBlock<Out>.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -60,35 +61,68 @@ struct DivisiveNorm : layer_base {
     template <class In, class T>
     struct cache {
         aligned_vector<T> divisor;            ///< D per position [batch × H·W]
+        aligned_vector<T> arg_max;            ///< per (image, position, channel): where S came from, window_code
         std::vector<std::uint32_t> peak;      ///< per image, the position of M (the first maximum of S̄)
         double sigma = 0.1;                   ///< the forward's σ
     };
 
-    /// S for one image: the 3×3 maximum of |x| per channel, separably (rows, then columns), into s [H·W × C].
+    /// Where in the 3×3 window a maximum lies: (dy + 1)·3 + (dx + 1) for the offsets dy, dx ∈ {−1, 0, 1}, kept as
+    /// a value of the activations' type T (a small whole number, exact), so that the search vectorises.
+
+    /// S for one image: the 3×3 maximum of |x| per channel, separably (rows, then columns), into s [H·W × C], and
+    /// the offset of the element that attains it into code [H·W × C] — the first in scan order when values tie
+    /// (the topmost row holding the maximum, the leftmost element in it).
     template <class In, class T>
-    static void local_max(const T* x, T* row_max, T* s)
+    static void local_max(const T* x, T* row_max, T* row_dx, T* s, T* code)
     {
         constexpr std::size_t C = In::c, H = In::h, W = In::w;
         for (std::size_t y = 0; y < H; ++y)
-            for (std::size_t xx = 0; xx < W; ++xx)
-                for (std::size_t c = 0; c < C; ++c) {
-                    T m = std::abs(x[(y * W + xx) * C + c]);
-                    if (xx > 0)
-                        m = std::max(m, std::abs(x[(y * W + xx - 1) * C + c]));
-                    if (xx + 1 < W)
-                        m = std::max(m, std::abs(x[(y * W + xx + 1) * C + c]));
-                    row_max[(y * W + xx) * C + c] = m;
+            for (std::size_t xx = 0; xx < W; ++xx) {
+                const T* left = x + (y * W + (xx > 0 ? xx - 1 : xx)) * C;
+                const T* here = x + (y * W + xx) * C;
+                const T* right = x + (y * W + (xx + 1 < W ? xx + 1 : xx)) * C;
+                const T from_left = xx > 0 ? 0 : 1, from_right = xx + 1 < W ? 2 : 1;
+                T* m = row_max + (y * W + xx) * C;
+                T* d = row_dx + (y * W + xx) * C;
+                for (std::size_t c = 0; c < C; ++c) {  // candidates in scan order; only a strictly larger one wins
+                    T best = std::abs(left[c]);
+                    T at = from_left;
+                    const T h = std::abs(here[c]), r = std::abs(right[c]);
+                    at = h > best ? T(1) : at;
+                    best = h > best ? h : best;
+                    at = r > best ? from_right : at;
+                    best = r > best ? r : best;
+                    m[c] = best;
+                    d[c] = at;
                 }
+            }
         for (std::size_t y = 0; y < H; ++y)
-            for (std::size_t xx = 0; xx < W; ++xx)
+            for (std::size_t xx = 0; xx < W; ++xx) {
+                const std::size_t up = y > 0 ? y - 1 : y, down = y + 1 < H ? y + 1 : y;
+                const T* mu = row_max + (up * W + xx) * C;
+                const T* mh = row_max + (y * W + xx) * C;
+                const T* md = row_max + (down * W + xx) * C;
+                const T* du = row_dx + (up * W + xx) * C;
+                const T* dh = row_dx + (y * W + xx) * C;
+                const T* dd = row_dx + (down * W + xx) * C;
+                const T from_up = y > 0 ? 0 : 1, from_down = y + 1 < H ? 2 : 1;
+                T* out = s + (y * W + xx) * C;
+                T* where = code + (y * W + xx) * C;
                 for (std::size_t c = 0; c < C; ++c) {
-                    T m = row_max[(y * W + xx) * C + c];
-                    if (y > 0)
-                        m = std::max(m, row_max[((y - 1) * W + xx) * C + c]);
-                    if (y + 1 < H)
-                        m = std::max(m, row_max[((y + 1) * W + xx) * C + c]);
-                    s[(y * W + xx) * C + c] = m;
+                    T best = mu[c];
+                    T row = from_up, col = du[c];
+                    const bool h = mh[c] > best;
+                    row = h ? T(1) : row;
+                    col = h ? dh[c] : col;
+                    best = h ? mh[c] : best;
+                    const bool d = md[c] > best;
+                    row = d ? from_down : row;
+                    col = d ? dd[c] : col;
+                    best = d ? md[c] : best;
+                    out[c] = best;
+                    where[c] = row * T(3) + col;
                 }
+            }
     }
 
     template <class In, class T>
@@ -97,14 +131,16 @@ struct DivisiveNorm : layer_base {
         constexpr std::size_t C = In::c, P = In::h * In::w;
         c.sigma = o.sigma();
         c.divisor.resize(a.batch * P);
+        c.arg_max.resize(a.batch * In::size);
         c.peak.resize(a.batch);
         const T sigma = T(o.sigma());
         parallel_for(a.batch, [&](std::size_t n) {  // one image per task
-            thread_local aligned_vector<T> row_max, s;
+            thread_local aligned_vector<T> row_max, row_dx, s;
             row_max.resize(In::size);
             s.resize(In::size);
+            row_dx.resize(In::size);
             const T* x = a.x + n * In::size;
-            local_max<In, T>(x, row_max.data(), s.data());
+            local_max<In, T>(x, row_max.data(), row_dx.data(), s.data(), c.arg_max.data() + n * In::size);
             T* d = c.divisor.data() + n * P;
             std::size_t peak = 0;
             for (std::size_t p = 0; p < P; ++p) {
@@ -128,11 +164,11 @@ struct DivisiveNorm : layer_base {
 
     /// dx[p, c] = dy[p, c]/D[p] + (routes of g_D):  g_D[p] = −Σ_c dy[p, c]·y[p, c]/D[p];
     /// g_S̄[p] = (1 − σ) g_D[p] + [p = peak]·σ Σ_q g_D[q];  g_S[p, c] = g_S̄[p]/C, added to x at the window's arg-max
-    /// of |x[·, c]| times its sign.
+    /// of |x[·, c]| (kept by the forward) times its sign.
     template <class In, class T>
     static void backward(const options&, const backward_args<T>& a, cache<In, T>& c)
     {
-        constexpr std::size_t C = In::c, H = In::h, W = In::w, P = H * W;
+        constexpr std::size_t C = In::c, W = In::w, P = In::h * W;
         const T sigma = T(c.sigma);
         parallel_for(a.batch, [&](std::size_t n) {
             thread_local aligned_vector<T> g_bar;
@@ -141,6 +177,7 @@ struct DivisiveNorm : layer_base {
             const T* y = a.y + n * In::size;
             const T* dy = a.dy + n * In::size;
             const T* d = c.divisor.data() + n * P;
+            const T* code = c.arg_max.data() + n * In::size;
             T* dx = a.dx + n * In::size;
             T total = 0;
             for (std::size_t p = 0; p < P; ++p) {
@@ -156,27 +193,18 @@ struct DivisiveNorm : layer_base {
             }
             g_bar[c.peak[n]] += sigma * total;
             // each S[p, ch] hands g_S̄[p]/C to the element of its window that attained the maximum
-            for (std::size_t py = 0; py < H; ++py)
-                for (std::size_t px = 0; px < W; ++px) {
-                    const T g_s = g_bar[py * W + px] / T(C);
-                    if (g_s == T(0))
-                        continue;
-                    const std::size_t y0 = py > 0 ? py - 1 : 0, y1 = std::min(H - 1, py + 1);
-                    const std::size_t x0 = px > 0 ? px - 1 : 0, x1 = std::min(W - 1, px + 1);
-                    for (std::size_t ch = 0; ch < C; ++ch) {
-                        std::size_t at = (y0 * W + x0) * C + ch;
-                        T best = std::abs(x[at]);
-                        for (std::size_t yy = y0; yy <= y1; ++yy)
-                            for (std::size_t xx = x0; xx <= x1; ++xx) {
-                                const std::size_t i = (yy * W + xx) * C + ch;
-                                if (std::abs(x[i]) > best) {
-                                    best = std::abs(x[i]);
-                                    at = i;
-                                }
-                            }
-                        dx[at] += x[at] < T(0) ? -g_s : (x[at] > T(0) ? g_s : T(0));
-                    }
+            constexpr std::array<std::ptrdiff_t, 9> offset{
+                -std::ptrdiff_t(W) - 1, -std::ptrdiff_t(W), -std::ptrdiff_t(W) + 1, -1, 0, 1,
+                std::ptrdiff_t(W) - 1, std::ptrdiff_t(W), std::ptrdiff_t(W) + 1};
+            for (std::size_t p = 0; p < P; ++p) {
+                const T g_s = g_bar[p] / T(C);
+                if (g_s == T(0))
+                    continue;
+                for (std::size_t ch = 0; ch < C; ++ch) {
+                    const std::size_t at = std::size_t(std::ptrdiff_t(p) + offset[std::size_t(code[p * C + ch])]) * C + ch;
+                    dx[at] += x[at] < T(0) ? -g_s : (x[at] > T(0) ? g_s : T(0));
                 }
+            }
         });
     }
 };
@@ -184,7 +212,8 @@ struct DivisiveNorm : layer_base {
 /// Fractional threshold: per image and channel, only the values strictly above the map's k-th smallest survive,
 ///   k = ⌊(1 − ρ)·H·W⌋ (1-based),   y = x · 1[x > thr],
 /// so at most H·W − k values per map are kept (about the top fraction ρ; ties with thr are dropped). ρ ∈ (0, 1)
-/// (default 0.2); when (1 − ρ)·H·W < 1 (k = 0: a small map, ρ near 1) nothing is removed. The threshold is found by linear-time selection (nth_element).
+/// (default 0.2); when (1 − ρ)·H·W < 1 (k = 0: a small map, ρ near 1) nothing is removed. The threshold is found
+/// by linear-time selection (nth_element), among the positive values only when the rest are zeros.
 /// Backward: dx = dy where the value was kept, else 0 (no gradient reaches the threshold).
 /// Statistic "nonzero": the fraction of outputs that are not zero (at most ρ).
 struct FractionalThreshold : layer_base {
@@ -220,6 +249,22 @@ struct FractionalThreshold : layer_base {
         return static_cast<std::size_t>(std::floor((1.0 - ratio) * double(positions) + 1e-9));
     }
 
+    /// The k-th smallest (1-based, 1 ≤ k ≤ n) of values whose positive ones are pos[0..n_pos) and the others
+    /// rest[0..n − n_pos); reorders both. Most maps come after a ReLU: then the others are all 0 and only the
+    /// positive values need a selection.
+    template <class T>
+    static T kth_smallest(T* pos, std::size_t n_pos, T* rest, std::size_t n_rest, bool rest_all_zero, std::size_t k)
+    {
+        if (k > n_rest) {
+            std::nth_element(pos, pos + std::ptrdiff_t(k - n_rest - 1), pos + n_pos);
+            return pos[k - n_rest - 1];
+        }
+        if (rest_all_zero)
+            return T(0);
+        std::nth_element(rest, rest + std::ptrdiff_t(k - 1), rest + n_rest);
+        return rest[k - 1];
+    }
+
     template <class In, class T>
     static void forward(const options& o, const forward_args<T>& a, cache<In, T>& c)
     {
@@ -227,34 +272,47 @@ struct FractionalThreshold : layer_base {
         const std::size_t k = rank_of(o.remaining_ratio(), P);
         c.threshold.resize(a.batch * C);
         parallel_for(a.batch, [&](std::size_t n) {
-            thread_local std::vector<T> values;
-            values.resize(P);
+            thread_local std::vector<T> pos, rest;
+            pos.resize(P);
+            rest.resize(P);
             const T* x = a.x + n * In::size;
             T* y = a.y + n * In::size;
+            T* thr = c.threshold.data() + n * C;
             for (std::size_t ch = 0; ch < C; ++ch) {
-                T thr = -std::numeric_limits<T>::infinity();
-                if (k > 0) {
-                    for (std::size_t p = 0; p < P; ++p)
-                        values[p] = x[p * C + ch];
-                    std::nth_element(values.begin(), values.begin() + std::ptrdiff_t(k - 1), values.end());
-                    thr = values[k - 1];
+                thr[ch] = -std::numeric_limits<T>::infinity();
+                if (k == 0)
+                    continue;
+                std::size_t n_pos = 0, n_rest = 0;
+                bool rest_all_zero = true;
+                for (std::size_t p = 0; p < P; ++p) {  // split without branches: positive values and the others
+                    const T v = x[p * C + ch];
+                    const bool positive = v > T(0);
+                    pos[n_pos] = v;
+                    rest[n_rest] = v;
+                    n_pos += positive;
+                    n_rest += !positive;
+                    rest_all_zero &= positive || v == T(0);
                 }
-                c.threshold[n * C + ch] = thr;
-                for (std::size_t p = 0; p < P; ++p)
-                    y[p * C + ch] = x[p * C + ch] > thr ? x[p * C + ch] : T(0);
+                thr[ch] = kth_smallest(pos.data(), n_pos, rest.data(), n_rest, rest_all_zero, k);
             }
+            for (std::size_t p = 0; p < P; ++p)
+                for (std::size_t ch = 0; ch < C; ++ch)
+                    y[p * C + ch] = x[p * C + ch] > thr[ch] ? x[p * C + ch] : T(0);
         });
     }
 
     template <class In, class T>
     static void backward(const options&, const backward_args<T>& a, cache<In, T>& c)
     {
-        constexpr std::size_t C = In::c;
-        parallel_chunks(a.batch * In::size, detail::elementwise_chunk, [&](std::size_t b, std::size_t e) {
-            for (std::size_t i = b; i < e; ++i) {
-                const std::size_t n = i / In::size, ch = i % C;
-                a.dx[i] = a.x[i] > c.threshold[n * C + ch] ? a.dy[i] : T(0);
-            }
+        constexpr std::size_t C = In::c, P = In::h * In::w;
+        parallel_for(a.batch, [&](std::size_t n) {
+            const T* thr = c.threshold.data() + n * C;
+            const std::size_t base = n * In::size;
+            for (std::size_t p = 0; p < P; ++p)
+                for (std::size_t ch = 0; ch < C; ++ch) {
+                    const std::size_t i = base + p * C + ch;
+                    a.dx[i] = a.x[i] > thr[ch] ? a.dy[i] : T(0);
+                }
         });
     }
 

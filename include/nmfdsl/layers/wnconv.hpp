@@ -177,32 +177,49 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         }
     }
 
-    /// Orders the channels of one output row y[0..Out) so that the `strong` largest values of v = max(y, 0) come
-    /// first (value descending, ties to the lower channel index: a fixed order). Returns (Σ of those, Σ of the rest).
+    /// The `strong` largest values of v = max(y, 0) over one output row y[0..Out): the smallest of them
+    /// (threshold), how many of them equal it (tied: of the values equal to the threshold, that many are strong,
+    /// the lower channel indices first), and the sums of the strong values and of the others.
     template <class T>
-    static std::pair<double, double> split_strongest(const T* y, std::size_t strong, std::array<std::uint32_t, Out>& order)
+    struct strongest {
+        T threshold;
+        std::size_t tied;
+        double top, rest;
+    };
+    template <class T>
+    static strongest<T> split_strongest(const T* y, std::size_t strong)
     {
-        auto v = [&](std::uint32_t ch) { return y[ch] > T(0) ? y[ch] : T(0); };
-        for (std::uint32_t ch = 0; ch < Out; ++ch)
-            order[ch] = ch;
-        std::nth_element(order.begin(), order.begin() + std::ptrdiff_t(strong - 1), order.end(),
-                         [&](std::uint32_t p, std::uint32_t q) { return v(p) > v(q) || (v(p) == v(q) && p < q); });
-        double top = 0, rest = 0;
-        for (std::size_t j = 0; j < Out; ++j)
-            (j < strong ? top : rest) += double(v(order[j]));
-        return {top, rest};
+        std::array<T, Out> best;  // the strong largest so far, descending (insertion: strong is about N/10)
+        std::fill_n(best.begin(), strong, T(-1));  // below every v ≥ 0
+        double total = 0;
+        for (std::size_t ch = 0; ch < Out; ++ch) {
+            const T v = y[ch] > T(0) ? y[ch] : T(0);
+            total += double(v);
+            if (v > best[strong - 1]) {
+                std::size_t j = strong - 1;
+                for (; j > 0 && best[j - 1] < v; --j)
+                    best[j] = best[j - 1];
+                best[j] = v;
+            }
+        }
+        const T threshold = best[strong - 1];
+        double top = 0;
+        std::size_t above = 0;
+        for (std::size_t j = 0; j < strong; ++j) {
+            top += double(best[j]);
+            above += best[j] > threshold;
+        }
+        return {threshold, strong - above, top, total - top};
     }
 
-    /// Σ over rows of row_value(r, order) computed in parallel and summed in row order (independent of the thread
-    /// count).
+    /// Σ over rows of row_value(r), computed in parallel and summed in row order (independent of the thread count).
     template <class F>
     static double sum_over_rows(std::size_t rows, F&& row_value)
     {
         std::vector<double> per_row(rows);
         parallel_chunks(rows, 64, [&](std::size_t rb, std::size_t re) {
-            std::array<std::uint32_t, Out> order;
             for (std::size_t r = rb; r < re; ++r)
-                per_row[r] = row_value(r, order);
+                per_row[r] = row_value(r);
         });
         double sum = 0;
         for (double v : per_row)
@@ -224,13 +241,19 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         const T g_strong = T(-alpha / (double(strong) * double(rows)));
         const T g_weak = Out > strong ? T(alpha * lambda / (double(Out - strong) * double(rows))) : T(0);
         c.g_local.assign(rows * Out, T(0));
-        const double hah = sum_over_rows(rows, [&](std::size_t r, std::array<std::uint32_t, Out>& order) {
+        const double hah = sum_over_rows(rows, [&](std::size_t r) {
             const T* y = a.y + r * Out;
-            const auto [top, rest] = split_strongest(y, strong, order);
-            for (std::size_t j = 0; j < Out; ++j)
-                if (y[order[j]] > T(0))
-                    c.g_local[r * Out + order[j]] = j < strong ? g_strong : g_weak;
-            return top / double(strong) - (Out > strong ? lambda * rest / double(Out - strong) : 0.0);
+            T* g = c.g_local.data() + r * Out;
+            const auto split = split_strongest(y, strong);
+            std::size_t tied_left = split.tied;
+            for (std::size_t ch = 0; ch < Out; ++ch) {
+                const T v = y[ch] > T(0) ? y[ch] : T(0);
+                const bool tie_admitted = v == split.threshold && tied_left > 0;
+                tied_left -= tie_admitted;
+                if (v > T(0))
+                    g[ch] = v > split.threshold || tie_admitted ? g_strong : g_weak;
+            }
+            return split.top / double(strong) - (Out > strong ? lambda * split.rest / double(Out - strong) : 0.0);
         }) / double(rows);
         add_weight_gradient<In, T>(c.g_local.data(), rows, a.params, a.grads, c);
         sink(a.where, name(), -alpha * hah);
@@ -245,11 +268,11 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         constexpr auto win = detail::window_of<In, K, Stride>();
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         const std::size_t rows = a.batch * P, strong = strong_count(o.hah_k_ratio(), Out);
-        const double disparity = sum_over_rows(rows, [&](std::size_t r, std::array<std::uint32_t, Out>& order) {
+        const double disparity = sum_over_rows(rows, [&](std::size_t r) {
             const T* cols = c.cols.data() + r * I;
             const double norm = std::sqrt(double(kernels::dot(cols, cols, I))) + norm_eps;
-            const auto [top, rest] = split_strongest(a.y + r * Out, strong, order);
-            return (top / double(strong) - (Out > strong ? rest / double(Out - strong) : 0.0)) / norm;
+            const auto split = split_strongest(a.y + r * Out, strong);
+            return (split.top / double(strong) - (Out > strong ? split.rest / double(Out - strong) : 0.0)) / norm;
         }) / double(rows);
         sink(a.where, name(), "disparity", disparity);
     }
