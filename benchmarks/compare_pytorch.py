@@ -5,6 +5,10 @@ What is compared (T = 20, float32, the same shapes and thread counts):
   cnmf_forward/L1/32, cnmf_forward/L2/32      the NMF layer's forward (unfold, patch L1, 20 updates)
   cnmf_backward/L1/32, cnmf_backward/L2/32    its approximate backward (docs/method.md §2, eq. (1), (2))
   train_step/cnmf1x1/3/50                     one CNMF+1x1 training step on 3x28x28 input, batch 50
+  train_step/hah/1/128                        one training step of nmfdsl-train's Fashion-MNIST HaH network
+                                              (HaHSmall: two HaH blocks, a weight-normalised block, linear head;
+                                              cross-entropy, the HaH costs routed to their own layer's weights
+                                              with the layer input detached, Adam), 1x28x28 input, batch 128
 
 Requirements: PyTorch from Debian with OpenBLAS behind it (`apt-get install python3-torch libopenblas0-pthread`;
 without libopenblas0-pthread, Debian's PyTorch runs on the reference BLAS and is some 10x slower still; CI does not
@@ -139,7 +143,62 @@ def torch_worker(threads, repeats):
             o.step()
 
     out["train_step/cnmf1x1/3/50"] = timed(train_step)
+    out["train_step/hah/1/128"] = timed(hah_train_step(threads))
     json.dump(out, sys.stdout)
+
+
+def hah_train_step(threads):
+    """An independent PyTorch version of HaHSmall's training step (docs/method.md §6), returned as a callable."""
+    import torch
+    import torch.nn.functional as F
+
+    def wn_conv(x, w):
+        norm = w.flatten(1).norm(dim=1) + 1e-6
+        return F.conv2d(x, w / norm[:, None, None, None], padding=1)
+
+    def divisive_norm(a, sigma=0.1):
+        s = F.max_pool2d(a.abs(), 3, stride=1, padding=1).mean(1, keepdim=True)
+        d = sigma * s.amax((2, 3), keepdim=True) + (1 - sigma) * s + 1e-7
+        return a / d
+
+    def threshold(a, rho=0.2):
+        n, c, h, w = a.shape
+        k = int((1 - rho) * h * w + 1e-9)
+        thr = torch.kthvalue(a.reshape(n, c, h * w), k, dim=2).values[:, :, None, None]
+        return a * (a > thr)
+
+    def hah_cost(u, k_ratio=0.1, lam=1.0):
+        v = F.relu(u)
+        n = v.shape[1]
+        k = min(n - 1, max(1, int(-(-k_ratio * n // 1))))
+        top = torch.topk(v, k, dim=1).values.sum(1)
+        rest = v.sum(1) - top
+        return (top / k - lam * rest / (n - k)).mean()
+
+    w1 = torch.nn.Parameter(torch.rand(32, 1, 3, 3) - 0.5)
+    w2 = torch.nn.Parameter(torch.rand(64, 32, 3, 3) - 0.5)
+    w3 = torch.nn.Parameter(torch.rand(128, 64, 3, 3) - 0.5)
+    bn = torch.nn.BatchNorm2d(128)
+    head = torch.nn.Linear(128 * 3 * 3, 10)
+    alphas = (0.0045, 0.0025)
+    opt = torch.optim.Adam([w1, w2, w3, *bn.parameters(), *head.parameters()], lr=1e-3)
+    xb = torch.rand(128, 1, 28, 28)
+    labels = torch.randint(0, 10, (128,))
+
+    def step():
+        opt.zero_grad()
+        x = (xb - 0.2860) / 0.3530
+        local = 0.0
+        for w, alpha in zip((w1, w2), alphas):
+            u = wn_conv(x, w)
+            local = local - alpha * hah_cost(wn_conv(x.detach(), w))  # the cost sees its input held fixed
+            x = F.max_pool2d(threshold(divisive_norm(F.relu(u))), 2)
+        x = F.max_pool2d(bn(F.relu(wn_conv(x, w3))), 2)
+        loss = F.cross_entropy(head(x.flatten(1)), labels) + local
+        loss.backward()
+        opt.step()
+
+    return step
 
 
 def pytorch_best(threads, repeats, isa):
@@ -175,7 +234,7 @@ def pytorch_best(threads, repeats, isa):
 
 def nmfdsl_times(bench, threads):
     env = dict(os.environ, NMFDSL_THREADS=str(threads))
-    run = subprocess.run([bench, "--benchmark_filter=^(peak_fma|cnmf_(forward|backward)/L[12]/32|train_step/cnmf1x1/3/50)$",
+    run = subprocess.run([bench, "--benchmark_filter=^(peak_fma|cnmf_(forward|backward)/L[12]/32|train_step/(cnmf1x1/3/50|hah/1/128))$",
                           "--benchmark_repetitions=5", "--benchmark_report_aggregates_only=true",
                           "--benchmark_format=json", "--benchmark_min_time=0.2"], env=env, capture_output=True,
                          text=True, check=True)

@@ -80,18 +80,26 @@ template <class Net>
 inline constexpr bool uses_hah_recipe = std::is_same_v<Net, HaHSmall> || std::is_same_v<Net, HaHSmallBaseline> ||
                                         std::is_same_v<Net, HaHVGG16> || std::is_same_v<Net, VGG16>;
 
+/// How many HaH blocks a network has: they come first, so they hold its first WNConv layers.
+template <class Net>
+inline constexpr std::size_t hah_block_count = std::is_same_v<Net, HaHVGG16> ? 6 : std::is_same_v<Net, HaHSmall> ? 2 : 0;
+
 /// Applies the recipe's model settings: the data's channel statistics, running-statistics BatchNorm, and the HaH
-/// cost weights of HaHSmall's two HaH blocks. (HaH-VGG16's six blocks share WNConvCore types in pairs; their
-/// weights are to be set by layer path — not done yet.)
+/// cost weight of each HaH block: the i-th WNConv of the network gets hah_alpha[i] while i < hah_block_count
+/// (layer by layer, since blocks of equal width share a WNConvCore type).
 template <class Net, class M>
 void apply_hah_recipe(M& model, const std::vector<double>& mean, const std::vector<double>& stddev)
 {
     model.template configure<nd::Normalize::options>([&](auto& o) { o.channels(mean, stddev); });
     model.template configure<nd::BatchNorm::options>([](auto& o) { o.mode = nd::bn_mode::running_statistics; });
-    if constexpr (std::is_same_v<Net, HaHSmall>) {
-        model.template configure<nd::WNConvCore<32, 3>::options>([](auto& o) { o.hah_alpha(hah_alpha[0]); });
-        model.template configure<nd::WNConvCore<64, 3>::options>([](auto& o) { o.hah_alpha(hah_alpha[1]); });
-    }
+    std::size_t wnconv = 0;
+    model.for_each_layer([&](const auto& node) {
+        if constexpr (requires { node.options().hah_alpha(0.0); }) {
+            if (wnconv < hah_block_count<Net>)
+                node.options().hah_alpha(hah_alpha[wnconv]);
+            ++wnconv;
+        }
+    });
 }
 
 } // namespace hah

@@ -28,7 +28,9 @@ const char* usage = R"(usage: nmfdsl-train [options]
                   hah | hah-baseline: a network with sparse, strong activations (HaH blocks
                   and their Hebbian/anti-Hebbian cost) and its standard twin, trained with
                   that method's recipe (cross-entropy, Adam 1e-3, lr /10 after 60 % and
-                  80 % of the epochs, BatchNorm with running statistics)
+                  80 % of the epochs, BatchNorm with running statistics); 1x28x28 images
+                  hah-vgg16 | vgg16: HaH-VGG16 and the standard VGG16, for CIFAR-10's
+                  3x32x32 images (same recipe; augmentation: pad 4, random crop, flip)
   --data D        fashion-mnist, or a directory with the four IDX files
                   (train-images-idx3-ubyte[.gz], ...) or CIFAR-10's binary batches
                                                        (default fashion-mnist)
@@ -40,7 +42,9 @@ const char* usage = R"(usage: nmfdsl-train [options]
   --resume FILE   continue from a checkpoint of the same network
   --loss L        paper | cross-entropy   (default: paper; cross-entropy for hah, hah-baseline)
   --augment A     none | paper (random crop, flip, colour jitter per batch)
-                                        (default: none for 28x28 data, paper for CIFAR-10)
+                  | crop-flip (pad 4, random crop, flip per image)
+                                        (default: none for 28x28 data, paper for CIFAR-10,
+                                         crop-flip for hah-vgg16 and vgg16)
   --lr-<group> X   the learning rate of a parameter group (groups and defaults below)
   --max-batches K only K batches per epoch (smoke tests)
   --max-test K    evaluate on the first K test images only (smoke tests)
@@ -155,14 +159,16 @@ options parse(int argc, char** argv)
             bad_usage("unknown option '" + a + "'");
     }
     if (o.model != "cnn" && o.model != "cnmf" && o.model != "cnn1x1" && o.model != "cnmf1x1" &&
-        o.model != "cnn-plain" && o.model != "cnn1x1-plain" && o.model != "hah" && o.model != "hah-baseline")
-        bad_usage("unknown model '" + o.model + "' (choose cnn, cnmf, cnn1x1, cnmf1x1, hah or hah-baseline)");
+        o.model != "cnn-plain" && o.model != "cnn1x1-plain" && o.model != "hah" && o.model != "hah-baseline" &&
+        o.model != "hah-vgg16" && o.model != "vgg16")
+        bad_usage("unknown model '" + o.model + "' (choose cnn, cnmf, cnn1x1, cnmf1x1, hah, hah-baseline, hah-vgg16 "
+                  "or vgg16)");
     if (o.data != "fashion-mnist" && !std::filesystem::is_directory(o.data))
         bad_usage("data directory '" + o.data + "' does not exist");
     if (!o.loss.empty() && o.loss != "paper" && o.loss != "cross-entropy")
         bad_usage("unknown loss '" + o.loss + "' (choose paper or cross-entropy)");
-    if (!o.augment.empty() && o.augment != "none" && o.augment != "paper")
-        bad_usage("unknown augmentation '" + o.augment + "' (choose none or paper)");
+    if (!o.augment.empty() && o.augment != "none" && o.augment != "paper" && o.augment != "crop-flip")
+        bad_usage("unknown augmentation '" + o.augment + "' (choose none, paper or crop-flip)");
     if (!o.resume.empty() && !std::filesystem::exists(o.resume))
         bad_usage("checkpoint '" + o.resume + "' does not exist");
     if (o.out.empty())
@@ -170,14 +176,18 @@ options parse(int argc, char** argv)
     return o;
 }
 
-/// The layers' activation statistics on the test set: per HaH block the fraction of non-zero outputs after its
-/// threshold and WNConv's activation disparity; per ReLU the fraction of non-zero outputs.
-void print_statistics(const std::vector<nd::layer_statistic>& stats)
+/// The last epoch's layer-local costs, and the layers' activation statistics on the test set: per HaH block the
+/// fraction of non-zero outputs after its threshold and WNConv's activation disparity; per ReLU the fraction of
+/// non-zero outputs.
+void print_statistics(const nd::epoch_metrics& m)
 {
-    if (stats.empty())
-        return;
-    std::printf("activations on the test set (mean per image; also in metrics.csv):\n");
-    for (const auto& s : stats)
+    if (!m.local_costs.empty())
+        std::printf("local costs (epoch mean of the amount each adds to the objective):\n");
+    for (const auto& c : m.local_costs)
+        std::printf("  %-10s %-9s %-22s %.6f\n", "cost", c.path.c_str(), c.layer.c_str(), c.value);
+    if (!m.statistics.empty())
+        std::printf("activations on the test set (mean per image; also in metrics.csv):\n");
+    for (const auto& s : m.statistics)
         std::printf("  %-10s %-9s %-22s %.4f\n", s.name.c_str(), s.path.c_str(), s.layer.c_str(), s.value);
 }
 
@@ -207,8 +217,11 @@ int train(const options& o, const nd::data::split& data, bool cifar)
         else
             hah::apply_hah_recipe<Net>(model, {0.2860}, {0.3530});  // Fashion-MNIST's pixel mean and std
     }
-    cfg.augment = (o.augment.empty() ? cifar : o.augment == "paper") ? nd::data::augmentation::paper_cifar10()
-                                                                     : nd::data::augmentation::none();
+    constexpr bool vgg = std::is_same_v<Net, hah::HaHVGG16> || std::is_same_v<Net, hah::VGG16>;
+    const std::string augment = !o.augment.empty() ? o.augment : vgg ? "crop-flip" : cifar ? "paper" : "none";
+    cfg.augment = augment == "paper"       ? nd::data::augmentation::paper_cifar10()
+                  : augment == "crop-flip" ? nd::data::augmentation::crop_flip(4)
+                                           : nd::data::augmentation::none();
     if (o.quiet)
         cfg.progress = nd::train_config::progress_mode::quiet;
     nd::loss_function<float> loss = nd::loss::PaperLoss{};
@@ -237,7 +250,7 @@ int train(const options& o, const nd::data::split& data, bool cifar)
         seconds += m.seconds;
     std::printf("final test accuracy: %.2f %% after %zu epochs (%.0f s); outputs in %s/\n", 100 * h.back().test_accuracy,
                 h.size(), seconds, o.out.c_str());
-    print_statistics(h.back().statistics);
+    print_statistics(h.back());
     return 0;
 }
 
@@ -259,10 +272,6 @@ int dispatch(const options& o, const nd::data::split& data, bool cifar)
             return train<hah::HaHSmall, In>(o, data, cifar);
         if (o.model == "hah-baseline")
             return train<hah::HaHSmallBaseline, In>(o, data, cifar);
-    } else if (o.model == "hah" || o.model == "hah-baseline") {
-        std::fprintf(stderr, "nmfdsl-train: --model %s is built for one-channel 28x28 images (Fashion-MNIST) so far\n",
-                     o.model.c_str());
-        return 2;
     }
     return train<paper::CNMF1x1, In>(o, data, cifar);
 }
@@ -278,6 +287,20 @@ int main(int argc, char** argv)
         const std::string dir = o.data == "fashion-mnist" ? nd::data::fashion_mnist_directory : o.data;
         const bool cifar = nd::data::is_cifar10_directory(dir);
         const auto data = cifar ? nd::data::load_cifar10_directory(dir) : nd::data::load_idx_directory(dir);
+        // each model is built for one image shape: a mismatch is a one-line message and exit code 2
+        const bool vgg = o.model == "hah-vgg16" || o.model == "vgg16", small_hah = o.model == "hah" ||
+                                                                                   o.model == "hah-baseline";
+        const auto& d = data.train;
+        if ((vgg && !cifar) || (small_hah && cifar)) {
+            std::fprintf(stderr, "nmfdsl-train: --model %s needs %s images, data set '%s' has %zux%zux%zu images\n",
+                         o.model.c_str(), vgg ? "3x32x32 (CIFAR-10)" : "1x28x28 (Fashion-MNIST)", d.source.c_str(),
+                         d.channels, d.height, d.width);
+            return 2;
+        }
+        if (o.model == "hah-vgg16")
+            return train<hah::HaHVGG16, hah::CifarInput>(o, data, cifar);
+        if (o.model == "vgg16")
+            return train<hah::VGG16, hah::CifarInput>(o, data, cifar);
         if (cifar)
             return dispatch<paper::CifarInput>(o, data, cifar);
         return dispatch<paper::MnistInput>(o, data, cifar);

@@ -212,6 +212,45 @@ TEST_CASE("augmentation: crops, flips and jitter stay in range; evaluation takes
     }
 }
 
+TEST_CASE("augmentation: crops of the zero-padded image keep the size, shift the content, fill with zeros", "[data]")
+{
+    std::vector<float> img(2 * 5 * 5);
+    for (std::size_t i = 0; i < img.size(); ++i)
+        img[i] = 0.1f + float(i) / 100.f;  // no zeros inside the image
+    const auto a = nd::data::augmentation::crop_flip(2);
+    CHECK((a.crop && a.flip && !a.jitter() && !a.per_batch && a.pad == 2));
+    std::vector<float> out(2 * 5 * 5);
+    // corner (0, 0) of the 9×9 padded image: the image moves 2 down and 2 right, zeros above and to the left
+    nd::data::augment_draw d;
+    d.pad = 2;
+    nd::data::apply_augmentation(img.data(), 2, 5, 5, d, 5, 5, out.data());
+    for (std::size_t c = 0; c < 2; ++c)
+        for (std::size_t y = 0; y < 5; ++y)
+            for (std::size_t x = 0; x < 5; ++x) {
+                const float v = out[(c * 5 + y) * 5 + x];
+                CHECK(v == (y >= 2 && x >= 2 ? img[(c * 5 + y - 2) * 5 + x - 2] : 0.f));
+            }
+    // the centre (dy = dx = pad) is the image itself; flipped, its mirror image
+    d.dy = d.dx = 2;
+    nd::data::apply_augmentation(img.data(), 2, 5, 5, d, 5, 5, out.data());
+    CHECK(std::equal(out.begin(), out.end(), img.begin()));
+    d.flip = true;
+    nd::data::apply_augmentation(img.data(), 2, 5, 5, d, 5, 5, out.data());
+    CHECK(out[0] == img[4]);
+    // draws cover every corner of the padded image, and both flips
+    nd::rng g(nd::seed{3});
+    std::size_t max_dy = 0, flips = 0;
+    for (int k = 0; k < 200; ++k) {
+        const auto r = nd::data::draw_augmentation(a, 4, 4, g);
+        CHECK((r.dy <= 4 && r.dx <= 4 && r.pad == 2));
+        max_dy = std::max(max_dy, r.dy);
+        flips += r.flip;
+    }
+    CHECK(max_dy == 4);
+    CHECK(flips > 50);
+    CHECK(flips < 150);
+}
+
 TEST_CASE("Adam and SGD follow their update rules", "[optim]")
 {
     nd::Model<nd::Dense<1>, nd::Shape<2>, double> m;

@@ -1,7 +1,7 @@
 #pragma once
 /// @file augment.hpp
-/// Training-time augmentation as in the reference (docs/method.md §4): a random crop to the model's input size, a
-/// horizontal flip with probability 1/2, and colour jitter (brightness factor U[1−b, 1+b], contrast U[1−c, 1+c],
+/// Training-time augmentation as in the reference (docs/method.md §4): a random crop to the model's input size (of
+/// the image surrounded by `pad` rows and columns of zeros, 0 by default), a horizontal flip with probability 1/2, and colour jitter (brightness factor U[1−b, 1+b], contrast U[1−c, 1+c],
 /// saturation U[1−s, 1+s], hue shift U[−h, h], applied in random order, each clamping to [0, 1]). The reference draws
 /// one set of choices per mini-batch (per_batch = true, its behaviour); per_batch = false draws them per image.
 /// Evaluation uses the centre crop and nothing else. Contrast, saturation and hue use the luma
@@ -20,25 +20,32 @@ struct augmentation {
     bool flip = false;
     double brightness = 0, contrast = 0, saturation = 0, hue = 0;
     bool per_batch = true;
+    std::size_t pad = 0;    ///< zeros around the image before the random crop (training only)
 
     bool jitter() const { return brightness > 0 || contrast > 0 || saturation > 0 || hue > 0; }
 
     /// The reference's CIFAR-10 setting.
     static augmentation paper_cifar10() { return {true, true, 0.5, 0.1, 0.1, 0.15, true}; }
     static augmentation none() { return {false, false, 0, 0, 0, 0, true}; }
+    /// The sparse-activation method's CIFAR-10 setting (docs/method.md §6): pad by `pad` zeros, random crop back to
+    /// the input size and flip, drawn per image; no colour jitter.
+    static augmentation crop_flip(std::size_t pad) { return {true, true, 0, 0, 0, 0, false, pad}; }
 };
 
 /// One draw of the random choices.
 struct augment_draw {
-    std::size_t dy = 0, dx = 0;
+    std::size_t dy = 0, dx = 0;  ///< the crop's corner in the padded image
+    std::size_t pad = 0;         ///< the zeros around the image
     bool flip = false;
     double brightness = 1, contrast = 1, saturation = 1, hue = 0;
     std::array<int, 4> order{0, 1, 2, 3};
 };
 
+/// slack_h, slack_w: how much larger the (padded) image is than the crop.
 inline augment_draw draw_augmentation(const augmentation& a, std::size_t slack_h, std::size_t slack_w, rng& g)
 {
     augment_draw d;
+    d.pad = a.pad;
     if (a.crop) {
         d.dy = slack_h ? static_cast<std::size_t>(g.below(slack_h + 1)) : 0;
         d.dx = slack_w ? static_cast<std::size_t>(g.below(slack_w + 1)) : 0;
@@ -93,7 +100,8 @@ inline void hsv_to_rgb(float h, float s, float v, float& r, float& g, float& b)
 }
 } // namespace detail
 
-/// Copies one image (C × H × W, channels-first) into out (C × OH × OW) applying the draw.
+/// Copies one image (C × H × W, channels-first) into out (C × OH × OW) applying the draw: out[c, y, x] is pixel
+/// (y + dy − pad, x' + dx − pad) of the image, 0 outside it, with x' = x or, flipped, OW − 1 − x.
 /// (Not inlined: the per-image work is large, and inlining with a constant channel count only makes g++ warn about
 /// the three-channel branches it cannot rule out.)
 [[gnu::noinline]] inline void apply_augmentation(const float* img, std::size_t C, std::size_t H, std::size_t W, const augment_draw& d,
@@ -102,8 +110,9 @@ inline void hsv_to_rgb(float h, float s, float v, float& r, float& g, float& b)
     for (std::size_t c = 0; c < C; ++c)
         for (std::size_t y = 0; y < OH; ++y)
             for (std::size_t x = 0; x < OW; ++x) {
-                const std::size_t sx = d.flip ? OW - 1 - x : x;
-                out[(c * OH + y) * OW + x] = img[(c * H + y + d.dy) * W + sx + d.dx];
+                const std::size_t sx = (d.flip ? OW - 1 - x : x) + d.dx, sy = y + d.dy;  // in the padded image
+                const bool inside = sy >= d.pad && sy < H + d.pad && sx >= d.pad && sx < W + d.pad;
+                out[(c * OH + y) * OW + x] = inside ? img[(c * H + sy - d.pad) * W + sx - d.pad] : 0.f;
             }
     const std::size_t P = OH * OW;
     auto clamp = [](float v) { return std::min(1.f, std::max(0.f, v)); };

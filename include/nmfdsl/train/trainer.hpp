@@ -204,8 +204,8 @@ private:
             for (std::size_t i = 0; i < idx.size(); ++i)
                 std::copy_n(d.images.data() + idx[i] * d.image_size(), In::size, x.data() + i * In::size);
         } else {
-            const std::size_t slack_h = d.height - In::h, slack_w = d.width - In::w;
             const data::augmentation a = train ? cfg_.augment : data::augmentation::none();
+            const std::size_t slack_h = d.height + 2 * a.pad - In::h, slack_w = d.width + 2 * a.pad - In::w;
             data::augment_draw shared;
             if (a.per_batch)
                 shared = data::draw_augmentation(a, slack_h, slack_w, augment_rng_);
