@@ -527,6 +527,24 @@ double naive_hah(const xt::xtensor<double, 4>& y, double alpha, double k_ratio, 
 }
 } // namespace
 
+TEST_CASE("WNConv's HaH cost ranks a row's channels with ties", "[layers][hah][local]")
+{
+    using Core = nd::WNConvCore<8, 1>;
+    const std::array<double, 8> y{3, 1, 3, 0, -1, 2, 3, 0};  // max(y, 0) sums to 12
+    const auto two = Core::split_strongest(y.data(), 2);  // two of the three 3s
+    CHECK((two.threshold == 3 && two.tied == 2 && two.top == 6 && two.rest == 6));
+    const auto four = Core::split_strongest(y.data(), 4);  // 3, 3, 3, 2
+    CHECK((four.threshold == 2 && four.tied == 1 && four.top == 11 && four.rest == 1));
+    const auto seven = Core::split_strongest(y.data(), 7);  // the five positive values and two of the three zeros
+    CHECK((seven.threshold == 0 && seven.tied == 2 && seven.top == 12 && seven.rest == 0));
+    using Wide = nd::WNConvCore<37, 1>;  // longer than a vector, with a tail
+    std::array<float, 37> w{};
+    for (std::size_t i = 0; i < 37; ++i)
+        w[i] = float((i * 7) % 5) - 1.0f;  // values −1 … 3, many ties
+    const auto s = Wide::split_strongest(w.data(), 4);
+    CHECK((s.threshold == 3.0f && s.tied == 4 && s.top == 12.0));
+}
+
 TEST_CASE("WNConv's HaH cost: value, gradient on the weights only, paths inside graphs", "[layers][hah][local]")
 {
     using In = nd::Shape<3, 5, 5>;

@@ -14,6 +14,7 @@
 
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
+#include "../kernels/reduce.hpp"
 #include "common.hpp"
 #include "elementwise.hpp"
 #include "wnconv.hpp"
@@ -142,15 +143,9 @@ struct DivisiveNorm : layer_base {
             const T* x = a.x + n * In::size;
             local_max<In, T>(x, row_max.data(), row_dx.data(), s.data(), c.arg_max.data() + n * In::size);
             T* d = c.divisor.data() + n * P;
-            std::size_t peak = 0;
-            for (std::size_t p = 0; p < P; ++p) {
-                T sum = 0;
-                for (std::size_t ch = 0; ch < C; ++ch)
-                    sum += s[p * C + ch];
-                d[p] = sum / T(C);  // S̄ for now
-                if (d[p] > d[peak])
-                    peak = p;
-            }
+            for (std::size_t p = 0; p < P; ++p)
+                d[p] = kernels::sum(s.data() + p * C, C) / T(C);  // S̄ for now
+            const std::size_t peak = std::size_t(std::max_element(d, d + P) - d);  // the first maximum
             const T m = d[peak];
             c.peak[n] = static_cast<std::uint32_t>(peak);
             for (std::size_t p = 0; p < P; ++p) {
@@ -181,10 +176,7 @@ struct DivisiveNorm : layer_base {
             T* dx = a.dx + n * In::size;
             T total = 0;
             for (std::size_t p = 0; p < P; ++p) {
-                T dot = 0;
-                for (std::size_t ch = 0; ch < C; ++ch)
-                    dot += dy[p * C + ch] * y[p * C + ch];
-                const T g_d = -dot / d[p];
+                const T g_d = -kernels::dot(dy + p * C, y + p * C, C) / d[p];
                 g_bar[p] = (T(1) - sigma) * g_d;
                 total += g_d;
                 const T inv = T(1) / d[p];
@@ -272,28 +264,32 @@ struct FractionalThreshold : layer_base {
         const std::size_t k = rank_of(o.remaining_ratio(), P);
         c.threshold.resize(a.batch * C);
         parallel_for(a.batch, [&](std::size_t n) {
-            thread_local std::vector<T> pos, rest;
-            pos.resize(P);
-            rest.resize(P);
+            thread_local std::vector<T> pos, rest;  // per channel: its positive values, the others [C × P]
+            thread_local std::vector<std::uint32_t> n_pos, n_rest;
+            thread_local std::vector<char> rest_all_zero;
+            pos.resize(C * P);
+            rest.resize(C * P);
+            n_pos.assign(C, 0);
+            n_rest.assign(C, 0);
+            rest_all_zero.assign(C, 1);
             const T* x = a.x + n * In::size;
             T* y = a.y + n * In::size;
             T* thr = c.threshold.data() + n * C;
-            for (std::size_t ch = 0; ch < C; ++ch) {
-                thr[ch] = -std::numeric_limits<T>::infinity();
-                if (k == 0)
-                    continue;
-                std::size_t n_pos = 0, n_rest = 0;
-                bool rest_all_zero = true;
-                for (std::size_t p = 0; p < P; ++p) {  // split without branches: positive values and the others
-                    const T v = x[p * C + ch];
-                    const bool positive = v > T(0);
-                    pos[n_pos] = v;
-                    rest[n_rest] = v;
-                    n_pos += positive;
-                    n_rest += !positive;
-                    rest_all_zero &= positive || v == T(0);
-                }
-                thr[ch] = kth_smallest(pos.data(), n_pos, rest.data(), n_rest, rest_all_zero, k);
+            std::fill(thr, thr + C, -std::numeric_limits<T>::infinity());
+            if (k > 0) {
+                for (std::size_t p = 0; p < P; ++p)  // in memory order; each value to its channel's list, no branches
+                    for (std::size_t ch = 0; ch < C; ++ch) {
+                        const T v = x[p * C + ch];
+                        const bool positive = v > T(0);
+                        pos[ch * P + n_pos[ch]] = v;
+                        rest[ch * P + n_rest[ch]] = v;
+                        n_pos[ch] += positive;
+                        n_rest[ch] += !positive;
+                        rest_all_zero[ch] &= positive || v == T(0);
+                    }
+                for (std::size_t ch = 0; ch < C; ++ch)
+                    thr[ch] = kth_smallest(pos.data() + ch * P, n_pos[ch], rest.data() + ch * P, n_rest[ch],
+                                           rest_all_zero[ch] != 0, k);
             }
             for (std::size_t p = 0; p < P; ++p)
                 for (std::size_t ch = 0; ch < C; ++ch)

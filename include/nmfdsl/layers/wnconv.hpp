@@ -26,13 +26,15 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-#include "../core/error.hpp"
+#include <xsimd/xsimd.hpp>
 
+#include "../core/error.hpp"
 #include "../kernels/gemm.hpp"
 #include "../kernels/im2col.hpp"
 #include "../kernels/reduce.hpp"
@@ -128,6 +130,7 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         aligned_vector<T> norm;   ///< ‖W_k‖₂
         aligned_vector<T> g_hat, dcols;
         aligned_vector<T> g_local;  ///< dcost/dy of the local cost
+        std::vector<double> per_row;  ///< the local cost's or a statistic's value per output row
     };
 
     template <class In, class T>
@@ -186,37 +189,59 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         std::size_t tied;
         double top, rest;
     };
+    /// Found by taking the largest value below the last one found, with its multiplicity, until `strong` values
+    /// are taken (strong is about N/10); each step is one vectorised pass over the row.
     template <class T>
     static strongest<T> split_strongest(const T* y, std::size_t strong)
     {
-        std::array<T, Out> best;  // the strong largest so far, descending (insertion: strong is about N/10)
-        std::fill_n(best.begin(), strong, T(-1));  // below every v ≥ 0
-        double total = 0;
-        for (std::size_t ch = 0; ch < Out; ++ch) {
-            const T v = y[ch] > T(0) ? y[ch] : T(0);
-            total += double(v);
-            if (v > best[strong - 1]) {
-                std::size_t j = strong - 1;
-                for (; j > 0 && best[j - 1] < v; --j)
-                    best[j] = best[j - 1];
-                best[j] = v;
-            }
+        using B = xsimd::batch<T>;
+        constexpr std::size_t L = B::size, full = Out / L * L;
+        alignas(64) std::array<T, Out> v;  // max(y, 0)
+        B sum_b(T(0));
+        for (std::size_t i = 0; i < full; i += L) {
+            const B b = xsimd::max(B::load_unaligned(y + i), B(T(0)));
+            b.store_aligned(v.data() + i);
+            sum_b += b;
         }
-        const T threshold = best[strong - 1];
+        double total = double(kernels::horizontal_sum(sum_b));
+        for (std::size_t i = full; i < Out; ++i) {
+            v[i] = y[i] > T(0) ? y[i] : T(0);
+            total += double(v[i]);
+        }
+        T bound = std::numeric_limits<T>::infinity(), value = T(0);
+        std::size_t remaining = strong, taken = 0;
         double top = 0;
-        std::size_t above = 0;
-        for (std::size_t j = 0; j < strong; ++j) {
-            top += double(best[j]);
-            above += best[j] > threshold;
+        while (remaining > 0) {
+            B m(T(-1));  // below every v ≥ 0
+            for (std::size_t i = 0; i < full; i += L) {
+                const B b = B::load_aligned(v.data() + i);
+                m = xsimd::max(m, xsimd::select(b < B(bound), b, B(T(-1))));
+            }
+            alignas(64) std::array<T, L> lanes;
+            m.store_aligned(lanes.data());
+            value = *std::max_element(lanes.begin(), lanes.end());
+            for (std::size_t i = full; i < Out; ++i)
+                value = v[i] < bound && v[i] > value ? v[i] : value;
+            B count_b(T(0));
+            for (std::size_t i = 0; i < full; i += L)
+                count_b += xsimd::select(B::load_aligned(v.data() + i) == B(value), B(T(1)), B(T(0)));
+            std::size_t count = std::size_t(kernels::horizontal_sum(count_b));
+            for (std::size_t i = full; i < Out; ++i)
+                count += v[i] == value;
+            taken = std::min(count, remaining);
+            top += double(taken) * double(value);
+            remaining -= taken;
+            bound = value;
         }
-        return {threshold, strong - above, top, total - top};
+        return {value, taken, top, total - top};
     }
 
-    /// Σ over rows of row_value(r), computed in parallel and summed in row order (independent of the thread count).
+    /// Σ over rows of row_value(r), computed in parallel and summed in row order (independent of the thread count);
+    /// per_row is scratch.
     template <class F>
-    static double sum_over_rows(std::size_t rows, F&& row_value)
+    static double sum_over_rows(std::size_t rows, std::vector<double>& per_row, F&& row_value)
     {
-        std::vector<double> per_row(rows);
+        per_row.resize(rows);
         parallel_chunks(rows, 64, [&](std::size_t rb, std::size_t re) {
             for (std::size_t r = rb; r < re; ++r)
                 per_row[r] = row_value(r);
@@ -240,8 +265,8 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         const double lambda = o.hah_lambda(), alpha = o.hah_alpha();
         const T g_strong = T(-alpha / (double(strong) * double(rows)));
         const T g_weak = Out > strong ? T(alpha * lambda / (double(Out - strong) * double(rows))) : T(0);
-        c.g_local.assign(rows * Out, T(0));
-        const double hah = sum_over_rows(rows, [&](std::size_t r) {
+        c.g_local.resize(rows * Out);  // every entry is written below
+        const double hah = sum_over_rows(rows, c.per_row, [&](std::size_t r) {
             const T* y = a.y + r * Out;
             T* g = c.g_local.data() + r * Out;
             const auto split = split_strongest(y, strong);
@@ -250,8 +275,7 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
                 const T v = y[ch] > T(0) ? y[ch] : T(0);
                 const bool tie_admitted = v == split.threshold && tied_left > 0;
                 tied_left -= tie_admitted;
-                if (v > T(0))
-                    g[ch] = v > split.threshold || tie_admitted ? g_strong : g_weak;
+                g[ch] = v > T(0) ? (v > split.threshold || tie_admitted ? g_strong : g_weak) : T(0);
             }
             return split.top / double(strong) - (Out > strong ? lambda * split.rest / double(Out - strong) : 0.0);
         }) / double(rows);
@@ -268,7 +292,7 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         constexpr auto win = detail::window_of<In, K, Stride>();
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         const std::size_t rows = a.batch * P, strong = strong_count(o.hah_k_ratio(), Out);
-        const double disparity = sum_over_rows(rows, [&](std::size_t r) {
+        const double disparity = sum_over_rows(rows, c.per_row, [&](std::size_t r) {
             const T* cols = c.cols.data() + r * I;
             const double norm = std::sqrt(double(kernels::dot(cols, cols, I))) + norm_eps;
             const auto split = split_strongest(a.y + r * Out, strong);
