@@ -16,6 +16,7 @@
 #include <nmfdsl/nmfdsl.hpp>
 
 #include "../examples/hah_models.hpp"
+#include "bench_args.hpp"
 
 namespace {
 namespace nd = nmfdsl;
@@ -97,22 +98,8 @@ void hah_step(benchmark::State& state, bool train)
     std::vector<std::size_t> labels(batch);
     for (auto& l : labels)
         l = static_cast<std::size_t>(g.below(10));
-    const nd::loss::CrossEntropy loss;
     model.set_training(train);
-    const auto start = std::chrono::steady_clock::now();
-    for (auto _ : state) {
-        const auto p = model.forward(x);
-        if (train) {
-            const auto l = loss(p, labels);
-            model.zero_grad();
-            model.backward_parameters(l.grad);
-            model.add_local_costs();
-            adam.step();
-        }
-        benchmark::DoNotOptimize(p.data());
-    }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    state.counters["images_per_second"] = double(batch) * double(state.iterations()) / seconds;
+    nmfdsl_bench::run_steps(state, model, x, labels, nd::loss::CrossEntropy{}, adam, train);
 }
 
 template <std::size_t Cout, class In>

@@ -7,7 +7,6 @@
 // memory held in library buffers at once from building the model to the end (parameters, gradients, Adam state,
 // activations, saved state, scratch: nmfdsl::memory); rss_peak_MB, the process's resident high-water mark over
 // the same span (Linux; reset through /proc/self/clear_refs, so it includes the binary and the input batch).
-#include <chrono>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -60,21 +59,7 @@ void step(benchmark::State& state, bool train, std::optional<nd::nmf_gradient> m
     std::vector<std::size_t> labels(batch);
     for (auto& l : labels)
         l = static_cast<std::size_t>(g.below(10));
-    const nd::loss::PaperLoss loss;
-    const auto start = std::chrono::steady_clock::now();
-    for (auto _ : state) {
-        const auto p = model.forward(x);
-        if (train) {
-            const auto l = loss(p, labels);
-            model.zero_grad();
-            model.backward_parameters(l.grad);
-            adam.step();
-        }
-        benchmark::DoNotOptimize(p.data());
-    }
-    // wall-clock rate (the library's worker threads do not show in the main thread's CPU time)
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    state.counters["images_per_second"] = double(batch) * double(state.iterations()) / seconds;
+    nmfdsl_bench::run_steps(state, model, x, labels, nd::loss::PaperLoss{}, adam, train);
     state.counters["peak_MB"] = double(nd::memory::peak_bytes() - baseline) / (1024.0 * 1024.0);
     if (const auto rss = rss_peak_mb(); rss && rss_reset)
         state.counters["rss_peak_MB"] = *rss;
