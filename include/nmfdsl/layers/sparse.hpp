@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <xsimd/xsimd.hpp>
+
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../kernels/reduce.hpp"
@@ -77,53 +79,65 @@ struct DivisiveNorm : layer_base {
     static void local_max(const T* x, T* row_max, T* row_dx, T* s, T* code)
     {
         constexpr std::size_t C = In::c, H = In::h, W = In::w;
+        // pass 1, along each row: the maximum of |x| over (x − 1, x, x + 1) and where it lies (0, 1, 2)
         for (std::size_t y = 0; y < H; ++y)
             for (std::size_t xx = 0; xx < W; ++xx) {
-                const T* left = x + (y * W + (xx > 0 ? xx - 1 : xx)) * C;
-                const T* here = x + (y * W + xx) * C;
-                const T* right = x + (y * W + (xx + 1 < W ? xx + 1 : xx)) * C;
-                const T from_left = xx > 0 ? 0 : 1, from_right = xx + 1 < W ? 2 : 1;
-                T* m = row_max + (y * W + xx) * C;
-                T* d = row_dx + (y * W + xx) * C;
-                for (std::size_t c = 0; c < C; ++c) {  // candidates in scan order; only a strictly larger one wins
-                    T best = std::abs(left[c]);
-                    T at = from_left;
-                    const T h = std::abs(here[c]), r = std::abs(right[c]);
-                    at = h > best ? T(1) : at;
-                    best = h > best ? h : best;
-                    at = r > best ? from_right : at;
-                    best = r > best ? r : best;
-                    m[c] = best;
-                    d[c] = at;
-                }
+                const std::size_t at = (y * W + xx) * C;
+                first_of_three(x + (y * W + (xx > 0 ? xx - 1 : xx)) * C, x + at,
+                               x + (y * W + (xx + 1 < W ? xx + 1 : xx)) * C, no_codes<T>, no_codes<T>, no_codes<T>,
+                               T(xx > 0 ? 0 : 1), T(xx + 1 < W ? 2 : 1), true, row_max + at, row_dx + at, C);
             }
+        // pass 2, along each column of the row maxima: code = 3·(row offset + 1) + the row pass's column offset
         for (std::size_t y = 0; y < H; ++y)
             for (std::size_t xx = 0; xx < W; ++xx) {
-                const std::size_t up = y > 0 ? y - 1 : y, down = y + 1 < H ? y + 1 : y;
-                const T* mu = row_max + (up * W + xx) * C;
-                const T* mh = row_max + (y * W + xx) * C;
-                const T* md = row_max + (down * W + xx) * C;
-                const T* du = row_dx + (up * W + xx) * C;
-                const T* dh = row_dx + (y * W + xx) * C;
-                const T* dd = row_dx + (down * W + xx) * C;
-                const T from_up = y > 0 ? 0 : 1, from_down = y + 1 < H ? 2 : 1;
-                T* out = s + (y * W + xx) * C;
-                T* where = code + (y * W + xx) * C;
-                for (std::size_t c = 0; c < C; ++c) {
-                    T best = mu[c];
-                    T row = from_up, col = du[c];
-                    const bool h = mh[c] > best;
-                    row = h ? T(1) : row;
-                    col = h ? dh[c] : col;
-                    best = h ? mh[c] : best;
-                    const bool d = md[c] > best;
-                    row = d ? from_down : row;
-                    col = d ? dd[c] : col;
-                    best = d ? md[c] : best;
-                    out[c] = best;
-                    where[c] = row * T(3) + col;
-                }
+                const std::size_t up = ((y > 0 ? y - 1 : y) * W + xx) * C, here = (y * W + xx) * C,
+                                  down = ((y + 1 < H ? y + 1 : y) * W + xx) * C;
+                first_of_three(row_max + up, row_max + here, row_max + down, row_dx + up, row_dx + here,
+                               row_dx + down, T(y > 0 ? 0 : 1), T(y + 1 < H ? 2 : 1), false, s + here, code + here, C);
             }
+    }
+
+    template <class T>
+    static constexpr const T* no_codes = nullptr;
+
+    /// For each of n lanes: the largest of (a, b, c) — of their absolute values when `absolute` — and its place,
+    /// the first in order a, b, c on ties: place_a, 1, place_c (then 3·place + the inner code when inner codes
+    /// ia, ib, ic are given).
+    template <class T>
+    static void first_of_three(const T* a, const T* b, const T* c, const T* ia, const T* ib, const T* ic, T place_a,
+                               T place_c, bool absolute, T* best_out, T* code_out, std::size_t n)
+    {
+        using B = xsimd::batch<T>;
+        constexpr std::size_t L = B::size;
+        const std::size_t full = n / L * L;
+        auto value = [&](B v) { return absolute ? xsimd::abs(v) : v; };
+        for (std::size_t i = 0; i < full; i += L) {
+            B best = value(B::load_unaligned(a + i)), where = B(place_a);
+            const B vb = value(B::load_unaligned(b + i)), vc = value(B::load_unaligned(c + i));
+            const auto gb = vb > best;
+            best = xsimd::select(gb, vb, best);
+            where = xsimd::select(gb, B(T(1)), where);
+            const auto gc = vc > best;
+            best = xsimd::select(gc, vc, best);
+            where = xsimd::select(gc, B(place_c), where);
+            best.store_unaligned(best_out + i);
+            if (ia) {
+                B inner = xsimd::select(gb, B::load_unaligned(ib + i), B::load_unaligned(ia + i));
+                inner = xsimd::select(gc, B::load_unaligned(ic + i), inner);
+                where = where * B(T(3)) + inner;
+            }
+            where.store_unaligned(code_out + i);
+        }
+        for (std::size_t i = full; i < n; ++i) {
+            const auto f = [&](T v) { return absolute ? std::abs(v) : v; };
+            T best = f(a[i]), where = place_a, inner = ia ? ia[i] : T(0);
+            if (f(b[i]) > best)
+                best = f(b[i]), where = T(1), inner = ia ? ib[i] : T(0);
+            if (f(c[i]) > best)
+                best = f(c[i]), where = place_c, inner = ia ? ic[i] : T(0);
+            best_out[i] = best;
+            code_out[i] = ia ? where * T(3) + inner : where;
+        }
     }
 
     template <class In, class T>
@@ -277,19 +291,23 @@ struct FractionalThreshold : layer_base {
             T* thr = c.threshold.data() + n * C;
             std::fill(thr, thr + C, -std::numeric_limits<T>::infinity());
             if (k > 0) {
+                T* const pv = pos.data();  // plain pointers: no thread-local lookups in the loop
+                T* const rv = rest.data();
+                std::uint32_t* const np = n_pos.data();
+                std::uint32_t* const nr = n_rest.data();
+                char* const zero = rest_all_zero.data();
                 for (std::size_t p = 0; p < P; ++p)  // in memory order; each value to its channel's list, no branches
                     for (std::size_t ch = 0; ch < C; ++ch) {
                         const T v = x[p * C + ch];
                         const bool positive = v > T(0);
-                        pos[ch * P + n_pos[ch]] = v;
-                        rest[ch * P + n_rest[ch]] = v;
-                        n_pos[ch] += positive;
-                        n_rest[ch] += !positive;
-                        rest_all_zero[ch] &= positive || v == T(0);
+                        pv[ch * P + np[ch]] = v;
+                        rv[ch * P + nr[ch]] = v;
+                        np[ch] += positive;
+                        nr[ch] += !positive;
+                        zero[ch] &= char(positive || v == T(0));
                     }
                 for (std::size_t ch = 0; ch < C; ++ch)
-                    thr[ch] = kth_smallest(pos.data() + ch * P, n_pos[ch], rest.data() + ch * P, n_rest[ch],
-                                           rest_all_zero[ch] != 0, k);
+                    thr[ch] = kth_smallest(pv + ch * P, np[ch], rv + ch * P, nr[ch], zero[ch] != 0, k);
             }
             for (std::size_t p = 0; p < P; ++p)
                 for (std::size_t ch = 0; ch < C; ++ch)
