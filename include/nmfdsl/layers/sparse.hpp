@@ -255,22 +255,6 @@ struct FractionalThreshold : layer_base {
         return static_cast<std::size_t>(std::floor((1.0 - ratio) * double(positions) + 1e-9));
     }
 
-    /// The k-th smallest (1-based, 1 ≤ k ≤ n) of values whose positive ones are pos[0..n_pos) and the others
-    /// rest[0..n − n_pos); reorders both. Most maps come after a ReLU: then the others are all 0 and only the
-    /// positive values need a selection.
-    template <class T>
-    static T kth_smallest(T* pos, std::size_t n_pos, T* rest, std::size_t n_rest, bool rest_all_zero, std::size_t k)
-    {
-        if (k > n_rest) {
-            std::nth_element(pos, pos + std::ptrdiff_t(k - n_rest - 1), pos + n_pos);
-            return pos[k - n_rest - 1];
-        }
-        if (rest_all_zero)
-            return T(0);
-        std::nth_element(rest, rest + std::ptrdiff_t(k - 1), rest + n_rest);
-        return rest[k - 1];
-    }
-
     template <class In, class T>
     static void forward(const options& o, const forward_args<T>& a, cache<In, T>& c)
     {
@@ -278,36 +262,45 @@ struct FractionalThreshold : layer_base {
         const std::size_t k = rank_of(o.remaining_ratio(), P);
         c.threshold.resize(a.batch * C);
         parallel_for(a.batch, [&](std::size_t n) {
-            thread_local std::vector<T> pos, rest;  // per channel: its positive values, the others [C × P]
-            thread_local std::vector<std::uint32_t> n_pos, n_rest;
-            thread_local std::vector<char> rest_all_zero;
-            pos.resize(C * P);
-            rest.resize(C * P);
-            n_pos.assign(C, 0);
-            n_rest.assign(C, 0);
-            rest_all_zero.assign(C, 1);
+            thread_local std::vector<T> positive;  // per channel, its positive values [C × P]
+            thread_local std::vector<std::uint32_t> count;
+            thread_local std::vector<T> smallest;
+            positive.resize(C * P);
+            count.assign(C, 0);
+            smallest.assign(C, T(0));
             const T* x = a.x + n * In::size;
             T* y = a.y + n * In::size;
             T* thr = c.threshold.data() + n * C;
             std::fill(thr, thr + C, -std::numeric_limits<T>::infinity());
             if (k > 0) {
-                T* const pv = pos.data();  // plain pointers: no thread-local lookups in the loop
-                T* const rv = rest.data();
-                std::uint32_t* const np = n_pos.data();
-                std::uint32_t* const nr = n_rest.data();
-                char* const zero = rest_all_zero.data();
-                for (std::size_t p = 0; p < P; ++p)  // in memory order; each value to its channel's list, no branches
+                T* const pv = positive.data();  // plain pointers: no thread-local lookups in the loop
+                std::uint32_t* const np = count.data();
+                T* const lo = smallest.data();
+                for (std::size_t p = 0; p < P; ++p)  // in memory order; each positive value to its channel's list
                     for (std::size_t ch = 0; ch < C; ++ch) {
                         const T v = x[p * C + ch];
-                        const bool positive = v > T(0);
                         pv[ch * P + np[ch]] = v;
-                        rv[ch * P + nr[ch]] = v;
-                        np[ch] += positive;
-                        nr[ch] += !positive;
-                        zero[ch] &= char(positive || v == T(0));
+                        np[ch] += v > T(0);
+                        lo[ch] = v < lo[ch] ? v : lo[ch];
                     }
-                for (std::size_t ch = 0; ch < C; ++ch)
-                    thr[ch] = kth_smallest(pv + ch * P, np[ch], rv + ch * P, nr[ch], zero[ch] != 0, k);
+                for (std::size_t ch = 0; ch < C; ++ch) {
+                    const std::size_t others = P - np[ch];  // the values ≤ 0 (after a ReLU: zeros)
+                    if (k > others) {  // the threshold is a positive value
+                        T* v = pv + ch * P;
+                        std::nth_element(v, v + std::ptrdiff_t(k - others - 1), v + np[ch]);
+                        thr[ch] = v[k - others - 1];
+                    } else if (lo[ch] == T(0)) {  // among the others, which are all zero
+                        thr[ch] = T(0);
+                    } else {  // negative values: select among the others, gathered again
+                        T* v = pv + ch * P;
+                        std::size_t m = 0;
+                        for (std::size_t p = 0; p < P; ++p)
+                            if (!(x[p * C + ch] > T(0)))
+                                v[m++] = x[p * C + ch];
+                        std::nth_element(v, v + std::ptrdiff_t(k - 1), v + m);
+                        thr[ch] = v[k - 1];
+                    }
+                }
             }
             for (std::size_t p = 0; p < P; ++p)
                 for (std::size_t ch = 0; ch < C; ++ch)
