@@ -9,11 +9,7 @@ EPOCHS=${EPOCHS:-5}
 SEEDS=${SEEDS:-"1 2"}
 BATCH=${BATCH:-128}
 OUT=${OUT:-runs/results-hah}
-bash scripts/install-deps.sh
-cmake -S . -B build/native -DCMAKE_BUILD_TYPE=Release -DNMFDSL_NATIVE=ON -DNMFDSL_BUILD_TESTS=OFF > /dev/null
-cmake --build build/native -j2 --target nmfdsl-train
-mkdir -p "$OUT"
-git rev-parse --short HEAD > "$OUT/commit" 2>/dev/null || true
+bash scripts/build-trainer.sh "$OUT"
 for seed in $SEEDS; do
   for model in hah hah-baseline; do
     dir="$OUT/$model-seed$seed"

@@ -9,11 +9,7 @@ EPOCHS=${EPOCHS:-8}
 SEEDS=${SEEDS:-"21 22"}
 MODELS=${MODELS:-"cnmf1x1 cnmf cnn1x1 cnn cnn1x1-plain cnn-plain"}
 OUT=${OUT:-runs/results}
-bash scripts/install-deps.sh
-cmake -S . -B build/native -DCMAKE_BUILD_TYPE=Release -DNMFDSL_NATIVE=ON -DNMFDSL_BUILD_TESTS=OFF > /dev/null
-cmake --build build/native -j2 --target nmfdsl-train
-mkdir -p "$OUT"
-git rev-parse --short HEAD > "$OUT/commit" 2>/dev/null || true
+bash scripts/build-trainer.sh "$OUT"
 for seed in $SEEDS; do
   for model in $MODELS; do
     dir="$OUT/$model-seed$seed"
