@@ -716,3 +716,35 @@ TEST_CASE("Activation statistics: non-zero fractions and WNConv's disparity, by 
     CHECK(inner[0].path == "0");
     CHECK(inner[1].path == "1/0/1");
 }
+
+TEST_CASE("HaH layers, their costs and statistics do not depend on the thread count", "[layers][hah][threads]")
+{
+    const std::size_t before = nd::threads();
+    struct Net : nd::Seq<nd::HaHBlock<12>, nd::MaxPool<2>, nd::HaHBlock<20>, nd::Flatten, nd::Dense<4>, nd::Softmax> {};
+    auto run = [](std::size_t threads) {
+        nd::set_threads(threads);
+        nd::Model<Net, nd::Shape<2, 12, 12>> m{nd::seed{6}};
+        m.configure<nd::WNConvCore<12, 3>::options>([](auto& o) { o.hah_alpha(0.01); });
+        m.configure<nd::WNConvCore<20, 3>::options>([](auto& o) { o.hah_alpha(0.02); });
+        nd::rng g(nd::seed{7});
+        xt::xtensor<float, 4> x = xt::xtensor<float, 4>::from_shape({29, 2, 12, 12});
+        for (auto& v : x)
+            v = g.uniform01<float>();
+        const auto y = m.forward(x);
+        m.zero_grad();
+        const auto dx = m.backward(xt::ones_like(y) - y);
+        std::vector<double> all(y.begin(), y.end());
+        all.insert(all.end(), dx.begin(), dx.end());
+        for (const auto& c : m.add_local_costs())
+            all.push_back(c.value);
+        all.insert(all.end(), m.flat_gradients().begin(), m.flat_gradients().end());
+        for (const auto& s : m.activation_statistics())
+            all.push_back(s.value);
+        return all;
+    };
+    const auto one = run(1);
+    const auto three = run(3);
+    nd::set_threads(before);
+    CHECK(one.size() == three.size());
+    CHECK(one == three);
+}
