@@ -93,6 +93,16 @@ nd::data::split toy_data(std::size_t train, std::size_t test, std::uint64_t s = 
 
 struct Toy : nd::Seq<nd::CNMF<6, 3>, nd::Mix1x1<6>, nd::AvgPool<2>, nd::CNMF<10, nd::whole_map>, nd::Mix1x1<10>,
                      nd::Softmax, nd::Flatten> {};
+/// A training configuration for the tests: `epochs` epochs of batches of `batch`, no progress output.
+nd::train_config quiet_config(std::size_t epochs, std::size_t batch)
+{
+    nd::train_config cfg;
+    cfg.epochs = epochs;
+    cfg.batch = batch;
+    cfg.progress = nd::train_config::progress_mode::quiet;
+    return cfg;
+}
+
 using ToyIn = nd::Shape<1, 8, 8>;
 using ToyModel = nd::Model<Toy, ToyIn>;
 
@@ -495,10 +505,7 @@ TEST_CASE("a non-finite loss stops training, naming epoch and batch, and keeps t
 TEST_CASE("the trainer takes the caller's loss and optimiser, and vector-input models", "[trainer]")
 {
     const auto data = toy_data(400, 100);
-    nd::train_config cfg;
-    cfg.epochs = 3;
-    cfg.batch = 20;
-    cfg.progress = nd::train_config::progress_mode::quiet;
+    nd::train_config cfg = quiet_config(3, 20);
 
     ToyModel adam_model{nd::seed{1}}, sgd_model{nd::seed{1}};
     nd::Trainer<ToyModel> paper(adam_model, data, cfg);
@@ -593,10 +600,7 @@ TEST_CASE("bad arguments to SGD, the trainer and the PNG writer are refused with
 TEST_CASE("the trainer adds the layers' local costs and reports their epoch means", "[trainer][local]")
 {
     const auto data = toy_data(200, 50);
-    nd::train_config cfg;
-    cfg.epochs = 1;
-    cfg.batch = 20;
-    cfg.progress = nd::train_config::progress_mode::quiet;
+    nd::train_config cfg = quiet_config(1, 20);
     using Net = nd::Seq<nd::HaHBlock<6>, nd::AvgPool<2>, nd::Flatten, nd::Dense<2>, nd::Softmax>;
     using M = nd::Model<Net, ToyIn>;
     M off{nd::seed{4}}, on{nd::seed{4}}, on_again{nd::seed{4}};
@@ -659,10 +663,7 @@ TEST_CASE("the trainer adds the layers' local costs and reports their epoch mean
 TEST_CASE("a multi-step learning-rate schedule decays the rates after its milestones", "[trainer]")
 {
     const auto data = toy_data(100, 20);
-    nd::train_config cfg;
-    cfg.epochs = 4;
-    cfg.batch = 20;
-    cfg.progress = nd::train_config::progress_mode::quiet;
+    nd::train_config cfg = quiet_config(4, 20);
     cfg.lr_milestones = {1, 3};
     cfg.lr_gamma = 0.5;
     ToyModel model{nd::seed{2}};

@@ -64,13 +64,13 @@ struct DivisiveNorm : layer_base {
     template <class In, class T>
     struct cache {
         aligned_vector<T> divisor;            ///< D per position [batch × H·W]
-        aligned_vector<T> arg_max;            ///< per (image, position, channel): where S came from, window_code
+        /// per (image, position, channel): where S came from, (dy + 1)·3 + (dx + 1) for the window offsets dy, dx;
+        /// kept in T (a small whole number, exact) so that the search vectorises
+        aligned_vector<T> arg_max;
         std::vector<std::uint32_t> peak;      ///< per image, the position of M (the first maximum of S̄)
         double sigma = 0.1;                   ///< the forward's σ
     };
 
-    /// Where in the 3×3 window a maximum lies: (dy + 1)·3 + (dx + 1) for the offsets dy, dx ∈ {−1, 0, 1}, kept as
-    /// a value of the activations' type T (a small whole number, exact), so that the search vectorises.
 
     /// S for one image: the 3×3 maximum of |x| per channel, separably (rows, then columns), into s [H·W × C], and
     /// the offset of the element that attains it into code [H·W × C] — the first in scan order when values tie
