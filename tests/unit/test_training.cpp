@@ -530,6 +530,9 @@ TEST_CASE("the trainer takes the caller's loss and optimiser, and vector-input m
     nd::train_config flipping = cfg;
     flipping.augment.flip = true;
     CHECK_THROWS_AS((nd::Trainer<Flat>(flat, data, flipping)), nd::argument_error);
+    nd::train_config padding = cfg;
+    padding.augment.pad = 4;  // a crop of a padded image means nothing to a vector
+    CHECK_THROWS_WITH((nd::Trainer<Flat>(flat, data, padding)), Catch::Contains("augmentation must be none"));
     using Wrong = nd::Model<nd::Seq<nd::Dense<2>, nd::Softmax>, nd::Shape<63>>;
     Wrong wrong;
     CHECK_THROWS_WITH((nd::Trainer<Wrong>(wrong, data, cfg)), Catch::Contains("expects vectors of 63 values"));

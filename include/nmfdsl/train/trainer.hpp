@@ -186,7 +186,7 @@ private:
                                  " values, data set '" + d.source + "' has " + std::to_string(d.channels) + "x" +
                                  std::to_string(d.height) + "x" + std::to_string(d.width) + " images (" +
                                  std::to_string(d.image_size()) + " values)");
-            if (cfg_.augment.flip || cfg_.augment.jitter())
+            if (cfg_.augment.flip || cfg_.augment.jitter() || cfg_.augment.pad > 0)
                 throw argument_error("nmfdsl: Trainer: a model with vector input takes its images whole; "
                                      "augmentation must be none");
         } else if (d.channels != In::c || d.height < In::h || d.width < In::w)
