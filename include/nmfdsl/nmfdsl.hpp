@@ -20,6 +20,7 @@
 #include "kernels/nmf.hpp"
 #include "kernels/nmf_backward.hpp"
 #include "kernels/reduce.hpp"
+#include "kernels/select.hpp"
 #include "layers/batchnorm.hpp"
 #include "layers/cnmf.hpp"
 #include "layers/conv.hpp"

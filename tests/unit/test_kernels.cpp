@@ -1,7 +1,9 @@
 // The optimised kernels against their naive twins, on sizes that are not multiples of the SIMD width.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <limits>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -10,6 +12,7 @@
 #include <nmfdsl/core/rng.hpp>
 #include <nmfdsl/kernels/gemm.hpp>
 #include <nmfdsl/kernels/im2col.hpp>
+#include <nmfdsl/kernels/select.hpp>
 #include <nmfdsl/testing/naive.hpp>
 
 namespace nd = nmfdsl;
@@ -220,4 +223,40 @@ TEST_CASE("the start-up check names the first instruction set the CPU lacks", "[
 #if defined(__AVX2__)
     CHECK(cpu::cpu_has(cpu::isa::avx2));
 #endif
+}
+
+TEMPLATE_TEST_CASE("column_rank_thresholds splits every column at its k-th smallest value, as a sort does",
+                   "[kernels][select]", float, double)
+{
+    using T = TestType;
+    nd::rng g(nd::seed{17});
+    // 37 columns: whole vectors and a partial one on every ISA; the values are drawn from a small set, so there are
+    // many ties, with zeros of both signs, negatives, infinities and a constant column
+    const std::vector<T> pool{T(-0.0), T(0), T(0), T(0), T(1.5), T(-2), T(0.25), T(3), T(1e-30), T(-1e-30),
+                              std::numeric_limits<T>::infinity(), -std::numeric_limits<T>::infinity()};
+    for (std::size_t rows : {1u, 2u, 9u, 196u}) {
+        constexpr std::size_t columns = 37, stride = 40;
+        std::vector<T> x(rows * stride, T(7));
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t c = 0; c < columns; ++c)
+                x[r * stride + c] = c == 5 ? T(2) : c % 3 == 0 ? g.uniform<T>(T(-1), T(1))
+                                                               : pool[std::size_t(g.uniform<T>(T(0), T(11.99)))];
+        for (std::size_t k : {std::size_t(1), (rows + 1) / 2, rows * 4 / 5 > 0 ? rows * 4 / 5 : 1, rows}) {
+            std::vector<T> thr(columns, T(-5));
+            nd::kernels::column_rank_thresholds(x.data(), rows, columns, stride, k, thr.data());
+            for (std::size_t c = 0; c < columns; ++c) {
+                std::vector<T> column;
+                for (std::size_t r = 0; r < rows; ++r)
+                    column.push_back(x[r * stride + c]);
+                std::sort(column.begin(), column.end());
+                const T kth = column[k - 1];
+                INFO("rows " << rows << ", k " << k << ", column " << c << ", threshold " << thr[c]);
+                CHECK(thr[c] >= kth);
+                if (k < rows)
+                    CHECK((thr[c] < column[k] || column[k] == kth));
+                for (std::size_t r = 0; r < rows; ++r)
+                    CHECK((x[r * stride + c] > thr[c]) == (x[r * stride + c] > kth));
+            }
+        }
+    }
 }

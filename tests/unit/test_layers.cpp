@@ -1,6 +1,8 @@
 // Forward semantics of the layers: known values, invariants, initialisations and modes.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <numeric>
 
@@ -543,6 +545,36 @@ TEST_CASE("WNConv's HaH cost ranks a row's channels with ties", "[layers][hah][l
         w[i] = float((i * 7) % 5) - 1.0f;  // values −1 … 3, many ties
     const auto s = Wide::split_strongest(w.data(), 4);
     CHECK((s.threshold == 3.0f && s.tied == 4 && s.top == 12.0));
+}
+
+TEST_CASE("WNConv's HaH cost gradient per row matches the naive rule, ties across the K-th place included",
+          "[layers][hah][local]")
+{
+    using Wide = nd::WNConvCore<37, 1>;  // a vector's worth of channels and more, with a tail
+    const float g_strong = -1.0f, g_weak = 0.25f;
+    nd::rng g(nd::seed{4});
+    for (std::size_t row = 0; row < 200; ++row) {
+        std::array<float, 37> y{};
+        for (auto& v : y)  // rounded values: many rows tie across the K-th place, some have fewer than K positives
+            v = std::round(g.uniform<float>(row % 4 == 0 ? -30.0f : -3.0f, row % 4 == 0 ? 1.5f : 3.0f));
+        for (std::size_t strong : {std::size_t(1), std::size_t(4), std::size_t(11)}) {
+            const auto split = Wide::split_strongest(y.data(), strong);
+            std::array<float, 37> got{};
+            Wide::strong_weak_gradient(y.data(), split, g_strong, g_weak, got.data());
+            // naive: order the channels by value, the lower index first among equals; the first `strong` win
+            std::array<std::size_t, 37> order{};
+            for (std::size_t c = 0; c < 37; ++c)
+                order[c] = c;
+            std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return y[a] > y[b]; });
+            std::array<float, 37> want{};
+            for (std::size_t place = 0; place < 37; ++place) {
+                const std::size_t c = order[place];
+                want[c] = y[c] > 0 ? (place < strong ? g_strong : g_weak) : 0.0f;
+            }
+            INFO("row " << row << ", K " << strong);
+            CHECK(std::equal(got.begin(), got.end(), want.begin()));
+        }
+    }
 }
 
 TEST_CASE("WNConv's HaH cost: value, gradient on the weights only, paths inside graphs", "[layers][hah][local]")

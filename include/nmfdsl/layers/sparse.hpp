@@ -17,6 +17,7 @@
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../kernels/reduce.hpp"
+#include "../kernels/select.hpp"
 #include "common.hpp"
 #include "elementwise.hpp"
 #include "wnconv.hpp"
@@ -219,7 +220,7 @@ struct DivisiveNorm : layer_base {
 ///   k = ⌊(1 − ρ)·H·W⌋ (1-based),   y = x · 1[x > thr],
 /// so at most H·W − k values per map are kept (about the top fraction ρ; ties with thr are dropped). ρ ∈ (0, 1)
 /// (default 0.2); when (1 − ρ)·H·W < 1 (k = 0: a small map, ρ near 1) nothing is removed. The threshold is found
-/// by linear-time selection (nth_element), among the positive values only when the rest are zeros.
+/// by linear-time selection for a whole vector of channels at once (kernels::column_rank_thresholds).
 /// Backward: dx = dy where the value was kept, else 0 (no gradient reaches the threshold).
 /// Statistic "nonzero": the fraction of outputs that are not zero (at most ρ).
 struct FractionalThreshold : layer_base {
@@ -245,7 +246,8 @@ struct FractionalThreshold : layer_base {
 
     template <class In, class T>
     struct cache {
-        aligned_vector<T> threshold;  ///< per image and channel [batch × C]; −∞ when k = 0
+        aligned_vector<T> threshold;  ///< per image and channel [batch × C]: any value that splits the map as the
+                                      ///< k-th smallest does; −∞ when k = 0
     };
 
     /// k of a map of `positions` values for ratio ρ.
@@ -255,6 +257,25 @@ struct FractionalThreshold : layer_base {
         return static_cast<std::size_t>(std::floor((1.0 - ratio) * double(positions) + 1e-9));
     }
 
+    /// out[p, c] = x[p, c] > thr[c] ? src[p, c] : 0 over one map [positions × C], vectorised across channels.
+    template <class T>
+    static void keep_above(const T* x, const T* thr, const T* src, T* out, std::size_t positions, std::size_t C)
+    {
+        using B = xsimd::batch<T>;
+        constexpr std::size_t L = B::size;
+        const std::size_t full = C / L * L;
+        for (std::size_t c0 = 0; c0 < full; c0 += L) {
+            const B t = B::load_unaligned(thr + c0);
+            for (std::size_t p = 0; p < positions; ++p) {
+                const std::size_t at = p * C + c0;
+                xsimd::select(B::load_unaligned(x + at) > t, B::load_unaligned(src + at), B(T(0))).store_unaligned(out + at);
+            }
+        }
+        for (std::size_t p = 0; p < positions; ++p)
+            for (std::size_t ch = full; ch < C; ++ch)
+                out[p * C + ch] = x[p * C + ch] > thr[ch] ? src[p * C + ch] : T(0);
+    }
+
     template <class In, class T>
     static void forward(const options& o, const forward_args<T>& a, cache<In, T>& c)
     {
@@ -262,49 +283,13 @@ struct FractionalThreshold : layer_base {
         const std::size_t k = rank_of(o.remaining_ratio(), P);
         c.threshold.resize(a.batch * C);
         parallel_for(a.batch, [&](std::size_t n) {
-            thread_local std::vector<T> positive;  // per channel, its positive values [C × P]
-            thread_local std::vector<std::uint32_t> count;
-            thread_local std::vector<T> smallest;
-            positive.resize(C * P);
-            count.assign(C, 0);
-            smallest.assign(C, T(0));
             const T* x = a.x + n * In::size;
-            T* y = a.y + n * In::size;
             T* thr = c.threshold.data() + n * C;
-            std::fill(thr, thr + C, -std::numeric_limits<T>::infinity());
-            if (k > 0) {
-                T* const pv = positive.data();  // plain pointers: no thread-local lookups in the loop
-                std::uint32_t* const np = count.data();
-                T* const lo = smallest.data();
-                for (std::size_t p = 0; p < P; ++p)  // in memory order; each positive value to its channel's list
-                    for (std::size_t ch = 0; ch < C; ++ch) {
-                        const T v = x[p * C + ch];
-                        pv[ch * P + np[ch]] = v;
-                        np[ch] += v > T(0);
-                        lo[ch] = v < lo[ch] ? v : lo[ch];
-                    }
-                for (std::size_t ch = 0; ch < C; ++ch) {
-                    const std::size_t others = P - np[ch];  // the values ≤ 0 (after a ReLU: zeros)
-                    if (k > others) {  // the threshold is a positive value
-                        T* v = pv + ch * P;
-                        std::nth_element(v, v + std::ptrdiff_t(k - others - 1), v + np[ch]);
-                        thr[ch] = v[k - others - 1];
-                    } else if (lo[ch] == T(0)) {  // among the others, which are all zero
-                        thr[ch] = T(0);
-                    } else {  // negative values: select among the others, gathered again
-                        T* v = pv + ch * P;
-                        std::size_t m = 0;
-                        for (std::size_t p = 0; p < P; ++p)
-                            if (!(x[p * C + ch] > T(0)))
-                                v[m++] = x[p * C + ch];
-                        std::nth_element(v, v + std::ptrdiff_t(k - 1), v + m);
-                        thr[ch] = v[k - 1];
-                    }
-                }
-            }
-            for (std::size_t p = 0; p < P; ++p)
-                for (std::size_t ch = 0; ch < C; ++ch)
-                    y[p * C + ch] = x[p * C + ch] > thr[ch] ? x[p * C + ch] : T(0);
+            if (k > 0)
+                kernels::column_rank_thresholds(x, P, C, C, k, thr);
+            else
+                std::fill(thr, thr + C, -std::numeric_limits<T>::infinity());
+            keep_above(x, thr, x, a.y + n * In::size, P, C);
         });
     }
 
@@ -313,13 +298,8 @@ struct FractionalThreshold : layer_base {
     {
         constexpr std::size_t C = In::c, P = In::h * In::w;
         parallel_for(a.batch, [&](std::size_t n) {
-            const T* thr = c.threshold.data() + n * C;
-            const std::size_t base = n * In::size;
-            for (std::size_t p = 0; p < P; ++p)
-                for (std::size_t ch = 0; ch < C; ++ch) {
-                    const std::size_t i = base + p * C + ch;
-                    a.dx[i] = a.x[i] > thr[ch] ? a.dy[i] : T(0);
-                }
+            const std::size_t at = n * In::size;
+            keep_above(a.x + at, c.threshold.data() + n * C, a.dy + at, a.dx + at, P, C);
         });
     }
 

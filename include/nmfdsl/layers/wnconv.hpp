@@ -187,6 +187,7 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
     struct strongest {
         T threshold;
         std::size_t tied;
+        std::size_t equal;  ///< how many values equal the threshold (tied of them are strong)
         double top, rest;
     };
     /// Found by taking the largest value below the last one found, with its multiplicity, until `strong` values
@@ -209,7 +210,7 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
             total += double(v[i]);
         }
         T bound = std::numeric_limits<T>::infinity(), value = T(0);
-        std::size_t remaining = strong, taken = 0;
+        std::size_t remaining = strong, taken = 0, count = 0;
         double top = 0;
         while (remaining > 0) {
             B m(T(-1));  // below every v ≥ 0
@@ -225,7 +226,7 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
             B count_b(T(0));
             for (std::size_t i = 0; i < full; i += L)
                 count_b += xsimd::select(B::load_aligned(v.data() + i) == B(value), B(T(1)), B(T(0)));
-            std::size_t count = std::size_t(kernels::horizontal_sum(count_b));
+            count = std::size_t(kernels::horizontal_sum(count_b));
             for (std::size_t i = full; i < Out; ++i)
                 count += v[i] == value;
             taken = std::min(count, remaining);
@@ -233,7 +234,36 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
             remaining -= taken;
             bound = value;
         }
-        return {value, taken, top, total - top};
+        return {value, taken, count, top, total - top};
+    }
+
+    /// The local cost's gradient over one output row: g = g_strong for the strong values, g_weak for the other
+    /// positive ones, 0 where y ≤ 0. Vectorised; a row whose threshold ties across the K-th place (a positive value
+    /// shared by strong and weak channels) takes the scalar path that admits the lower channel indices first.
+    template <class T>
+    static void strong_weak_gradient(const T* y, const strongest<T>& split, T g_strong, T g_weak, T* g)
+    {
+        using B = xsimd::batch<T>;
+        constexpr std::size_t L = B::size, full = Out / L * L;
+        const bool tie_splits = split.threshold > T(0) && split.equal > split.tied;
+        if (!tie_splits) {
+            // every value equal to a positive threshold is strong; at threshold 0 the zeros get 0 anyway
+            const B t(split.threshold), zero(T(0)), gs(g_strong), gw(g_weak);
+            for (std::size_t ch = 0; ch < full; ch += L) {
+                const B v = B::load_unaligned(y + ch);
+                xsimd::select(v > zero, xsimd::select(v >= t, gs, gw), zero).store_unaligned(g + ch);
+            }
+            for (std::size_t ch = full; ch < Out; ++ch)
+                g[ch] = y[ch] > T(0) ? (y[ch] >= split.threshold ? g_strong : g_weak) : T(0);
+            return;
+        }
+        std::size_t tied_left = split.tied;
+        for (std::size_t ch = 0; ch < Out; ++ch) {
+            const T v = y[ch] > T(0) ? y[ch] : T(0);
+            const bool tie_admitted = v == split.threshold && tied_left > 0;
+            tied_left -= tie_admitted;
+            g[ch] = v > T(0) ? (v > split.threshold || tie_admitted ? g_strong : g_weak) : T(0);
+        }
     }
 
     /// Σ over rows of row_value(r), computed in parallel and summed in row order (independent of the thread count);
@@ -270,13 +300,7 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
             const T* y = a.y + r * Out;
             T* g = c.g_local.data() + r * Out;
             const auto split = split_strongest(y, strong);
-            std::size_t tied_left = split.tied;
-            for (std::size_t ch = 0; ch < Out; ++ch) {
-                const T v = y[ch] > T(0) ? y[ch] : T(0);
-                const bool tie_admitted = v == split.threshold && tied_left > 0;
-                tied_left -= tie_admitted;
-                g[ch] = v > T(0) ? (v > split.threshold || tie_admitted ? g_strong : g_weak) : T(0);
-            }
+            strong_weak_gradient(y, split, g_strong, g_weak, g);
             return split.top / double(strong) - (Out > strong ? lambda * split.rest / double(Out - strong) : 0.0);
         }) / double(rows);
         add_weight_gradient<In, T>(c.g_local.data(), rows, a.params, a.grads, c);
