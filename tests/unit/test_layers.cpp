@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include <nmfdsl/nmfdsl.hpp>
@@ -65,6 +66,45 @@ TEST_CASE("Pooling forward on known values", "[layers]")
     auto m = mx.forward(x);
     CHECK(m(0, 0, 0, 0) == 6.0);
     CHECK(m(0, 0, 1, 1) == 18.0);
+}
+
+TEST_CASE("MaxPool in float over many channels: the first maximum wins, its gradient goes there", "[layers]")
+{
+    using In = nd::Shape<37, 5, 7>;  // vectors of channels and a tail; the last row and column are dropped
+    nd::Model<nd::MaxPool<2>, In, float> model;
+    xt::xtensor<float, 4> x = xt::xtensor<float, 4>::from_shape({2, 37, 5, 7});
+    nd::rng g(nd::seed{6});
+    for (auto& v : x)
+        v = std::round(g.uniform<float>(-2.0f, 2.0f));  // many ties
+    const float inf = std::numeric_limits<float>::infinity();
+    for (std::size_t c = 0; c < 37; c += 5) {  // some windows hold only −∞, some a NaN first
+        x(0, c, 0, 0) = x(0, c, 0, 1) = x(0, c, 1, 0) = x(0, c, 1, 1) = -inf;
+        x(1, c, 2, 2) = std::nanf("");
+    }
+    const auto y = model.forward(x);
+    xt::xtensor<float, 4> dy = xt::xtensor<float, 4>::from_shape(y.shape());
+    for (std::size_t i = 0; i < dy.size(); ++i)
+        dy.flat(i) = float(i % 11) + 1.0f;
+    const auto dx = model.backward(dy);
+    xt::xtensor<float, 4> want_dx = xt::zeros<float>(x.shape());
+    for (std::size_t n = 0; n < 2; ++n)
+        for (std::size_t c = 0; c < 37; ++c)
+            for (std::size_t oy = 0; oy < 2; ++oy)
+                for (std::size_t ox = 0; ox < 3; ++ox) {
+                    float best = -inf;
+                    std::size_t by = 2 * oy, bx = 2 * ox;  // the window's first element unless a value beats −∞
+                    for (std::size_t ky = 0; ky < 2; ++ky)
+                        for (std::size_t kx = 0; kx < 2; ++kx)
+                            if (x(n, c, 2 * oy + ky, 2 * ox + kx) > best) {
+                                best = x(n, c, 2 * oy + ky, 2 * ox + kx);
+                                by = 2 * oy + ky;
+                                bx = 2 * ox + kx;
+                            }
+                    const float got = y(n, c, oy, ox), want = x(n, c, by, bx);
+                    CHECK((got == want || (std::isnan(got) && std::isnan(want))));
+                    want_dx(n, c, by, bx) += dy(n, c, oy, ox);
+                }
+    CHECK(std::equal(dx.begin(), dx.end(), want_dx.begin()));
 }
 
 TEST_CASE("Conv forward equals a direct convolution", "[layers]")

@@ -85,9 +85,17 @@ void column_rank_thresholds(const T* x, std::size_t rows, std::size_t columns, s
         auto open = below + KB(K(1)) < above;  // (not above − below > 1: the difference may overflow)
         for (std::size_t step = 0; xsimd::any(open) && step <= 8 * sizeof(T); ++step) {
             const KB middle = (below >> 1) + (above >> 1) + (below & above & KB(K(1)));  // ⌊(below + above)/2⌋
-            KB count(K(0));
-            for (std::size_t r = 0; r < rows; ++r)
-                count += xsimd::select(KB::load_aligned(keys.data() + r * L) <= middle, KB(K(1)), KB(K(0)));
+            // four independent counts: one dependent addition per row would bound the loop by its latency
+            const KB one(K(1)), none(K(0));
+            KB counts[4] = {none, none, none, none};
+            const K* key = keys.data();
+            std::size_t r = 0;
+            for (; r + 4 <= rows; r += 4)
+                for (std::size_t j = 0; j < 4; ++j)
+                    counts[j] += xsimd::select(KB::load_aligned(key + (r + j) * L) <= middle, one, none);
+            for (; r < rows; ++r)
+                counts[0] += xsimd::select(KB::load_aligned(key + r * L) <= middle, one, none);
+            const KB count = (counts[0] + counts[1]) + (counts[2] + counts[3]);
             const auto enough = count >= rank;
             above = xsimd::select(open && enough, middle, above);
             below = xsimd::select(open && !enough, middle, below);

@@ -80,22 +80,33 @@ struct DivisiveNorm : layer_base {
     static void local_max(const T* x, T* row_max, T* row_dx, T* s, T* code)
     {
         constexpr std::size_t C = In::c, H = In::h, W = In::w;
-        // pass 1, along each row: the maximum of |x| over (x − 1, x, x + 1) and where it lies (0, 1, 2)
-        for (std::size_t y = 0; y < H; ++y)
-            for (std::size_t xx = 0; xx < W; ++xx) {
-                const std::size_t at = (y * W + xx) * C;
-                first_of_three(x + (y * W + (xx > 0 ? xx - 1 : xx)) * C, x + at,
-                               x + (y * W + (xx + 1 < W ? xx + 1 : xx)) * C, no_codes<T>, no_codes<T>, no_codes<T>,
-                               T(xx > 0 ? 0 : 1), T(xx + 1 < W ? 2 : 1), true, row_max + at, row_dx + at, C);
+        // pass 1, along each row: the maximum of |x| over (x − 1, x, x + 1) and where it lies (0, 1, 2); the
+        // interior of a row is one call (its three windows are contiguous runs), the two ends one each
+        for (std::size_t y = 0; y < H; ++y) {
+            const T* row = x + y * W * C;
+            const std::size_t at = y * W * C;
+            if (W == 1) {
+                first_of_three(row, row, row, no_codes<T>, no_codes<T>, no_codes<T>, T(1), T(1), true, row_max + at,
+                               row_dx + at, C);
+                continue;
             }
-        // pass 2, along each column of the row maxima: code = 3·(row offset + 1) + the row pass's column offset
-        for (std::size_t y = 0; y < H; ++y)
-            for (std::size_t xx = 0; xx < W; ++xx) {
-                const std::size_t up = ((y > 0 ? y - 1 : y) * W + xx) * C, here = (y * W + xx) * C,
-                                  down = ((y + 1 < H ? y + 1 : y) * W + xx) * C;
-                first_of_three(row_max + up, row_max + here, row_max + down, row_dx + up, row_dx + here,
-                               row_dx + down, T(y > 0 ? 0 : 1), T(y + 1 < H ? 2 : 1), false, s + here, code + here, C);
-            }
+            first_of_three(row, row, row + C, no_codes<T>, no_codes<T>, no_codes<T>, T(1), T(2), true, row_max + at,
+                           row_dx + at, C);
+            if (W > 2)
+                first_of_three(row, row + C, row + 2 * C, no_codes<T>, no_codes<T>, no_codes<T>, T(0), T(2), true,
+                               row_max + at + C, row_dx + at + C, (W - 2) * C);
+            const std::size_t last = (W - 1) * C;
+            first_of_three(row + last - C, row + last, row + last, no_codes<T>, no_codes<T>, no_codes<T>, T(0), T(1),
+                           true, row_max + at + last, row_dx + at + last, C);
+        }
+        // pass 2, along each column of the row maxima: code = 3·(row offset + 1) + the row pass's column offset;
+        // one call per row (the rows above, at and below are contiguous)
+        for (std::size_t y = 0; y < H; ++y) {
+            const std::size_t up = (y > 0 ? y - 1 : y) * W * C, here = y * W * C,
+                              down = (y + 1 < H ? y + 1 : y) * W * C;
+            first_of_three(row_max + up, row_max + here, row_max + down, row_dx + up, row_dx + here, row_dx + down,
+                           T(y > 0 ? 0 : 1), T(y + 1 < H ? 2 : 1), false, s + here, code + here, W * C);
+        }
     }
 
     template <class T>
@@ -199,20 +210,51 @@ struct DivisiveNorm : layer_base {
                     dx[p * C + ch] = dy[p * C + ch] * inv;
             }
             g_bar[c.peak[n]] += sigma * total;
-            // each S[p, ch] hands g_S̄[p]/C to the element of its window that attained the maximum
-            constexpr std::array<std::ptrdiff_t, 9> offset{
-                -std::ptrdiff_t(W) - 1, -std::ptrdiff_t(W), -std::ptrdiff_t(W) + 1, -1, 0, 1,
-                std::ptrdiff_t(W) - 1, std::ptrdiff_t(W), std::ptrdiff_t(W) + 1};
-            for (std::size_t p = 0; p < P; ++p) {
-                const T g_s = g_bar[p] / T(C);
-                if (g_s == T(0))
-                    continue;
-                for (std::size_t ch = 0; ch < C; ++ch) {
-                    const std::size_t at = std::size_t(std::ptrdiff_t(p) + offset[std::size_t(code[p * C + ch])]) * C + ch;
-                    dx[at] += x[at] < T(0) ? -g_s : (x[at] > T(0) ? g_s : T(0));
-                }
-            }
+            for (std::size_t p = 0; p < P; ++p)
+                g_bar[p] /= T(C);  // now g_S[p, ·]
+            route_to_arg_max<In>(g_bar.data(), code, x, dx);
         });
+    }
+
+    /// dx[q, c] += sign(x[q, c]) · Σ of g_s[p] over the windows p that contain q and took their maximum of |x[·, c]|
+    /// from q (code[p, c] names q's offset from p). Gathered per element q over its (up to) nine windows, a vector
+    /// of channels at a time: window p = q − offset(o) sends to q exactly where its code is o.
+    template <class In, class T>
+    static void route_to_arg_max(const T* g_s, const T* code, const T* x, T* dx)
+    {
+        using B = xsimd::batch<T>;
+        constexpr std::size_t C = In::c, H = In::h, W = In::w, L = B::size, full = C / L * L;
+        std::array<T, C> acc;
+        for (std::size_t qy = 0; qy < H; ++qy)
+            for (std::size_t qx = 0; qx < W; ++qx) {
+                acc.fill(T(0));
+                for (std::size_t o = 0; o < 9; ++o) {
+                    // q = p + (o/3 − 1, o%3 − 1), so p = q − that offset; skip windows outside the map
+                    const std::size_t py = qy + 1 - o / 3, px = qx + 1 - o % 3;  // wraps to huge when negative
+                    if (py >= H || px >= W)
+                        continue;
+                    const std::size_t p = py * W + px;
+                    if (g_s[p] == T(0))
+                        continue;
+                    const T* from = code + p * C;
+                    const B g(g_s[p]), zero(T(0)), mine{T(o)};
+                    for (std::size_t c0 = 0; c0 < full; c0 += L)
+                        (B::load_unaligned(acc.data() + c0) + xsimd::select(B::load_unaligned(from + c0) == mine, g, zero))
+                            .store_unaligned(acc.data() + c0);
+                    for (std::size_t ch = full; ch < C; ++ch)
+                        acc[ch] += from[ch] == T(o) ? g_s[p] : T(0);
+                }
+                const std::size_t q = (qy * W + qx) * C;
+                const B one(T(1)), zero(T(0));
+                for (std::size_t c0 = 0; c0 < full; c0 += L) {
+                    const B v = B::load_unaligned(x + q + c0);
+                    const B sign = xsimd::select(v > zero, one, xsimd::select(v < zero, -one, zero));
+                    xsimd::fma(sign, B::load_unaligned(acc.data() + c0), B::load_unaligned(dx + q + c0))
+                        .store_unaligned(dx + q + c0);
+                }
+                for (std::size_t ch = full; ch < C; ++ch)
+                    dx[q + ch] += x[q + ch] > T(0) ? acc[ch] : (x[q + ch] < T(0) ? -acc[ch] : T(0));
+            }
     }
 };
 
