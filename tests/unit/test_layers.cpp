@@ -587,6 +587,30 @@ TEST_CASE("WNConv's HaH cost ranks a row's channels with ties", "[layers][hah][l
     CHECK((s.threshold == 3.0f && s.tied == 4 && s.top == 12.0));
 }
 
+TEST_CASE("WNConv's HaH cost ranks blocks of rows as it ranks each row", "[layers][hah][local]")
+{
+    using Wide = nd::WNConvCore<37, 1>;
+    constexpr std::size_t rows = 53;  // whole blocks of rows on every ISA, and rows after them
+    std::vector<float> y(rows * 37);
+    nd::rng g(nd::seed{9});
+    for (std::size_t i = 0; i < y.size(); ++i)  // small whole numbers: ties everywhere, and rows of zeros
+        y[i] = std::round(g.uniform<float>(i / 37 % 5 == 0 ? -40.0f : -4.0f, 3.0f));
+    for (std::size_t strong : {std::size_t(1), std::size_t(4), std::size_t(36)}) {
+        std::vector<Wide::strongest<float>> split;
+        Wide::rank_rows(y.data(), rows, strong, split);
+        REQUIRE(split.size() == rows);
+        for (std::size_t r = 0; r < rows; ++r) {
+            const auto one = Wide::split_strongest(y.data() + r * 37, strong);
+            INFO("row " << r << ", K " << strong);
+            CHECK(split[r].threshold == one.threshold);
+            CHECK(split[r].tied == one.tied);
+            CHECK((split[r].equal > split[r].tied) == (one.equal > one.tied));
+            CHECK(split[r].top == one.top);  // whole numbers: every sum is exact
+            CHECK(split[r].rest == one.rest);
+        }
+    }
+}
+
 TEST_CASE("WNConv's HaH cost gradient per row matches the naive rule, ties across the K-th place included",
           "[layers][hah][local]")
 {

@@ -123,6 +123,16 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
     template <class In>
     static constexpr std::array<param_spec, 1> param_tensors{{{"weight", group::conv, Out * patch<In>}}};
 
+    /// The `strong` largest values of v = max(y, 0) over one output row y[0..Out): the smallest of them
+    /// (threshold), how many of them equal it (tied: of the values equal to the threshold, that many are strong,
+    /// the lower channel indices first), and the sums of the strong values and of the others.
+    template <class T>
+    struct strongest {
+        T threshold;
+        std::size_t tied;
+        std::size_t equal;  ///< how many values equal the threshold (rank_rows: tied, or tied + 1 when there are more)
+        double top, rest;
+    };
     template <class In, class T>
     struct cache {
         aligned_vector<T> cols;   ///< the patches [positions × I]
@@ -131,6 +141,7 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         aligned_vector<T> g_hat, dcols;
         aligned_vector<T> g_local;  ///< dcost/dy of the local cost
         std::vector<double> per_row;  ///< the local cost's or a statistic's value per output row
+        std::vector<strongest<T>> splits;  ///< the local cost's ranking of each output row
     };
 
     template <class In, class T>
@@ -180,18 +191,8 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         }
     }
 
-    /// The `strong` largest values of v = max(y, 0) over one output row y[0..Out): the smallest of them
-    /// (threshold), how many of them equal it (tied: of the values equal to the threshold, that many are strong,
-    /// the lower channel indices first), and the sums of the strong values and of the others.
-    template <class T>
-    struct strongest {
-        T threshold;
-        std::size_t tied;
-        std::size_t equal;  ///< how many values equal the threshold (tied of them are strong)
-        double top, rest;
-    };
-    /// Found by taking the largest value below the last one found, with its multiplicity, until `strong` values
-    /// are taken (strong is about N/10); each step is one vectorised pass over the row.
+    /// The split of one row, found by taking the largest value below the last one found, with its multiplicity,
+    /// until `strong` values are taken (strong is about N/10); each step is one vectorised pass over the row.
     template <class T>
     static strongest<T> split_strongest(const T* y, std::size_t strong)
     {
@@ -235,6 +236,63 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
             bound = value;
         }
         return {value, taken, count, top, total - top};
+    }
+
+    /// split_strongest for every row of y [rows × Out] into split[0..rows). Blocks of one vector's worth of rows
+    /// are ranked together, a row per lane: each channel's values across the rows are inserted into the
+    /// lanes' sorted lists of the strong + 1 largest (the extra place tells whether the K-th value ties with a weak
+    /// one). The rows after the last whole block go through split_strongest. Which path a row takes depends on its
+    /// index alone, so the results do not depend on the thread count.
+    template <class T>
+    static void rank_rows(const T* y, std::size_t rows, std::size_t strong, std::vector<strongest<T>>& split)
+    {
+        using B = xsimd::batch<T>;
+        constexpr std::size_t L = B::size;
+        split.resize(rows);
+        const std::size_t blocks = rows / L, places = strong + 1;  // strong ≤ Out − 1, so places ≤ Out
+        parallel_chunks(blocks, 16, [&](std::size_t b0, std::size_t b1) {
+            thread_local std::vector<B, xsimd::aligned_allocator<B>> best;  // descending: best[0] is the largest
+            thread_local std::vector<T, xsimd::aligned_allocator<T>> across;  // the block transposed [Out × L]
+            best.resize(places);
+            across.resize(Out * L);
+            alignas(B::arch_type::alignment()) std::array<T, L> lane, totals;
+            for (std::size_t blk = b0; blk < b1; ++blk) {
+                // (a copy, not xsimd's gather: in xsimd 8.1 that falls back to one lane at a time)
+                const T* base = y + blk * L * Out;
+                for (std::size_t j = 0; j < L; ++j)
+                    for (std::size_t ch = 0; ch < Out; ++ch)
+                        across[ch * L + j] = base[j * Out + ch];
+                std::fill(best.begin(), best.end(), B(T(-1)));  // below every max(y, 0)
+                B total(T(0));
+                for (std::size_t ch = 0; ch < Out; ++ch) {
+                    B v = xsimd::max(B::load_aligned(across.data() + ch * L), B(T(0)));
+                    total += v;
+                    for (std::size_t j = 0; j < places; ++j) {  // insert v: the larger stays, the smaller moves on
+                        const B here = best[j];
+                        best[j] = xsimd::max(here, v);
+                        v = xsimd::min(here, v);
+                    }
+                }
+                total.store_aligned(totals.data());
+                for (std::size_t k = 0; k < strong; ++k)  // the lists transposed back, through `across`
+                    best[k].store_aligned(across.data() + k * L);
+                best[strong].store_aligned(lane.data());
+                for (std::size_t j = 0; j < L; ++j) {
+                    auto& out = split[blk * L + j];
+                    out.threshold = across[(strong - 1) * L + j];
+                    out.top = 0;
+                    out.tied = 0;
+                    for (std::size_t k = 0; k < strong; ++k) {
+                        out.top += double(across[k * L + j]);
+                        out.tied += across[k * L + j] == out.threshold;
+                    }
+                    out.equal = out.tied + (lane[j] == out.threshold ? 1 : 0);  // more equal values than strong ones
+                    out.rest = double(totals[j]) - out.top;
+                }
+            }
+        });
+        for (std::size_t r = blocks * L; r < rows; ++r)
+            split[r] = split_strongest(y + r * Out, strong);
     }
 
     /// The local cost's gradient over one output row: g = g_strong for the strong values, g_weak for the other
@@ -296,11 +354,10 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         const T g_strong = T(-alpha / (double(strong) * double(rows)));
         const T g_weak = Out > strong ? T(alpha * lambda / (double(Out - strong) * double(rows))) : T(0);
         c.g_local.resize(rows * Out);  // every entry is written below
+        rank_rows(a.y, rows, strong, c.splits);
         const double hah = sum_over_rows(rows, c.per_row, [&](std::size_t r) {
-            const T* y = a.y + r * Out;
-            T* g = c.g_local.data() + r * Out;
-            const auto split = split_strongest(y, strong);
-            strong_weak_gradient(y, split, g_strong, g_weak, g);
+            const auto& split = c.splits[r];
+            strong_weak_gradient(a.y + r * Out, split, g_strong, g_weak, c.g_local.data() + r * Out);
             return split.top / double(strong) - (Out > strong ? lambda * split.rest / double(Out - strong) : 0.0);
         }) / double(rows);
         add_weight_gradient<In, T>(c.g_local.data(), rows, a.params, a.grads, c);
@@ -316,10 +373,11 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         constexpr auto win = detail::window_of<In, K, Stride>();
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         const std::size_t rows = a.batch * P, strong = strong_count(o.hah_k_ratio(), Out);
+        rank_rows(a.y, rows, strong, c.splits);
         const double disparity = sum_over_rows(rows, c.per_row, [&](std::size_t r) {
             const T* cols = c.cols.data() + r * I;
             const double norm = std::sqrt(double(kernels::dot(cols, cols, I))) + norm_eps;
-            const auto split = split_strongest(a.y + r * Out, strong);
+            const auto& split = c.splits[r];
             return (split.top / double(strong) - (Out > strong ? split.rest / double(Out - strong) : 0.0)) / norm;
         }) / double(rows);
         sink(a.where, name(), "disparity", disparity);
