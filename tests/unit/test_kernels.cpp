@@ -42,8 +42,10 @@ TEMPLATE_TEST_CASE("gemm matches the naive twin for every transpose combination 
 {
     using T = TestType;
     nd::rng g(nd::seed{3});
-    const std::size_t sizes[][3] = {{1, 1, 1},   {7, 5, 3},     {13, 33, 17}, {31, 65, 400},
-                                    {100, 3, 9}, {5, 200, 777}, {0, 4, 4},    {4, 4, 0}};
+    // the last two: one block of C and a long K, which is split into parts summed in order (a weight gradient)
+    const std::size_t sizes[][3] = {{1, 1, 1},   {7, 5, 3},     {13, 33, 17}, {31, 65, 400}, {100, 3, 9},
+                                    {5, 200, 777}, {0, 4, 4},   {4, 4, 0},    {20, 37, 2 * nd::kernels::gemm_k_part<T> + 5},
+                                    {3, 9, 3 * nd::kernels::gemm_k_part<T>}};
     for (const auto& s : sizes)
         for (int ta = 0; ta < 2; ++ta)
             for (int tb = 0; tb < 2; ++tb)
@@ -127,6 +129,17 @@ TEST_CASE("col2im over row ranges with a compile-time window matches the naive t
     }
 }
 
+TEST_CASE("col2im overwrites: it equals col2im_add into zeros, whatever dx held", "[kernels][im2col]")
+{
+    nd::rng g(nd::seed{10});
+    const nd::kernels::window w{7, 6, 5, 3, 3, 1};
+    const auto c = random_vector<float>(3 * w.oh() * w.ow() * w.patch(), g);
+    std::vector<float> added(3 * w.h * w.w * w.c, 0.0f), written(added.size(), std::nanf(""));
+    nd::kernels::col2im_add(c.data(), 3, w, added.data());
+    nd::kernels::col2im(c.data(), 3, w, written.data());
+    CHECK(written == added);
+}
+
 TEST_CASE("col2im is the adjoint of im2col", "[kernels][im2col]")
 {
     // <im2col(x), c> == <x, col2im(c)> for any x, c.
@@ -155,10 +168,15 @@ TEST_CASE("parallel gemm gives the same bits for any thread count", "[kernels][g
     for (std::size_t t : {1, 2, 3}) {
         nd::set_threads(t);
         for (int ta = 0; ta < 2; ++ta) {
-            std::vector<float> C(M * N, 0.f), skinny(16 * N, 0.f);
+            std::vector<float> C(M * N, 0.f), skinny(16 * N, 0.f), long_k(6 * 3, 1.f);
             nd::kernels::gemm<float>(ta, false, M, N, K, 1.f, A.data(), ta ? M : K, B.data(), N, 0.f, C.data(), N);
             nd::kernels::gemm<float>(false, false, 16, N, K, 1.f, A.data(), K, B.data(), N, 0.f, skinny.data(), N);
+            // a long K, split into parts (A read as Kl × 6, B as Kl × 3)
+            const std::size_t Kl = 2 * nd::kernels::gemm_k_part<float> + 100;
+            REQUIRE((Kl * 6 <= A.size() && Kl * 3 <= B.size()));
+            nd::kernels::gemm<float>(true, false, 6, 3, Kl, 1.f, A.data(), 6, B.data(), 3, 1.f, long_k.data(), 3);
             C.insert(C.end(), skinny.begin(), skinny.end());
+            C.insert(C.end(), long_k.begin(), long_k.end());
             results.push_back(C);
         }
     }

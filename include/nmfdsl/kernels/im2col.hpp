@@ -246,4 +246,17 @@ void col2im_add(const T* cols, std::size_t batch, const Geometry& g, T* dx, std:
     });
 }
 
+/// The adjoint of im2col written into dx (its prior contents are ignored): each sample's map is zeroed inside its
+/// own parallel task, then accumulated as col2im_add does.
+template <class Geometry, class T>
+void col2im(const T* cols, std::size_t batch, const Geometry& g, T* dx, std::size_t row_stride = 0)
+{
+    const window& w = detail::window_of(g);
+    const std::size_t map = w.h * w.w * w.c;
+    detail::for_each_sample(g, batch, row_stride, [&](std::size_t first, std::size_t count, std::size_t at) {
+        std::fill(dx + first / (w.oh() * w.ow()) * map, dx + (first / (w.oh() * w.ow()) + 1) * map, T(0));
+        col2im_add_rows(cols + at, first, count, g, dx, row_stride);
+    });
+}
+
 } // namespace nmfdsl::kernels

@@ -183,8 +183,7 @@ struct Conv : detail::patch_layer<Out, K, Stride> {
             return;
         if constexpr (Norm == patch_norm::l1)
             detail::l1_backward_rows(c.dcols.data(), c.cols.data(), c.sums.data(), rows, I, I);
-        std::fill(a.dx, a.dx + a.batch * In::size, T(0));
-        kernels::col2im_add(c.dcols.data(), a.batch, kernels::fixed_window<win>{}, a.dx);
+        kernels::col2im(c.dcols.data(), a.batch, kernels::fixed_window<win>{}, a.dx);
     }
 };
 

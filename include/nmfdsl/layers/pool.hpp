@@ -116,9 +116,9 @@ struct pool_layer : layer_base {
     static void backward(const no_options&, const backward_args<T>& a, cache<In, T>& c)
     {
         constexpr std::size_t C = In::c, W = In::w, OH = In::h / K, OW = In::w / K;
-        std::fill(a.dx, a.dx + a.batch * In::size, T(0));
         parallel_for(a.batch, [&](std::size_t n) {  // one sample per task: disjoint parts of dx
             T* dx = a.dx + n * In::size;
+            std::fill(dx, dx + In::size, T(0));
             const T* dy = a.dy + n * OH * OW * C;
             for (std::size_t oy = 0; oy < OH; ++oy)
                 for (std::size_t ox = 0; ox < OW; ++ox)

@@ -55,8 +55,8 @@ struct ZeroPad : layer_base {
     static void forward(const options&, const forward_args<T>& a, cache<In, T>&)
     {
         constexpr std::size_t C = In::c, H = In::h, W = In::w, OW = W + 2 * P, Osize = C * (H + 2 * P) * OW;
-        std::fill(a.y, a.y + a.batch * Osize, T(0));
         parallel_for(a.batch, [&](std::size_t n) {
+            std::fill(a.y + n * Osize, a.y + (n + 1) * Osize, T(0));
             for (std::size_t y = 0; y < H; ++y)
                 std::copy(a.x + n * In::size + y * W * C, a.x + n * In::size + (y + 1) * W * C,
                           a.y + n * Osize + ((y + P) * OW + P) * C);
@@ -394,8 +394,7 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
             return;
         c.dcols.resize(rows * I);
         kernels::gemm<T>(false, false, rows, I, Out, T(1), a.dy, Out, c.w_hat.data(), I, T(0), c.dcols.data(), I);
-        std::fill(a.dx, a.dx + a.batch * In::size, T(0));
-        kernels::col2im_add(c.dcols.data(), a.batch, kernels::fixed_window<win>{}, a.dx);
+        kernels::col2im(c.dcols.data(), a.batch, kernels::fixed_window<win>{}, a.dx);
     }
 };
 
