@@ -27,8 +27,7 @@ void run_steps(benchmark::State& state, M& model, const X& x, const std::vector<
         if (train) {
             const auto l = loss(p, labels);
             model.zero_grad();
-            model.backward_parameters(l.grad);
-            model.add_local_costs();
+            benchmark::DoNotOptimize(model.backward_parameters_and_local_costs(l.grad));
             opt.step();
         }
         benchmark::DoNotOptimize(p.data());

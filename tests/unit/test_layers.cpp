@@ -711,6 +711,66 @@ TEST_CASE("WNConv's HaH cost: value, gradient on the weights only, paths inside 
     CHECK(nd::WNConvCore<512, 3>::strong_count(0.1, 512) == 52);
 }
 
+TEST_CASE("Local costs added in the backward sweep equal backward_parameters then add_local_costs",
+          "[layers][hah][local]")
+{
+    // HaH blocks fold their cost into the backward's weight-gradient product; the one inside Residual is added by
+    // the graph layer's local_costs before its backward
+    using In = nd::Shape<2, 8, 8>;
+    struct Net : nd::Seq<nd::HaHBlock<12>, nd::Residual<nd::Seq<nd::WNConv<12, 3, 1, 1>, nd::ReLU>>, nd::MaxPool<2>,
+                         nd::HaHBlock<20>, nd::Flatten, nd::Dense<4>, nd::Softmax> {};
+    nd::Model<Net, In, double> separate{nd::seed{12}}, fused{nd::seed{12}};
+    for (auto* m : {&separate, &fused}) {
+        m->configure<nd::WNConvCore<12, 3>::options>([](auto& o) { o.hah_alpha(0.03).hah_lambda(0.5); });
+        m->configure<nd::WNConvCore<20, 3>::options>([](auto& o) { o.hah_alpha(0.02); });
+    }
+    const auto x = random_batch<In>(5, 0.0, 1.0, 13);
+    const auto y = separate.forward(x);
+    fused.forward(x);
+    const xt::xtensor<double, 2> dy = xt::ones_like(y) - y;
+    separate.zero_grad();
+    separate.backward_parameters(dy);
+    const auto costs = separate.add_local_costs();
+    fused.zero_grad();
+    const auto folded = fused.backward_parameters_and_local_costs(dy);
+    REQUIRE(costs.size() == 3);
+    REQUIRE(folded.size() == costs.size());
+    for (std::size_t i = 0; i < costs.size(); ++i) {
+        CHECK(folded[i].path == costs[i].path);  // the same layers, in the same (layer) order
+        CHECK(folded[i].layer == costs[i].layer);
+        CHECK(folded[i].value == Approx(costs[i].value).epsilon(1e-12));
+    }
+    const auto a = separate.flat_gradients();
+    const auto b = fused.flat_gradients();
+    REQUIRE(a.size() == b.size());
+    double worst = 0, largest = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        worst = std::max(worst, std::abs(a[i] - b[i]));
+        largest = std::max(largest, std::abs(a[i]));
+    }
+    CHECK(largest > 0);
+    CHECK(worst <= 1e-12 * largest);
+    // and without any local cost it is backward_parameters exactly
+    for (auto* m : {&separate, &fused})
+        m->configure<nd::WNConvCore<12, 3>::options>([](auto& o) { o.hah_alpha(0); });
+    separate.forward(x);
+    fused.forward(x);
+    separate.zero_grad();
+    fused.zero_grad();
+    separate.backward_parameters(dy);
+    CHECK(fused.backward_parameters_and_local_costs(dy).size() == 1);  // the HaHBlock<20> alone
+    fused.configure<nd::WNConvCore<20, 3>::options>([](auto& o) { o.hah_alpha(0); });
+    separate.configure<nd::WNConvCore<20, 3>::options>([](auto& o) { o.hah_alpha(0); });
+    separate.forward(x);
+    fused.forward(x);
+    separate.zero_grad();
+    fused.zero_grad();
+    separate.backward_parameters(dy);
+    CHECK(fused.backward_parameters_and_local_costs(dy).empty());
+    CHECK(std::equal(separate.flat_gradients().begin(), separate.flat_gradients().end(),
+                     fused.flat_gradients().begin()));
+}
+
 TEST_CASE("A black image gives finite outputs and gradients through every HaH layer", "[layers][hah]")
 {
     using In = nd::Shape<2, 6, 6>;
@@ -836,6 +896,10 @@ TEST_CASE("HaH layers, their costs and statistics do not depend on the thread co
         all.insert(all.end(), m.flat_gradients().begin(), m.flat_gradients().end());
         for (const auto& s : m.activation_statistics())
             all.push_back(s.value);
+        m.zero_grad();  // and training's path: the local costs added within the backward sweep
+        for (const auto& c : m.backward_parameters_and_local_costs(xt::ones_like(y) - y))
+            all.push_back(c.value);
+        all.insert(all.end(), m.flat_gradients().begin(), m.flat_gradients().end());
         return all;
     };
     const auto one = run(1);

@@ -171,10 +171,13 @@ struct engine<type_list<Es...>> {
     /// Back-propagates dy (batch × Out::size) through the last forward, whose input x (batch × In::size) is passed
     /// again; accumulates parameter gradients. dx (batch × In::size) is overwritten with dL/dx, or is nullptr when
     /// the caller does not need it: then the layers before the first trainable one are skipped and that layer gets
-    /// `need_dx = false` (and a scratch dx it may leave untouched).
+    /// `need_dx = false` (and a scratch dx it may leave untouched). With `fold` the layers' local costs are added
+    /// too (as local_costs would add them) and reported to *fold: a layer that folds them does so in its backward,
+    /// any other has its local_costs called just before its backward.
     template <class T>
     static void backward(const options& opt, const T* params, T* grads, const T* buffers, const T* x, const T* dy,
-                         T* dx, workspace<T>& ws, const layer_path* parent = nullptr)
+                         T* dx, workspace<T>& ws, const layer_path* parent = nullptr,
+                         const local_cost_sink* fold = nullptr)
     {
         const std::size_t batch = ws.batch;
         if constexpr (count == 0) {
@@ -194,9 +197,26 @@ struct engine<type_list<Es...>> {
                 const T* xi = i == 0 ? x : ws.outputs[i == 0 ? 0 : i - 1].data();
                 T* target = (i == 0 && want_dx) ? dx : spare;
                 const bool need = want_dx || i > first_trainable;
-                const backward_args<T> a{batch, xi, ws.outputs[i].data(), g, target, params + param_offsets[i],
-                                         grads + param_offsets[i], buffers + buffer_offsets[i],
-                                         layer_path{parent, i}, need};
+                using L = typename E::layer;
+                constexpr bool folds = requires { requires L::folds_local_costs; };
+                if constexpr (has_local_costs<L, typename E::in, T> && !folds) {
+                    if (fold) {
+                        const local_cost_args<T> c{batch, xi, ws.outputs[i].data(), params + param_offsets[i],
+                                                   grads + param_offsets[i], layer_path{parent, i}};
+                        L::template local_costs<typename E::in, T>(std::get<i>(opt), c, std::get<i>(ws.caches), *fold);
+                    }
+                }
+                const backward_args<T> a{batch,
+                                         xi,
+                                         ws.outputs[i].data(),
+                                         g,
+                                         target,
+                                         params + param_offsets[i],
+                                         grads + param_offsets[i],
+                                         buffers + buffer_offsets[i],
+                                         layer_path{parent, i},
+                                         need,
+                                         folds ? fold : nullptr};
                 E::layer::template backward<typename E::in, T>(std::get<i>(opt), a, std::get<i>(ws.caches));
                 g = target;
                 std::swap(spare, other);

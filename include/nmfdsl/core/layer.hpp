@@ -30,7 +30,10 @@
 /// parameters, with its input held fixed (a layer-local learning rule, such as the Hebbian/anti-Hebbian cost of
 /// docs/method.md §6). `local_costs` is called after a training forward (Model::add_local_costs); it reports each
 /// cost it adds to the sink (graph layers report their branches' costs) and *accumulates* the cost's gradient into
-/// `grads`. A layer with no active cost reports nothing.
+/// `grads`. A layer with no active cost reports nothing. Training adds them in its backward sweep instead
+/// (Model::backward_parameters_and_local_costs): a layer with `static constexpr bool folds_local_costs = true` then
+/// adds and reports its cost inside its backward when `backward_args::fold_local_costs` is set (e.g. in the same
+/// weight-gradient product as the loss's gradient); any other layer has local_costs called just before its backward.
 ///
 /// Statistics. A layer may describe its last forward's activations (the fraction of non-zero outputs, how strongly
 /// a few channels win, ...): `statistics` reports means over the batch to the sink, changes nothing, and is called
@@ -84,6 +87,10 @@ struct backward_args {
     /// False when nobody reads dL/dx (the first trainable layer of a network trained without an input gradient):
     /// the layer may then skip computing dx. dx is still a valid buffer of the full size.
     bool need_dx = true;
+    /// Set by Model::backward_parameters_and_local_costs: a layer that declares `folds_local_costs` then adds its
+    /// local cost's gradient within this backward (e.g. in the same weight-gradient product) and reports the cost
+    /// here, exactly what its local_costs would add and report; dx stays the gradient of the loss alone.
+    const function_ref<void(const layer_path&, const std::string&, double)>* fold_local_costs = nullptr;
 };
 
 /// What a layer's local cost sees: the last training forward's input and output, and its parameter block.

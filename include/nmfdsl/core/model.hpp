@@ -6,6 +6,7 @@
 /// backward works on its own data), and a move leaves nothing shared.
 /// Tensors cross the API channels-first, as users hold them: a batch of Shape<C,H,W> is an xtensor [N, C, H, W], a
 /// batch of Shape<N> an xtensor [batch, N]. Inside, everything is channels-last.
+#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <stdexcept>
@@ -177,6 +178,31 @@ public:
     void backward_parameters(const E& grad_out, workspace& ws)
     {
         run_backward(grad_out, ws, false);
+    }
+
+    /// backward_parameters(grad_out) and then add_local_costs() in one sweep, with the same result up to the order
+    /// of floating-point sums: a layer that can (WNConv) adds its local cost's gradient in its own backward, in the
+    /// same weight-gradient product as the loss's gradient. Returns the costs as add_local_costs does, in layer
+    /// order. What training calls.
+    template <class E>
+    std::vector<local_cost> backward_parameters_and_local_costs(const E& grad_out)
+    {
+        return backward_parameters_and_local_costs(grad_out, default_ws_);
+    }
+    template <class E>
+    std::vector<local_cost> backward_parameters_and_local_costs(const E& grad_out, workspace& ws)
+    {
+        std::vector<local_cost> out;
+        auto collect = [&](const layer_path& where, const std::string& layer, double value) {
+            out.push_back({where.text(), layer, value});
+        };
+        const local_cost_sink sink(collect);
+        run_backward(grad_out, ws, false, &sink);
+        // the sweep ran from the last layer to the first; each top-level layer reported its own costs in order
+        std::stable_sort(out.begin(), out.end(), [](const local_cost& a, const local_cost& b) {
+            return top_level_index(a.path) < top_level_index(b.path);
+        });
+        return out;
     }
 
     /// Adds the layers' local costs (layer protocol, core/layer.hpp) of the last forward: each layer that has one
@@ -383,7 +409,8 @@ private:
 
     /// Checks the gradient, back-propagates it and, when asked, leaves dL/dx channels-last in ws.grad_input.
     template <class E>
-    [[gnu::noinline]] void run_backward(const E& grad_out, workspace& ws, bool want_input_gradient)
+    [[gnu::noinline]] void run_backward(const E& grad_out, workspace& ws, bool want_input_gradient,
+                                        const local_cost_sink* fold_local_costs = nullptr)
     {
         if (ws.batch == 0)
             throw shape_error("nmfdsl: backward called before forward (the workspace holds no batch)");
@@ -404,7 +431,8 @@ private:
                 std::copy(ws.grad.begin(), ws.grad.end(), ws.grad_input.begin());
         } else {
             engine::template backward<T>(options_, params_.data(), grads_.data(), buffers_.data(), ws.input.data(),
-                                         ws.grad.data(), want_input_gradient ? ws.grad_input.data() : nullptr, ws.net);
+                                         ws.grad.data(), want_input_gradient ? ws.grad_input.data() : nullptr, ws.net,
+                                         nullptr, fold_local_costs);
         }
     }
 

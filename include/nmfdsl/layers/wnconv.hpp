@@ -340,29 +340,39 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         return sum;
     }
 
-    /// The Hebbian/anti-Hebbian cost −α·HaH of the last forward (see the file's comment); reports it and adds its
-    /// gradient to the weights' gradients. Nothing when α = 0.
+    /// The Hebbian/anti-Hebbian cost −α·HaH of the forward that produced y (see the file's comment): returns it and
+    /// leaves its gradient with respect to y in c.g_local [rows × Out].
+    template <class In, class T>
+    static double hah_cost(const options& o, const T* y, std::size_t batch, cache<In, T>& c)
+    {
+        constexpr auto win = detail::window_of<In, K, Stride>();
+        constexpr std::size_t P = win.oh() * win.ow();
+        const std::size_t rows = batch * P, strong = strong_count(o.hah_k_ratio(), Out);
+        const double lambda = o.hah_lambda(), alpha = o.hah_alpha();
+        const T g_strong = T(-alpha / (double(strong) * double(rows)));
+        const T g_weak = Out > strong ? T(alpha * lambda / (double(Out - strong) * double(rows))) : T(0);
+        c.g_local.resize(rows * Out);  // every entry is written below
+        rank_rows(y, rows, strong, c.splits);
+        const double hah = sum_over_rows(rows, c.per_row, [&](std::size_t r) {
+            const auto& split = c.splits[r];
+            strong_weak_gradient(y + r * Out, split, g_strong, g_weak, c.g_local.data() + r * Out);
+            return split.top / double(strong) - (Out > strong ? lambda * split.rest / double(Out - strong) : 0.0);
+        }) / double(rows);
+        return -alpha * hah;
+    }
+
+    /// The local cost: reports −α·HaH of the last forward and adds its gradient to the weights' gradients. Nothing
+    /// when α = 0. (Model::backward_parameters_and_local_costs does the same inside backward, in one product.)
     template <class In, class T>
     static void local_costs(const options& o, const local_cost_args<T>& a, cache<In, T>& c, local_cost_sink sink)
     {
         if (o.hah_alpha() == 0.0)
             return;
-        constexpr auto win = detail::window_of<In, K, Stride>();
-        constexpr std::size_t P = win.oh() * win.ow();
-        const std::size_t rows = a.batch * P, strong = strong_count(o.hah_k_ratio(), Out);
-        const double lambda = o.hah_lambda(), alpha = o.hah_alpha();
-        const T g_strong = T(-alpha / (double(strong) * double(rows)));
-        const T g_weak = Out > strong ? T(alpha * lambda / (double(Out - strong) * double(rows))) : T(0);
-        c.g_local.resize(rows * Out);  // every entry is written below
-        rank_rows(a.y, rows, strong, c.splits);
-        const double hah = sum_over_rows(rows, c.per_row, [&](std::size_t r) {
-            const auto& split = c.splits[r];
-            strong_weak_gradient(a.y + r * Out, split, g_strong, g_weak, c.g_local.data() + r * Out);
-            return split.top / double(strong) - (Out > strong ? lambda * split.rest / double(Out - strong) : 0.0);
-        }) / double(rows);
-        add_weight_gradient<In, T>(c.g_local.data(), rows, a.params, a.grads, c);
-        sink(a.where, name(), -alpha * hah);
+        const double cost = hah_cost<In, T>(o, a.y, a.batch, c);
+        add_weight_gradient<In, T>(c.g_local.data(), c.g_local.size() / Out, a.params, a.grads, c);
+        sink(a.where, name(), cost);
     }
+    static constexpr bool folds_local_costs = true;
 
     /// Statistic "disparity": the mean over positions of (mean of the K largest − mean of the other N − K) of
     /// max(y, 0)/(‖patch‖₂ + 1e-6), K as in the HaH cost — how strongly a few channels win at a position, in units
@@ -383,13 +393,27 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         sink(a.where, name(), "disparity", disparity);
     }
 
+    /// With a.fold_local_costs and α > 0 the local cost's gradient joins dy in the one weight-gradient product:
+    /// dW += (dy + dHaHcost/dy)ᵀ P through the norm, dx from dy alone.
     template <class In, class T>
-    static void backward(const options&, const backward_args<T>& a, cache<In, T>& c)
+    static void backward(const options& o, const backward_args<T>& a, cache<In, T>& c)
     {
         constexpr auto win = detail::window_of<In, K, Stride>();
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         const std::size_t rows = a.batch * P;
-        add_weight_gradient<In, T>(a.dy, rows, a.params, a.grads, c);
+        if (a.fold_local_costs && o.hah_alpha() != 0.0) {
+            const double cost = hah_cost<In, T>(o, a.y, a.batch, c);
+            T* g = c.g_local.data();
+            const T* dy = a.dy;
+            parallel_chunks(rows * Out, detail::elementwise_chunk, [&](std::size_t b, std::size_t e) {
+                for (std::size_t i = b; i < e; ++i)
+                    g[i] += dy[i];
+            });
+            add_weight_gradient<In, T>(g, rows, a.params, a.grads, c);
+            (*a.fold_local_costs)(a.where, name(), cost);
+        } else {
+            add_weight_gradient<In, T>(a.dy, rows, a.params, a.grads, c);
+        }
         if (!a.need_dx)
             return;
         c.dcols.resize(rows * I);

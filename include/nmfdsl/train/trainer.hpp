@@ -268,8 +268,8 @@ private:
                                                                : ", the last good checkpoint is '" +
                                                                      checkpoint_path() + "'"));
             model_.zero_grad();
-            model_.backward_parameters(l.grad);  // training needs no input gradient
-            add_local_costs(m, b + 1);           // layer-local objectives (none in most networks)
+            // no input gradient; the layer-local objectives (none in most networks) added in the same sweep
+            record_local_costs(m, b + 1, model_.backward_parameters_and_local_costs(l.grad));
             opt_->step();
             m.train_loss += double(l.value);
             correct += count_correct(p, d, idx);
@@ -345,10 +345,9 @@ private:
         std::fflush(stdout);
     }
 
-    /// Adds the layers' local costs of this batch to the gradients and their running means to m.
-    void add_local_costs(epoch_metrics& m, std::size_t batches_so_far)
+    /// Adds the running means of the layers' local costs of this batch to m.
+    static void record_local_costs(epoch_metrics& m, std::size_t batches_so_far, const std::vector<local_cost>& costs)
     {
-        const auto costs = model_.add_local_costs();
         if (m.local_costs.empty())
             m.local_costs = costs;
         else
