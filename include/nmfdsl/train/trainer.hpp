@@ -60,8 +60,9 @@ struct epoch_metrics {
     optim::learning_rates lr;         ///< the rates used during the epoch
     double train_loss = 0;            ///< summed over the epoch's batches (the scheduler's metric)
     double train_accuracy = 0, test_accuracy = 0, seconds = 0;
-    /// The layers' local costs (Model::add_local_costs), each the mean over the epoch's batches; written to the
-    /// metrics CSV as columns cost_<path>. Not kept in checkpoints (a resumed run's earlier epochs have none).
+    /// The layers' local costs (as Model::backward_parameters_and_local_costs reports them), each the mean over the
+    /// epoch's batches; written to the metrics CSV as columns cost_<path>. Not kept in checkpoints (a resumed run's
+    /// earlier epochs have none).
     std::vector<local_cost> local_costs;
     /// The layers' activation statistics (Model::activation_statistics) on the test set of this epoch's evaluation,
     /// each the mean over the evaluated images; written to the metrics CSV as columns <name>_<path> (e.g.
