@@ -107,7 +107,7 @@ def section(root, epochs, batch):
                       100 * relu_b[0], 100 * relu_b[1], statistics.mean(min_h) / statistics.mean(min_b)))
         out.append("")
     out.append("Accuracy: the last epoch's test accuracy, mean ± sample standard deviation over the seeds. Minutes: "
-               "training plus the per-epoch evaluation, as the trainer measured them (other work shared the machine).")
+               "training plus the per-epoch evaluation, as the trainer measured them (a shared, noisy machine).")
     out.append("")
     out.append(END)
     return "\n".join(out)
