@@ -237,7 +237,7 @@ struct DivisiveNorm : layer_base {
                     if (g_s[p] == T(0))
                         continue;
                     const T* from = code + p * C;
-                    const B g(g_s[p]), zero(T(0)), mine{T(o)};
+                    const B g(g_s[p]), zero(T(0)), mine = B(T(o));  // (not mine{…}: the initializer-list constructor)
                     for (std::size_t c0 = 0; c0 < full; c0 += L)
                         (B::load_unaligned(acc.data() + c0) + xsimd::select(B::load_unaligned(from + c0) == mine, g, zero))
                             .store_unaligned(acc.data() + c0);
