@@ -783,6 +783,13 @@ TEST_CASE("Local costs added in the backward sweep equal backward_parameters the
     fused.zero_grad();
     separate.backward_parameters(dy);
     CHECK(fused.backward_parameters_and_local_costs(dy).empty());
+    // bad input: a gradient of the wrong shape, and a call before any forward
+    const xt::xtensor<double, 2> wrong = xt::zeros<double>({std::size_t(4), std::size_t(4)});
+    CHECK_THROWS_WITH(fused.backward_parameters_and_local_costs(wrong),
+                      Catch::Contains("backward expects the gradient of the network output [5, 4]") &&
+                          Catch::Contains("got [4, 4]"));
+    nd::Model<Net, In, double> fresh{nd::seed{12}};
+    CHECK_THROWS_WITH(fresh.backward_parameters_and_local_costs(dy), Catch::Contains("before forward"));
     CHECK(std::equal(separate.flat_gradients().begin(), separate.flat_gradients().end(),
                      fused.flat_gradients().begin()));
 }
