@@ -204,6 +204,7 @@ inline void for_column_blocks(std::size_t cols, Block&& block)
 template <class T>
 struct nmf_scratch {
     aligned_vector<T> q, h, hn, x;  ///< x: the tile of x̂ rows when they are produced on the fly
+    aligned_vector<T> inv_r0;       ///< 1 / (h⁰W + 1e-20), the first iteration's divisor, shared by every row
 };
 
 namespace detail {
@@ -243,14 +244,35 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
     s.h.resize(NT * wts.hp);
     s.hn.resize(NT * wts.hp);
     const T h0 = T(1) / T(wts.h);
+    // Every row starts from the same h⁰ = 1/H, so the first iteration's r = h⁰W + 1e-20 is one row shared by all:
+    // computed once, with the same FMA sequence as the micro-kernel (the result is bit-identical to the general
+    // path), it saves one of the 2T products.
+    s.inv_r0.resize(wts.ip);
+    {
+        using batch = xsimd::batch<T>;
+        for (std::size_t c = 0; c < wts.ip; c += lay::lanes) {
+            batch acc(T(0));
+            for (std::size_t k = 0; k < wts.h; ++k)
+                acc = xsimd::fma(batch(h0), batch::load_aligned(wts.w.data() + k * wts.ip + c), acc);
+            refined_reciprocal(acc + batch(T(1e-20))).store_aligned(s.inv_r0.data() + c);
+        }
+    }
     // all T iterations on the first `active` rows of the tile (a multiple of both row groups)
     auto iterate = [&]<std::size_t MRR, std::size_t MRU>(const T* xt, std::size_t active) {
         for (std::size_t it = 0; it < iterations; ++it) {
-            for (std::size_t r0 = 0; r0 < active; r0 += MRR)
-                for_column_blocks<T, MRR, tiles::nb_r>(wts.ip, [&](auto nb, std::size_t c0) {
-                    quotient_block<T, MRR, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, xt + r0 * wts.ip,
-                                                                s.q.data() + r0 * wts.ip, c0);
-                });
+            if (it == 0) {  // q = x̂ ⊘ r⁰
+                using batch = xsimd::batch<T>;
+                for (std::size_t r = 0; r < active; ++r)
+                    for (std::size_t c = 0; c < wts.ip; c += lay::lanes)
+                        (batch::load_unaligned(xt + r * wts.ip + c) * batch::load_aligned(s.inv_r0.data() + c))
+                            .store_aligned(s.q.data() + r * wts.ip + c);
+            } else {
+                for (std::size_t r0 = 0; r0 < active; r0 += MRR)
+                    for_column_blocks<T, MRR, tiles::nb_r>(wts.ip, [&](auto nb, std::size_t c0) {
+                        quotient_block<T, MRR, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp,
+                                                                    xt + r0 * wts.ip, s.q.data() + r0 * wts.ip, c0);
+                    });
+            }
             if (wts.hp <= tiles::nb_fused * lay::lanes) {  // a whole row of h in registers: fused normalisation
                 for (std::size_t r0 = 0; r0 < active; r0 += tiles::mr_fused)
                     for_column_blocks<T, tiles::mr_fused, tiles::nb_fused>(wts.hp, [&](auto nb, std::size_t) {

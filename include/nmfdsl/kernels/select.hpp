@@ -93,8 +93,8 @@ void column_rank_thresholds(const T* x, std::size_t rows, std::size_t columns, s
             for (; r + 4 <= rows; r += 4)
                 for (std::size_t j = 0; j < 4; ++j)
                     counts[j] += xsimd::select(KB::load_aligned(key + (r + j) * L) <= middle, one, none);
-            for (; r < rows; ++r)
-                counts[0] += xsimd::select(KB::load_aligned(key + r * L) <= middle, one, none);
+            for (const K* rest = key + r * L; rest != key + rows * L; rest += L)
+                counts[0] += xsimd::select(KB::load_aligned(rest) <= middle, one, none);
             const KB count = (counts[0] + counts[1]) + (counts[2] + counts[3]);
             const auto enough = count >= rank;
             above = xsimd::select(open && enough, middle, above);
