@@ -12,6 +12,7 @@
 
 #include <nmfdsl/io.hpp>
 
+#include "cli.hpp"
 #include "hah_models.hpp"
 #include "paper_models.hpp"
 #include "pictures.hpp"
@@ -85,26 +86,11 @@ const nd::group_info* lr_option_group(const std::string& option)
     return nullptr;
 }
 
-[[noreturn]] void bad_usage(const std::string& message)
-{
-    std::fprintf(stderr, "nmfdsl-train: %s (see --help)\n", message.c_str());
-    std::exit(2);
-}
+[[noreturn]] void bad_usage(const std::string& message) { cli::fail("nmfdsl-train", message); }
 
 std::uint64_t parse_number(const std::string& flag, const std::string& text, std::uint64_t min)
 {
-    std::size_t used = 0;
-    unsigned long long v = 0;
-    try {
-        v = std::stoull(text, &used);
-    } catch (...) {
-        used = 0;
-    }
-    if (used != text.size() || text.empty() || text[0] == '-')
-        bad_usage(flag + " needs a whole number, got '" + text + "'");
-    if (v < min)
-        bad_usage(flag + " must be at least " + std::to_string(min) + ", got " + text);
-    return v;
+    return cli::parse_count("nmfdsl-train", flag, text, min);
 }
 
 options parse(int argc, char** argv)

@@ -221,6 +221,16 @@ inline bool is_cifar10_directory(const std::string& dir)
 }
 
 /// Where the Debian package dataset-fashion-mnist puts the data.
+/// Throws data_error naming the data set's file and the first offending image when a value lies outside [0, 1] (or
+/// is not a number): the attacks' box constraint assumes images in [0, 1].
+inline void check_unit_range(const dataset& d)
+{
+    for (std::size_t i = 0; i < d.images.size(); ++i)
+        if (!(d.images[i] >= 0.f && d.images[i] <= 1.f))
+            throw data_error("nmfdsl: data set '" + d.source + "': image " + std::to_string(i / d.image_size()) +
+                             " has the value " + std::to_string(d.images[i]) + ", outside [0, 1]");
+}
+
 inline const char* fashion_mnist_directory = "/usr/share/datasets/fashion-mnist";
 
 } // namespace nmfdsl::data

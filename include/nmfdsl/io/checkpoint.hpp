@@ -7,6 +7,7 @@
 /// write_checkpoint writes `path.tmp`, flushes it to disk and renames it over `path`, so a failed or interrupted
 /// write never replaces the previous good checkpoint. read_checkpoint throws io_error for a missing, truncated or
 /// corrupt file (bad magic, unknown version, checksum mismatch) and for another network (printing both signatures).
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -189,6 +190,24 @@ inline checkpoint read_checkpoint(const std::string& path, const std::string& ex
     if (!expected_signature.empty() && c.signature != expected_signature)
         throw io_error("nmfdsl: checkpoint '" + path + "' belongs to another network.\n--- checkpoint:\n" +
                        c.signature + "--- this model:\n" + expected_signature);
+    return c;
+}
+
+/// Reads a checkpoint of model's network and copies its parameters and buffers into the model; returns the
+/// checkpoint (optimiser and trainer state for a resume). Throws io_error as read_checkpoint does, and when the
+/// sizes do not match the model.
+template <class M>
+checkpoint load_model(M& model, const std::string& path)
+{
+    checkpoint c = read_checkpoint(path, M::signature());
+    auto params = model.flat_parameters();
+    auto buffers = model.flat_buffers();
+    if (c.params.size() != params.size_bytes() || c.buffers.size() != buffers.size_bytes())
+        throw io_error("nmfdsl: checkpoint '" + path + "' holds " + std::to_string(c.params.size()) +
+                       " parameter bytes, this model has " + std::to_string(params.size_bytes()));
+    // std::copy, not memcpy: a model without parameters or buffers has empty (null) arrays
+    std::copy(c.params.begin(), c.params.end(), reinterpret_cast<std::uint8_t*>(params.data()));
+    std::copy(c.buffers.begin(), c.buffers.end(), reinterpret_cast<std::uint8_t*>(buffers.data()));
     return c;
 }
 

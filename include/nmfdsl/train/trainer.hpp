@@ -163,15 +163,7 @@ public:
     /// Restores model, optimiser, schedule, RNGs and history from a checkpoint of this network.
     void resume(const std::string& path)
     {
-        const auto c = io::read_checkpoint(path, M::signature());
-        auto params = model_.flat_parameters();
-        auto buffers = model_.flat_buffers();
-        if (c.params.size() != params.size_bytes() || c.buffers.size() != buffers.size_bytes())
-            throw io_error("nmfdsl: checkpoint '" + path + "' holds " + std::to_string(c.params.size()) +
-                           " parameter bytes, this model has " + std::to_string(params.size_bytes()));
-        // std::copy, not memcpy: a model without parameters or buffers has empty (null) arrays
-        std::copy(c.params.begin(), c.params.end(), reinterpret_cast<std::uint8_t*>(params.data()));
-        std::copy(c.buffers.begin(), c.buffers.end(), reinterpret_cast<std::uint8_t*>(buffers.data()));
+        const auto c = io::load_model(model_, path);
         opt_->load_state(c.optimizer);
         decode_state(c.trainer, path);
     }

@@ -1,0 +1,8 @@
+#pragma once
+/// @file attack.hpp
+/// Umbrella header of the robustness module (namespace nmfdsl::attack): the classifier adapter, random noise,
+/// PGD and APGD (CE and targeted DLR, in AutoAttack's order). Core only: no I/O, no dependencies beyond the core's.
+#include "attack/apgd.hpp"
+#include "attack/classifier.hpp"
+#include "attack/noise.hpp"
+#include "attack/pgd.hpp"
