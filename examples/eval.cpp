@@ -4,6 +4,7 @@
 // every NMF layer by default. One CSV row per (model, evaluation, strength).
 //   nmfdsl-eval --checkpoint runs/cnmf1x1/checkpoint.nmfd --eval clean,noise,pgd --attack-images 1000
 // Exit codes: 0 done, 1 a data or numeric error, 2 a bad command line or an unreadable checkpoint.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -52,10 +53,20 @@ const char* usage = R"(usage: nmfdsl-eval --checkpoint FILE [--checkpoint FILE .
   --no-random-start  PGD starts at the image
   --iterations N     APGD iterations per run                                               (default 100)
   --gradient G       unrolled | approximate | implicit: the NMF layers' gradient for attacks (default unrolled)
+  --no-checks        skip the gradient-masking checks that pgd and apgd run (on --check-images images):
+                     PGD at l-inf 0.5 leaves <= 1 %; 10, 40, 100 PGD steps never raise the accuracy
+                     (0.5 point slack); the Square attack (--queries) beats PGD by at most 2 points;
+                     PGD made on --transfer-from's model beats white-box PGD by nothing
+  --check-images N   images for the checks                                   (default: 200, or all if fewer)
+  --check-eps E      the l-inf radius of the checks                                       (default 0.03)
+  --queries Q        Square attack queries per image                                      (default 1000)
+  --transfer-from F  a checkpoint (e.g. the standard CNN's) whose PGD images feed the transfer check
   --batch B          images per batch                                                      (default 100)
   --seed S           seed of the noise and the random starts                              (default 2022)
   --threads T        worker threads (default: NMFDSL_THREADS, else all cores)
   --csv FILE         where the rows go (default: robustness.csv)
+  --plot FILE        accuracy against noise and against the PGD radius, one curve per model (.png or .svg;
+                     default: the CSV's name with .png)
   --quiet            no progress bar
   --help             this text
 )";
@@ -66,13 +77,16 @@ struct model_arg {
 
 struct options {
     std::vector<model_arg> models;
-    std::string data = "fashion-mnist", csv = "robustness.csv";
+    std::string data = "fashion-mnist", csv = "robustness.csv", plot;
     std::set<std::string> evals{"clean", "noise", "pgd"};
     std::vector<na::norm> norms{na::norm::linf, na::norm::l2};
     std::size_t images = 0, attack_images = 0, repeats = 3, steps = 40, restarts = 1, iterations = 100,
                 batch = 100, threads = 0;
     std::optional<double> step_size;
-    bool random_start = true, quiet = false;
+    bool random_start = true, quiet = false, checks = true;
+    std::size_t check_images = 0, queries = 1000;
+    double check_eps = 0.03;
+    std::string transfer_from;
     na::noise_kind noise = na::noise_kind::gaussian;
     std::vector<double> sigmas{0.05, 0.1, 0.2, 0.3}, linf{0.01, 0.03, 0.1}, l2{0.25, 0.5, 1.0}, apgd_linf{0.03},
         apgd_l2{0.5};
@@ -158,7 +172,17 @@ options parse(int argc, char** argv)
                 o.gradient = nd::nmf_gradient::implicit;
             else
                 cli::fail(program, "unknown gradient '" + g + "' (choose unrolled, approximate or implicit)");
-        } else if (a == "--batch")
+        } else if (a == "--no-checks")
+            o.checks = false;
+        else if (a == "--check-images")
+            o.check_images = count(1);
+        else if (a == "--check-eps")
+            o.check_eps = cli::parse_real(program, a, value(), 0.0);
+        else if (a == "--queries")
+            o.queries = count(1);
+        else if (a == "--transfer-from")
+            o.transfer_from = value();
+        else if (a == "--batch")
             o.batch = count(1);
         else if (a == "--seed")
             o.seed = count(0);
@@ -166,6 +190,8 @@ options parse(int argc, char** argv)
             o.threads = count(1);
         else if (a == "--csv")
             o.csv = value();
+        else if (a == "--plot")
+            o.plot = value();
         else if (a == "--quiet")
             o.quiet = true;
         else
@@ -181,6 +207,13 @@ options parse(int argc, char** argv)
         if (m.name.empty())
             m.name = m.checkpoint;
     }
+    if (o.plot.empty())
+        o.plot = std::filesystem::path(o.csv).replace_extension(".png").string();
+    const auto ext = std::filesystem::path(o.plot).extension();
+    if (ext != ".png" && ext != ".svg")
+        cli::fail(program, "--plot needs a file name ending in .png or .svg, got '" + o.plot + "'");
+    if (!o.transfer_from.empty() && !std::filesystem::exists(o.transfer_from))
+        cli::fail(program, "checkpoint '" + o.transfer_from + "' does not exist");
     if (o.data != "fashion-mnist" && !std::filesystem::is_directory(o.data))
         cli::fail(program, "data directory '" + o.data + "' does not exist");
     return o;
@@ -194,7 +227,18 @@ struct row {
     double accuracy = 0, spread = 0;  ///< mean and standard deviation over repetitions (noise), else 0
     std::size_t non_finite = 0;
     double seconds = 0;
+    std::string verdict;  ///< a masking check's "pass" or "FAIL", else empty
 };
+
+row make_row(std::string evaluation, std::string norm, double strength, std::size_t images)
+{
+    row r;
+    r.evaluation = std::move(evaluation);
+    r.norm = std::move(norm);
+    r.strength = strength;
+    r.images = images;
+    return r;
+}
 
 class csv_writer {
 public:
@@ -206,14 +250,14 @@ public:
         out_.open(path);
         if (!out_)
             throw nd::io_error("nmfdsl-eval: cannot write '" + path + "'");
-        out_ << "model,evaluation,norm,strength,images,accuracy,std,non_finite,seconds\n";
+        out_ << "model,evaluation,norm,strength,images,accuracy,std,non_finite,seconds,verdict\n";
     }
     void add(const row& r)
     {
         char line[512];
-        std::snprintf(line, sizeof line, "%s,%s,%s,%.6g,%zu,%.6f,%.6f,%zu,%.2f\n", r.model.c_str(),
+        std::snprintf(line, sizeof line, "%s,%s,%s,%.6g,%zu,%.6f,%.6f,%zu,%.2f,%s\n", r.model.c_str(),
                       r.evaluation.c_str(), r.norm.c_str(), r.strength, r.images, r.accuracy, r.spread, r.non_finite,
-                      r.seconds);
+                      r.seconds, r.verdict.c_str());
         out_ << line;
         out_.flush();
     }
@@ -278,12 +322,11 @@ na::image_batch<float> test_rows(const nd::data::dataset& d, std::size_t first, 
     return x;
 }
 
-template <class Net, class In>
-void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& test, bool cifar, csv_writer& csv,
-              std::vector<row>& summary)
+/// Loads a checkpoint into the model and applies the settings nmfdsl-train used for it (the HaH recipe's input
+/// statistics and BatchNorm mode); checks that the test images fit the model's input.
+template <class Net, class In, class M>
+void prepare(M& model, const model_arg& arg, const nd::data::dataset& test, bool cifar)
 {
-    using M = nd::Model<Net, In>;
-    M model;
     nd::io::load_model(model, arg.checkpoint);
     if constexpr (hah::uses_hah_recipe<Net>) {
         if (cifar)
@@ -297,6 +340,53 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
                                  std::to_string(In::h) + "x" + std::to_string(In::w) + " images, data set '" +
                                  test.source + "' has " + std::to_string(test.channels) + "x" +
                                  std::to_string(test.height) + "x" + std::to_string(test.width));
+}
+
+/// How many images the masking checks use.
+std::size_t check_count(const options& o, const nd::data::dataset& test)
+{
+    if (o.check_images > test.size())
+        cli::fail(program, "--check-images " + std::to_string(o.check_images) + " is more than the test set's " +
+                               std::to_string(test.size()) + " images");
+    return o.check_images ? o.check_images : std::min<std::size_t>(200, test.size());
+}
+
+/// White-box PGD images (l-inf, --check-eps) made on this model for the first check images: the transfer check's
+/// input for the other models.
+template <class Net, class In>
+na::image_batch<float> craft_transfer(const options& o, const model_arg& arg, const nd::data::dataset& test,
+                                      bool cifar)
+{
+    nd::Model<Net, In> model;
+    prepare<Net, In>(model, arg, test, cifar);
+    model.template configure<nd::cnmf_options>([&](nd::cnmf_options& c) { c.gradient(o.gradient); });
+    na::model_classifier target(model);
+    const std::size_t n = check_count(o, test);
+    na::image_batch<float> out = na::image_batch<float>::from_shape({n, In::size});
+    for (std::size_t first = 0; first < n; first += o.batch) {
+        const std::size_t b = std::min(o.batch, n - first);
+        const auto x = test_rows<In>(test, first, b);
+        std::vector<std::size_t> y(test.labels.begin() + std::ptrdiff_t(first),
+                                   test.labels.begin() + std::ptrdiff_t(first + b));
+        na::pgd_options po;
+        po.epsilon = o.check_eps;
+        po.steps = o.steps;
+        po.seed = o.seed;
+        po.first_sample = first;
+        const auto r = na::pgd(target, x, y, po);
+        std::copy(r.adversarial.begin(), r.adversarial.end(), out.begin() + std::ptrdiff_t(first * In::size));
+    }
+    std::printf("transfer images: PGD l-inf %.3g on %zu images of %s\n", o.check_eps, n, arg.name.c_str());
+    return out;
+}
+
+template <class Net, class In>
+void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& test, bool cifar, csv_writer& csv,
+              std::vector<row>& summary, const na::image_batch<float>* transfer)
+{
+    using M = nd::Model<Net, In>;
+    M model;
+    prepare<Net, In>(model, arg, test, cifar);
     for (const auto& [flag, n] : {std::pair{"--images", o.images}, std::pair{"--attack-images", o.attack_images}})
         if (n > test.size())
             cli::fail(program, std::string(flag) + " " + std::to_string(n) + " is more than the test set's " +
@@ -337,7 +427,7 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
         return double(good) / double(n);
     };
     if (o.evals.count("clean")) {
-        row r{"", "clean", "", 0, n_clean};
+        row r = make_row("clean", "", 0, n_clean);
         r.accuracy = sweep("clean", n_clean, [&](const auto& x, const auto& y, std::size_t, std::size_t&) {
             return na::count_correct(target, x, y);
         }, r.non_finite, r.seconds);
@@ -345,7 +435,7 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
     }
     if (o.evals.count("noise"))
         for (const double sigma : o.sigmas) {
-            row r{"", std::string("noise-") + na::noise_name(o.noise), "", sigma, n_clean};
+            row r = make_row(std::string("noise-") + na::noise_name(o.noise), "", sigma, n_clean);
             std::vector<double> acc;
             for (std::size_t rep = 0; rep < o.repeats; ++rep) {
                 double s = 0;
@@ -368,7 +458,7 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
     if (o.evals.count("pgd"))
         for (const auto n : o.norms)
             for (const double eps : n == na::norm::linf ? o.linf : o.l2) {
-                row r{"", "pgd", na::norm_name(n), eps, n_attack};
+                row r = make_row("pgd", na::norm_name(n), eps, n_attack);
                 r.accuracy = sweep(std::string("pgd ") + na::norm_name(n) + " " + std::to_string(eps).substr(0, 5),
                                    n_attack, [&](const auto& x, const auto& y, std::size_t first, std::size_t& bad) {
                                        na::pgd_options po;
@@ -389,7 +479,7 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
     if (o.evals.count("apgd"))
         for (const auto n : o.norms)
             for (const double eps : n == na::norm::linf ? o.apgd_linf : o.apgd_l2) {
-                row r{"", "apgd-ce+t", na::norm_name(n), eps, n_attack};
+                row r = make_row("apgd-ce+t", na::norm_name(n), eps, n_attack);
                 r.accuracy = sweep(std::string("apgd ") + na::norm_name(n) + " " + std::to_string(eps).substr(0, 5),
                                    n_attack, [&](const auto& x, const auto& y, std::size_t first, std::size_t& bad) {
                                        na::apgd_options ao;
@@ -404,6 +494,73 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
                                    }, r.non_finite, r.seconds);
                 emit(r);
             }
+    if (o.checks && (o.evals.count("pgd") || o.evals.count("apgd"))) {
+        const std::size_t n = check_count(o, test);
+        const double eps = o.check_eps;
+        bool all_pass = true;
+        auto pgd_accuracy = [&](row& r, double radius, std::size_t steps) {
+            r.accuracy = sweep("check: pgd " + std::to_string(radius).substr(0, 5) + ", " + std::to_string(steps) +
+                                   " steps",
+                               n, [&](const auto& x, const auto& y, std::size_t first, std::size_t& bad) {
+                                   na::pgd_options po;
+                                   po.epsilon = radius;
+                                   po.steps = steps;
+                                   po.seed = o.seed;
+                                   po.first_sample = first;
+                                   const auto res = na::pgd(target, x, y, po);
+                                   bad += res.non_finite_count();
+                                   return res.robust_count();
+                               }, r.non_finite, r.seconds);
+            return r.accuracy;
+        };
+        auto verdict = [&](row r, bool pass, const char* rule) {
+            r.verdict = pass ? "pass" : "FAIL";
+            all_pass = all_pass && pass;
+            std::printf("  masking check %-22s %-4s (%s)\n", r.evaluation.c_str(), r.verdict.c_str(), rule);
+            emit(r);
+        };
+        row large = make_row("check-large-eps", "linf", 0.5, n);
+        verdict(large, pgd_accuracy(large, 0.5, o.steps) <= 0.01, "PGD at l-inf 0.5 leaves at most 1 %");
+        double acc[3] = {0, 0, 0};
+        const std::size_t steps[3] = {10, 40, 100};
+        for (int i = 0; i < 3; ++i) {
+            row r = make_row("pgd-" + std::to_string(steps[i]) + "-steps", "linf", eps, n);
+            acc[i] = pgd_accuracy(r, eps, steps[i]);
+            emit(r);
+        }
+        row more = make_row("check-more-steps", "linf", eps, n);
+        more.accuracy = acc[2];
+        verdict(more, acc[1] <= acc[0] + 0.005 && acc[2] <= acc[1] + 0.005,
+                "10, 40, 100 steps never raise the accuracy by more than 0.5 point");
+        if constexpr (In::rank == 3) {
+            row sq = make_row("check-square", "linf", eps, n);
+            sq.accuracy = sweep("check: square " + std::to_string(o.queries) + " queries", n,
+                                [&](const auto& x, const auto& y, std::size_t first, std::size_t& bad) {
+                                    na::square_options so;
+                                    so.epsilon = eps;
+                                    so.queries = o.queries;
+                                    so.channels = In::c;
+                                    so.height = In::h;
+                                    so.width = In::w;
+                                    so.seed = o.seed;
+                                    so.first_sample = first;
+                                    const auto res = na::square_linf(target, x, y, so);
+                                    bad += res.non_finite_count();
+                                    return res.robust_count();
+                                }, sq.non_finite, sq.seconds);
+            verdict(sq, sq.accuracy >= acc[1] - 0.02, "the Square attack beats 40-step PGD by at most 2 points");
+        }
+        if (transfer) {
+            row tr = make_row("check-transfer", "linf", eps, n);
+            tr.accuracy = sweep("check: transfer", n, [&](const auto&, const auto& y, std::size_t first, std::size_t&) {
+                na::image_batch<float> xt_rows = xt::view(*transfer, xt::range(first, first + y.size()), xt::all());
+                return na::count_correct(target, xt_rows, y);
+            }, tr.non_finite, tr.seconds);
+            verdict(tr, tr.accuracy >= acc[1], "PGD images of the transfer model beat white-box PGD by nothing");
+        }
+        if (!all_pass)
+            std::printf("  %s: possibly masking its gradients (a check failed)\n", arg.name.c_str());
+    }
     if (o.evals.count("gradients") && nmf_layers > 0) {
         // mean over images of cos(∇_x ℓ approximate, ∇_x ℓ unrolled), ℓ the cross-entropy at the clean image
         const std::size_t n = std::min(n_attack, o.batch);
@@ -432,24 +589,85 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
             }
             cos_sum += aa > 0 && ee > 0 ? ab / std::sqrt(aa * ee) : 0.0;
         }
-        row r{"", "gradient-cosine", "", 0, n};
+        row r = make_row("gradient-cosine", "", 0, n);
         r.accuracy = cos_sum / double(n);
         emit(r);
     }
 }
 
+/// Accuracy (%) against the noise's σ and against each norm's PGD radius, one curve per model; the clean accuracy is
+/// the point at 0.
+void write_robustness_plot(const options& o, const std::vector<row>& rows)
+{
+    std::vector<std::string> models;
+    for (const auto& r : rows)
+        if (std::find(models.begin(), models.end(), r.model) == models.end())
+            models.push_back(r.model);
+    auto panel = [&](const std::string& title, const std::string& x_label, auto wanted) {
+        nd::io::plot_panel p{title, x_label, "accuracy (%)", {}, 0.0, 100.0, false};
+        for (const auto& m : models) {
+            nd::io::plot_series s{m, {}, {}, {}};
+            for (const auto& r : rows)
+                if (r.model == m && (r.evaluation == "clean" || wanted(r))) {
+                    s.x.push_back(r.evaluation == "clean" ? 0.0 : r.strength);
+                    s.y.push_back(100 * r.accuracy);
+                    s.spread.push_back(100 * r.spread);
+                }
+            if (s.x.size() > 1)
+                p.series.push_back(s);
+        }
+        return p;
+    };
+    std::vector<nd::io::plot_panel> panels;
+    const std::string noise = std::string("noise-") + na::noise_name(o.noise);
+    if (o.evals.count("noise"))
+        panels.push_back(panel(std::string(o.noise == na::noise_kind::gaussian ? "Gaussian" : "Uniform") +
+                                   " noise (mean of " + std::to_string(o.repeats) +
+                                   " draws)",
+                               "noise standard deviation (pixel units of [0, 1])",
+                               [&](const row& r) { return r.evaluation == noise; }));
+    if (o.evals.count("pgd"))
+        for (const auto n : o.norms)
+            panels.push_back(panel(std::string("PGD ") + (n == na::norm::linf ? "l-infinity" : "l2") + ", " +
+                                       std::to_string(o.steps) + " steps",
+                                   std::string("radius ") + (n == na::norm::linf ? "(max. change per pixel)" : "(l2 norm of the change)"),
+                                   [&](const row& r) { return r.evaluation == "pgd" && r.norm == na::norm_name(n); }));
+    if (panels.empty())
+        return;
+    nd::io::write_plot(o.plot, "Robustness on the test set", panels);
+    std::printf("plot written to %s\n", o.plot.c_str());
+}
+
 /// Calls evaluate<Net, In> for the network whose signature the checkpoint carries.
 struct candidate {
     std::string name, signature;
+    std::size_t input_size;
     std::function<void(const options&, const model_arg&, const nd::data::dataset&, bool, csv_writer&,
-                       std::vector<row>&)>
+                       std::vector<row>&, const na::image_batch<float>*)>
         run;
+    std::function<na::image_batch<float>(const options&, const model_arg&, const nd::data::dataset&, bool)> craft;
 };
 
 template <class Net, class In>
 candidate make_candidate(const char* name)
 {
-    return {name, nd::Model<Net, In>::signature(), &evaluate<Net, In>};
+    return {name, nd::Model<Net, In>::signature(), In::size, &evaluate<Net, In>, &craft_transfer<Net, In>};
+}
+
+/// The known network a checkpoint holds, or exit code 2.
+const candidate& identify(const std::vector<candidate>& known, const std::string& path)
+{
+    try {
+        const auto c = nd::io::read_checkpoint(path);
+        for (const auto& k : known)
+            if (k.signature == c.signature)
+                return k;
+        std::fprintf(stderr, "%s: checkpoint '%s' holds a network nmfdsl-eval does not know: %s\n", program,
+                     path.c_str(), c.signature.substr(0, c.signature.find('\n')).c_str());
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+    }
+    std::exit(2);
 }
 
 std::vector<candidate> candidates()
@@ -481,24 +699,9 @@ int main(int argc, char** argv)
     // an unreadable or foreign checkpoint is a bad argument: exit code 2, before any data is read
     const auto known = candidates();
     std::vector<const candidate*> chosen;
-    for (const auto& m : o.models) {
-        try {
-            const auto c = nd::io::read_checkpoint(m.checkpoint);
-            const candidate* found = nullptr;
-            for (const auto& k : known)
-                if (k.signature == c.signature)
-                    found = &k;
-            if (!found) {
-                std::fprintf(stderr, "%s: checkpoint '%s' holds a network nmfdsl-eval does not know:\n%s\n", program,
-                             m.checkpoint.c_str(), c.signature.c_str());
-                return 2;
-            }
-            chosen.push_back(found);
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "%s\n", e.what());
-            return 2;
-        }
-    }
+    for (const auto& m : o.models)
+        chosen.push_back(&identify(known, m.checkpoint));
+    const candidate* transfer_source = o.transfer_from.empty() ? nullptr : &identify(known, o.transfer_from);
     try {
         if (o.threads)
             nd::set_threads(o.threads);
@@ -508,19 +711,31 @@ int main(int argc, char** argv)
         nd::data::check_unit_range(data.test);
         csv_writer csv(o.csv);
         std::vector<row> summary;
+        std::optional<na::image_batch<float>> transfer;
+        if (transfer_source && o.checks && (o.evals.count("pgd") || o.evals.count("apgd"))) {
+            for (std::size_t i = 0; i < o.models.size(); ++i)
+                if (chosen[i]->input_size != transfer_source->input_size)
+                    cli::fail(program, "--transfer-from's model (" + transfer_source->name + ") takes other images than " +
+                                           o.models[i].name + " (" + chosen[i]->name + ")");
+            transfer = transfer_source->craft(o, {o.transfer_from, transfer_source->name}, data.test, cifar);
+        }
         std::printf("nmfdsl-eval: %zu model(s) on %s (%zu test images), %zu threads\n", o.models.size(),
                     data.test.source.c_str(), data.test.size(), nd::threads());
         for (std::size_t i = 0; i < o.models.size(); ++i) {
             std::printf("%s is %s\n", o.models[i].checkpoint.c_str(), chosen[i]->name.c_str());
-            chosen[i]->run(o, o.models[i], data.test, cifar, csv, summary);
+            chosen[i]->run(o, o.models[i], data.test, cifar, csv, summary, transfer ? &*transfer : nullptr);
         }
-        std::printf("\n%-16s %-16s %-5s %9s %7s %10s %8s %10s\n", "model", "evaluation", "norm", "strength", "images",
-                    "accuracy", "std", "non-finite");
-        for (const auto& r : summary)
-            std::printf("%-16s %-16s %-5s %9.4g %7zu %9.2f%s %8.2f %10zu\n", r.model.c_str(), r.evaluation.c_str(),
-                        r.norm.c_str(), r.strength, r.images, r.evaluation == "gradient-cosine" ? r.accuracy : 100 * r.accuracy,
-                        r.evaluation == "gradient-cosine" ? " " : "%", 100 * r.spread, r.non_finite);
+        std::printf("\n%-16s %-18s %-5s %9s %7s %10s %8s %10s  %s\n", "model", "evaluation", "norm", "strength",
+                    "images", "accuracy", "std", "non-finite", "check");
+        for (const auto& r : summary) {
+            const bool cosine = r.evaluation == "gradient-cosine";
+            std::printf("%-16s %-18s %-5s %9.4g %7zu %9.2f%s %8.2f %10zu  %s\n", r.model.c_str(),
+                        r.evaluation.c_str(), r.norm.c_str(), r.strength, r.images,
+                        cosine ? r.accuracy : 100 * r.accuracy, cosine ? " " : "%", 100 * r.spread, r.non_finite,
+                        r.verdict.c_str());
+        }
         std::printf("rows written to %s\n", o.csv.c_str());
+        write_robustness_plot(o, summary);
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", e.what());

@@ -220,7 +220,7 @@ int train(const options& o, const nd::data::split& data, bool cifar)
     }
     trainer.on_epoch_end = [&](const std::vector<nd::epoch_metrics>& h) {
         pictures::write_basis(model, o.out + "/basis.png");
-        pictures::write_curves(h, o.out + "/curves.png");
+        pictures::write_curves(h, o.out + "/curves.png", o.model + " on " + o.data);
     };
     std::printf("%s on %s (%zu training, %zu test images), %zu parameters, %zu threads, batch %zu, up to %zu "
                 "epochs\n",

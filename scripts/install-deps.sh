@@ -10,6 +10,7 @@ packages=(
   catch2                     # Catch2 v2
   libbenchmark-dev           # Google Benchmark
   zlib1g-dev libpng-dev      # gzip data files and checkpoint checksums; PNG pictures
+  libcairo2-dev pkgconf      # plots with titles, axes and legends (PNG and SVG)
   dataset-fashion-mnist      # the default data set (/usr/share/datasets/fashion-mnist)
   qemu-user                  # tests: emulated CPUs for the start-up instruction-set check
 )

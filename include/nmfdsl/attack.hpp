@@ -1,8 +1,10 @@
 #pragma once
 /// @file attack.hpp
 /// Umbrella header of the robustness module (namespace nmfdsl::attack): the classifier adapter, random noise,
-/// PGD and APGD (CE and targeted DLR, in AutoAttack's order). Core only: no I/O, no dependencies beyond the core's.
+/// PGD, APGD (CE and targeted DLR, in AutoAttack's order) and the Square attack. Core only: no I/O, no
+/// dependencies beyond the core's.
 #include "attack/apgd.hpp"
 #include "attack/classifier.hpp"
 #include "attack/noise.hpp"
 #include "attack/pgd.hpp"
+#include "attack/square.hpp"

@@ -402,3 +402,54 @@ TEST_CASE("APGD-CE and APGD-T break a linear model at a large radius and keep ev
     std::vector<std::size_t> zeros(10, 0);
     CHECK_THROWS_WITH(na::apgd_t(target3, x, zeros, o), Catch::Contains("needs at least 4 classes"));
 }
+
+TEST_CASE("The Square attack breaks a linear model without gradients, within the ball and the box, reproducibly",
+          "[attack][square]")
+{
+    linear_problem lp(8);
+    auto bias = tensor(lp.model, "bias");
+    bias.value[0] = 0.f;
+    na::model_classifier target(lp.model);
+    std::vector<std::size_t> labels(8);
+    const auto p = target.probabilities(lp.x);
+    for (std::size_t i = 0; i < 8; ++i)
+        labels[i] = na::predicted_class(p, i);
+    na::square_options o;
+    o.epsilon = 0.5;
+    o.queries = 300;
+    o.channels = 1;
+    o.height = 3;
+    o.width = 4;
+    o.seed = 4;
+    const auto r = na::square_linf(target, lp.x, labels, o);
+    CHECK(r.broken_count() == 8);
+    const auto q = target.probabilities(r.adversarial);
+    for (std::size_t i = 0; i < 8; ++i) {
+        CHECK(na::predicted_class(q, i) != labels[i]);
+        for (std::size_t k = 0; k < D; ++k) {
+            CHECK(r.adversarial(i, k) >= 0.f);
+            CHECK(r.adversarial(i, k) <= 1.f);
+            CHECK(std::abs(r.adversarial(i, k) - lp.x(i, k)) <= 0.5f + 1e-6f);
+        }
+    }
+    const auto again = na::square_linf(target, lp.x, labels, o);
+    CHECK(std::equal(again.adversarial.begin(), again.adversarial.end(), r.adversarial.begin()));
+    // at a small radius the margin only falls: the point returned never has a larger margin than the start
+    o.epsilon = 0.01;
+    const auto small = na::square_linf(target, lp.x, labels, o);
+    CHECK(small.broken_count() <= 8);
+    o.epsilon = 0;
+    const auto none = na::square_linf(target, lp.x, labels, o);
+    CHECK(std::equal(none.adversarial.begin(), none.adversarial.end(), lp.x.begin()));
+    o.width = 5;
+    CHECK_THROWS_WITH(na::square_linf(target, lp.x, labels, o), Catch::Contains("layout 1x3x5 does not match"));
+    o.width = 4;
+    o.queries = 0;
+    CHECK_THROWS_WITH(na::square_linf(target, lp.x, labels, o), Catch::Contains("queries must be at least 1"));
+    // the schedule of the square's share: p_init, halved after 1 %, 5 %, 20 % … of the budget
+    na::square_options s;
+    CHECK(s.share(0, 1000) == 0.8);
+    CHECK(s.share(1, 1000) == 0.8);
+    CHECK(s.share(2, 1000) == 0.4);
+    CHECK(s.share(999, 1000) == Approx(0.8 / 512));
+}

@@ -684,3 +684,38 @@ TEST_CASE("a multi-step learning-rate schedule decays the rates after its milest
     cfg.lr_gamma = 0;
     CHECK_THROWS_AS((nd::Trainer<ToyModel>(model, data, cfg)), nd::argument_error);
 }
+
+TEST_CASE("Plots: round ticks, PNG and SVG files with the text in them, bad file names refused", "[io][plot]")
+{
+    namespace io = nmfdsl::io;
+    CHECK(io::detail::round_ticks(0, 100) == std::vector<double>{0, 20, 40, 60, 80, 100});
+    const auto t = io::detail::round_ticks(0.01, 0.3);
+    REQUIRE(t.size() == 6);
+    for (std::size_t i = 0; i < 6; ++i)
+        CHECK(t[i] == Approx(0.05 * double(i + 1)));
+    CHECK(io::detail::round_ticks(1, 1).size() >= 2);  // an empty range still gets an axis
+    const auto dir = std::filesystem::temp_directory_path() / "nmfdsl_plot_test";
+    std::filesystem::create_directories(dir);
+    io::plot_panel a{"Loss", "epoch", "loss", {{"training", {1, 2, 3}, {3, 2, 1.5}, {}}}, 0.0, std::nullopt, true};
+    io::plot_panel b{"Accuracy", "epoch", "accuracy (%)",
+                     {{"training", {1, 2, 3}, {80, 85, 88}, {1, 1, 1}}, {"test", {1, 2, 3}, {79, 83, 86}, {}}},
+                     std::nullopt, 100.0, true};
+    const auto png = (dir / "p.png").string(), svg = (dir / "p.svg").string();
+    io::write_plot(png, "A title", {a, b});
+    io::write_plot(svg, "A title", {a, b});
+    std::ifstream f(png, std::ios::binary);
+    char magic[8] = {};
+    f.read(magic, 8);
+    CHECK(std::string(magic + 1, 3) == "PNG");
+    CHECK(std::filesystem::file_size(png) > 5000);  // text and lines, not a blank page
+    std::ifstream s(svg);
+    const std::string text((std::istreambuf_iterator<char>(s)), std::istreambuf_iterator<char>());
+    CHECK(text.find("<svg") != std::string::npos);
+    CHECK(text.find("glyph") != std::string::npos);  // cairo writes text as glyphs
+    CHECK_THROWS_WITH(io::write_plot((dir / "p.jpg").string(), "t", {a}), Catch::Contains("must end in .png or .svg"));
+    CHECK_THROWS_AS(io::write_plot("/no/such/dir/p.png", "t", {a}), nmfdsl::io_error);
+    io::write_image_grid(png, "Tiles", "two 2x2 tiles", {{0, 0.5f, 1, 0}, {1, 1, 0, 0}}, 2, 2, 1);
+    CHECK(std::filesystem::file_size(png) > 0);
+    CHECK_THROWS_WITH(io::write_image_grid(png, "Tiles", "", {{0, 1}}, 2, 2, 1), Catch::Contains("a tile has 2 values"));
+    std::filesystem::remove_all(dir);
+}
