@@ -53,7 +53,8 @@ test-sanitize: deps
 	cmake -S . -B build/asan-$(SAN_ARCH) $(SANITIZE_FLAGS) $(SAN_ISA) "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined \
 	  -fno-sanitize-recover=undefined" -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined
 	cmake --build build/asan-$(SAN_ARCH) -j$(JOBS) --target nmfdsl_unit_tests
-	./build/asan-$(SAN_ARCH)/tests/nmfdsl_unit_tests --order rand --rng-seed 1
+	LSAN_OPTIONS="suppressions=$(CURDIR)/tests/lsan.supp print_suppressions=0" \
+	  ./build/asan-$(SAN_ARCH)/tests/nmfdsl_unit_tests --order rand --rng-seed 1
 
 test-tsan: deps
 	cmake -S . -B build/tsan $(SANITIZE_FLAGS) -DNMFDSL_NATIVE=ON -DCMAKE_CXX_FLAGS=-fsanitize=thread \

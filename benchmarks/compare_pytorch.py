@@ -5,6 +5,9 @@ What is compared (T = 20, float32, the same shapes and thread counts):
   cnmf_forward/L1/32, cnmf_forward/L2/32      the NMF layer's forward (unfold, patch L1, 20 updates)
   cnmf_backward/L1/32, cnmf_backward/L2/32    its approximate backward (docs/method.md §2, eq. (1), (2))
   train_step/cnmf1x1/3/50                     one CNMF+1x1 training step on 3x28x28 input, batch 50
+  attack_step/cnmf1x1:unrolled/1/50           one PGD step on CNMF+1x1, 1x28x28 input, batch 50: forward, the
+                                              cross-entropy's exact input gradient (PyTorch: autograd through all
+                                              20 updates of every NMF layer; nmfdsl: the unrolled gradient mode)
   train_step/hah/1/128                        one training step of nmfdsl-train's Fashion-MNIST HaH network
                                               (HaHSmall: two HaH blocks, a weight-normalised block, linear head;
                                               cross-entropy, the HaH costs routed to their own layer's weights
@@ -69,7 +72,15 @@ def torch_worker(threads, repeats):
             gw = hg.t() @ qx - h.t() @ (qx * gx)
             return gx, gw, None
 
-    def nmf_layer(x, v, k, iterations=20):
+    def nmf_unrolled(x, w, iterations):
+        """The same inference with plain operations: autograd differentiates through every update (exact)."""
+        h = torch.full((x.shape[0], w.shape[0]), 1.0 / w.shape[0], dtype=x.dtype)
+        for _ in range(iterations):
+            h = h * ((x / (h @ w + 1e-20)) @ w.t())
+            h = h / (h.sum(1, keepdim=True) + 1e-19)
+        return h
+
+    def nmf_layer(x, v, k, iterations=20, exact=False):
         n, c, s, _ = x.shape
         cols = F.unfold(F.relu(x), k)                         # [N, C·k·k, P]
         cols = cols / (cols.sum(1, keepdim=True) + 1e-19)
@@ -77,7 +88,7 @@ def torch_worker(threads, repeats):
         rows = cols.transpose(1, 2).reshape(n * p, -1)
         a = v.abs()
         w = a / (a.sum(1, keepdim=True) + 1e-19)
-        h = NNMF.apply(rows, w, iterations)
+        h = nmf_unrolled(rows, w, iterations) if exact else NNMF.apply(rows, w, iterations)
         side = s - k + 1
         return h.reshape(n, side, side, -1).permute(0, 3, 1, 2)
 
@@ -107,9 +118,10 @@ def torch_worker(threads, repeats):
             self.mix = torch.nn.Conv2d(c_out, c_out, 1)
             self.bn_a = torch.nn.BatchNorm2d(c_out, track_running_stats=False) if bn else None
             self.bn_b = torch.nn.BatchNorm2d(c_out, track_running_stats=False) if bn else None
+            self.exact = False
 
         def forward(self, x):
-            h = nmf_layer(x, self.v, self.k)  # block 3's kernel 4 is the whole 4×4 map
+            h = nmf_layer(x, self.v, self.k, exact=self.exact)  # block 3's kernel 4 is the whole 4×4 map
             if self.bn:
                 h = self.bn_a(h)
             h = F.relu(h)
@@ -143,6 +155,27 @@ def torch_worker(threads, repeats):
             o.step()
 
     out["train_step/cnmf1x1/3/50"] = timed(train_step)
+
+    # one PGD step on CNMF+1×1 for 1×28×28 images, batch 50: forward, cross-entropy, the exact input gradient by
+    # autograd through all 20 updates of every NMF layer, and the signed step
+    attacked = torch.nn.ModuleList([Block(1, 32, 5, True), Block(32, 64, 5, True), Block(64, 96, 4, False),
+                                    Block(96, 10, 1, False)])
+    for b in attacked:
+        b.exact = True
+        b.requires_grad_(False)
+    xa = torch.rand(50, 1, 28, 28)
+    ya = torch.randint(0, 10, (50,))
+
+    def pgd_step():
+        x = xa.clone().requires_grad_(True)
+        h = F.avg_pool2d(attacked[0](x), 2)
+        h = F.avg_pool2d(attacked[1](h), 2)
+        p = F.softmax(attacked[3](attacked[2](h)), 1).flatten(1)
+        loss = -torch.log(p[torch.arange(50), ya] + 1e-30).sum()
+        (g,) = torch.autograd.grad(loss, x)
+        return (x.detach() + 0.001 * g.sign()).clamp(0, 1)
+
+    out["attack_step/cnmf1x1:unrolled/1/50"] = timed(pgd_step)
     out["train_step/hah/1/128"] = timed(hah_train_step(threads))
     json.dump(out, sys.stdout)
 
@@ -234,7 +267,8 @@ def pytorch_best(threads, repeats, isa):
 
 def nmfdsl_times(bench, threads):
     env = dict(os.environ, NMFDSL_THREADS=str(threads))
-    run = subprocess.run([bench, "--benchmark_filter=^(peak_fma|cnmf_(forward|backward)/L[12]/32|train_step/(cnmf1x1/3/50|hah/1/128))$",
+    run = subprocess.run([bench, "--benchmark_filter=^(peak_fma|cnmf_(forward|backward)/L[12]/32|train_step/(cnmf1x1/3/50|"
+                          "hah/1/128)|attack_step/cnmf1x1:unrolled/1/50)$",
                           "--benchmark_repetitions=5", "--benchmark_report_aggregates_only=true",
                           "--benchmark_format=json", "--benchmark_min_time=0.2"], env=env, capture_output=True,
                          text=True, check=True)

@@ -35,8 +35,12 @@ const char* usage = R"(usage: nmfdsl-eval --checkpoint FILE [--checkpoint FILE .
   --checkpoint F     a checkpoint of nmfdsl-train (any of its models); repeat to compare models
   --name N           the name of the preceding checkpoint's model in the outputs (default: its directory)
   --data D           fashion-mnist, or a directory with the IDX files or CIFAR-10's batches (default fashion-mnist)
-  --eval LIST        evaluations, comma-separated: clean, noise, pgd, apgd, gradients  (default clean,noise,pgd)
+  --eval LIST        evaluations, comma-separated: clean, noise, pgd, apgd, gradients, snr, sparsity
+                                                                              (default clean,noise,pgd)
                      gradients: cosine between the approximate and the unrolled input gradients (NMF models)
+                     snr: per layer with weights, 10 log10 of the mean over images of |z|^2 / |z~ - z|^2,
+                          z the layer's input on the clean image, z~ on the noisy one (each sigma)
+                     sparsity: the layers' activation statistics on clean images (non-zero share, disparity)
   --images N         test images for clean accuracy and noise (default: all)
   --attack-images N  test images for pgd and apgd (default: 1000, or all if fewer)
   --noise K          gaussian | uniform (uniform on [-sqrt(3) s, sqrt(3) s])           (default gaussian)
@@ -120,8 +124,10 @@ options parse(int argc, char** argv)
         else if (a == "--eval") {
             o.evals.clear();
             for (const auto& e : cli::split(value())) {
-                if (e != "clean" && e != "noise" && e != "pgd" && e != "apgd" && e != "gradients")
-                    cli::fail(program, "unknown evaluation '" + e + "' (choose clean, noise, pgd, apgd, gradients)");
+                if (e != "clean" && e != "noise" && e != "pgd" && e != "apgd" && e != "gradients" && e != "snr" &&
+                    e != "sparsity")
+                    cli::fail(program, "unknown evaluation '" + e +
+                                           "' (choose clean, noise, pgd, apgd, gradients, snr, sparsity)");
                 o.evals.insert(e);
             }
         } else if (a == "--images")
@@ -250,7 +256,9 @@ public:
         out_.open(path);
         if (!out_)
             throw nd::io_error("nmfdsl-eval: cannot write '" + path + "'");
-        out_ << "model,evaluation,norm,strength,images,accuracy,std,non_finite,seconds,verdict\n";
+        // value: the accuracy (a fraction) for clean, noise, attacks and checks; the mean cosine for
+        // gradient-cosine; dB for snr:<layer path>; the statistic for stat:<name>:<layer path>
+        out_ << "model,evaluation,norm,strength,images,value,std,non_finite,seconds,verdict\n";
     }
     void add(const row& r)
     {
@@ -380,6 +388,21 @@ na::image_batch<float> craft_transfer(const options& o, const model_arg& arg, co
     return out;
 }
 
+/// How many images an attack left correctly classified, judged by one forward of the whole batch of returned points.
+/// The paper's networks normalise with the batch's own statistics even at test time, so an image's class can depend
+/// on the other images of its batch; the attacks shrink their batches to the images still in play, and a point
+/// found misclassified there may be classified correctly beside the others. Judging the returned batch as a whole
+/// uses the same batches as the clean accuracy. Images stopped by a non-finite value are not counted as robust.
+template <class Classifier>
+std::size_t robust_in_batch(Classifier& target, const na::attack_result<float>& res, const std::vector<std::size_t>& y)
+{
+    const auto p = target.probabilities(res.adversarial);
+    std::size_t robust = 0;
+    for (std::size_t b = 0; b < y.size(); ++b)
+        robust += !res.non_finite[b] && na::predicted_class(p, b) == y[b];
+    return robust;
+}
+
 template <class Net, class In>
 void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& test, bool cifar, csv_writer& csv,
               std::vector<row>& summary, const na::image_batch<float>* transfer)
@@ -472,7 +495,7 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
                                        po.first_sample = first;
                                        const auto res = na::pgd(target, x, y, po);
                                        bad += res.non_finite_count();
-                                       return res.robust_count();
+                                       return robust_in_batch(target, res, y);
                                    }, r.non_finite, r.seconds);
                 emit(r);
             }
@@ -490,7 +513,7 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
                                        ao.first_sample = first;
                                        const auto res = na::apgd_ce_then_t(target, x, y, ao);
                                        bad += res.non_finite_count();
-                                       return res.robust_count();
+                                       return robust_in_batch(target, res, y);
                                    }, r.non_finite, r.seconds);
                 emit(r);
             }
@@ -509,7 +532,7 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
                                    po.first_sample = first;
                                    const auto res = na::pgd(target, x, y, po);
                                    bad += res.non_finite_count();
-                                   return res.robust_count();
+                                   return robust_in_batch(target, res, y);
                                }, r.non_finite, r.seconds);
             return r.accuracy;
         };
@@ -546,7 +569,7 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
                                     so.first_sample = first;
                                     const auto res = na::square_linf(target, x, y, so);
                                     bad += res.non_finite_count();
-                                    return res.robust_count();
+                                    return robust_in_batch(target, res, y);
                                 }, sq.non_finite, sq.seconds);
             verdict(sq, sq.accuracy >= acc[1] - 0.02, "the Square attack beats 40-step PGD by at most 2 points");
         }
@@ -560,6 +583,81 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
         }
         if (!all_pass)
             std::printf("  %s: possibly masking its gradients (a check failed)\n", arg.name.c_str());
+    }
+    if (o.evals.count("snr")) {
+        std::set<std::size_t> weighted;  // top-level layers that hold weights: SNR at their inputs
+        for (const auto& p : model.parameters())
+            weighted.insert(p.layer);
+        std::vector<std::string> names(M::layer_count);
+        model.for_each_layer([&](auto node) {
+            if (node.depth == 0)
+                names[std::stoul(node.path)] = node.name();
+        });
+        typename M::workspace clean_ws, noisy_ws;
+        for (const double sigma : o.sigmas) {
+            std::vector<double> ratio_sum(M::layer_count + 1, 0.0);
+            std::vector<std::size_t> counted(M::layer_count + 1, 0);
+            progress_bar bar(o.quiet, arg.name + " snr sigma " + std::to_string(sigma).substr(0, 5), n_clean);
+            for (std::size_t first = 0; first < n_clean; first += o.batch) {
+                const std::size_t b = std::min(o.batch, n_clean - first);
+                const auto x = test_rows<In>(test, first, b);
+                const auto noisy = na::add_noise(x, {o.noise, sigma, o.seed, 0, first});
+                auto as_input = [&](const na::image_batch<float>& rows) {
+                    typename M::input_tensor t = M::input_tensor::from_shape(nd::detail::batch_shape<In, float>(b));
+                    std::copy(rows.begin(), rows.end(), t.begin());
+                    return t;
+                };
+                model.forward(as_input(x), clean_ws);
+                model.forward(as_input(noisy), noisy_ws);
+                const auto zc = model.layer_boundaries(clean_ws), zn = model.layer_boundaries(noisy_ws);
+                for (const std::size_t layer : weighted) {
+                    const std::size_t size = zc[layer].size() / b;
+                    for (std::size_t i = 0; i < b; ++i) {
+                        double signal = 0, error = 0;
+                        for (std::size_t k = i * size; k < (i + 1) * size; ++k) {
+                            signal += double(zc[layer][k]) * zc[layer][k];
+                            error += (double(zn[layer][k]) - zc[layer][k]) * (double(zn[layer][k]) - zc[layer][k]);
+                        }
+                        if (error > 0) {  // an image the noise did not change has no finite ratio: left out
+                            ratio_sum[layer] += signal / error;
+                            ++counted[layer];
+                        }
+                    }
+                }
+                bar.update(first + b, first + b);
+            }
+            bar.finish();
+            for (const std::size_t layer : weighted) {
+                row r = make_row("snr:" + std::to_string(layer), "", sigma, counted[layer]);
+                r.accuracy = counted[layer] ? 10 * std::log10(ratio_sum[layer] / double(counted[layer])) : 0.0;
+                r.seconds = bar.seconds();
+                emit(r);
+                std::printf("  SNR at the input of layer %zu (%s), sigma %g: %.2f dB\n", layer, names[layer].c_str(),
+                            sigma, r.accuracy);
+            }
+        }
+    }
+    if (o.evals.count("sparsity")) {
+        std::vector<nd::layer_statistic> mean;
+        for (std::size_t first = 0; first < n_clean; first += o.batch) {
+            const std::size_t b = std::min(o.batch, n_clean - first);
+            const auto x = test_rows<In>(test, first, b);
+            typename M::workspace ws;
+            typename M::input_tensor t = M::input_tensor::from_shape(nd::detail::batch_shape<In, float>(b));
+            std::copy(x.begin(), x.end(), t.begin());
+            model.forward(t, ws);
+            const auto stats = model.activation_statistics(ws);
+            if (mean.empty())
+                for (auto st : stats)
+                    mean.push_back({st.path, st.layer, st.name, 0.0});
+            for (std::size_t i = 0; i < stats.size() && i < mean.size(); ++i)
+                mean[i].value += stats[i].value * double(b) / double(n_clean);
+        }
+        for (const auto& st : mean) {
+            row r = make_row("stat:" + st.name + ":" + st.path, "", 0, n_clean);
+            r.accuracy = st.value;
+            emit(r);
+        }
     }
     if (o.evals.count("gradients") && nmf_layers > 0) {
         // mean over images of cos(∇_x ℓ approximate, ∇_x ℓ unrolled), ℓ the cross-entropy at the clean image
@@ -726,9 +824,10 @@ int main(int argc, char** argv)
             chosen[i]->run(o, o.models[i], data.test, cifar, csv, summary, transfer ? &*transfer : nullptr);
         }
         std::printf("\n%-16s %-18s %-5s %9s %7s %10s %8s %10s  %s\n", "model", "evaluation", "norm", "strength",
-                    "images", "accuracy", "std", "non-finite", "check");
+                    "images", "value", "std", "non-finite", "check");
         for (const auto& r : summary) {
-            const bool cosine = r.evaluation == "gradient-cosine";
+            const bool cosine = r.evaluation == "gradient-cosine" || r.evaluation.rfind("snr:", 0) == 0 ||
+                                r.evaluation.rfind("stat:", 0) == 0;  // values that are not accuracies
             std::printf("%-16s %-18s %-5s %9.4g %7zu %9.2f%s %8.2f %10zu  %s\n", r.model.c_str(),
                         r.evaluation.c_str(), r.norm.c_str(), r.strength, r.images,
                         cosine ? r.accuracy : 100 * r.accuracy, cosine ? " " : "%", 100 * r.spread, r.non_finite,

@@ -306,3 +306,66 @@ TEST_CASE("a const Model gives read-only access to its layers", "[model]")
     model.for_each_layer([&](const auto&) { ++visited; });
     CHECK(visited == decltype(model)::layer_count);
 }
+
+TEST_CASE("layer_boundaries: the input, then every top-level layer's output of the last forward, per image contiguous",
+          "[model]")
+{
+    nd::Model<Small, SmallIn> model;
+    typename nd::Model<Small, SmallIn>::workspace ws;
+    CHECK_THROWS_WITH(model.layer_boundaries(ws), Catch::Contains("called before forward"));
+    const auto x = ramp(3, 2, 8, 8);
+    const auto y = model.forward(x, ws);
+    const auto z = model.layer_boundaries(ws);
+    REQUIRE(z.size() == nd::Model<Small, SmallIn>::layer_count + 1);
+    CHECK(z.front().size() == x.size());
+    for (std::size_t b = 0; b < 3; ++b) {  // channels-last, but each image's values are its own block
+        double in = 0, seen = 0;
+        for (std::size_t k = 0; k < 128; ++k) {
+            in += double(x.data()[b * 128 + k]) * x.data()[b * 128 + k];
+            seen += double(z.front()[b * 128 + k]) * z.front()[b * 128 + k];
+        }
+        CHECK(seen == Approx(in));
+    }
+    CHECK(std::equal(z.back().begin(), z.back().end(), y.begin(), y.end()));
+}
+
+namespace {
+/// dx of Model::input_gradient against Model::backward, and the parameter gradients before and after.
+template <class M>
+void check_input_gradient(M& model, const typename M::input_tensor& x)
+{
+    typename M::workspace ws;
+    const auto y = model.forward(x, ws);
+    auto g = y;
+    for (std::size_t i = 0; i < g.size(); ++i)
+        g.data()[i] = static_cast<typename M::value_type>(std::sin(0.7 * double(i)));
+    auto grads = model.flat_gradients();
+    std::fill(grads.begin(), grads.end(), typename M::value_type(0.25));
+    const auto dx = model.input_gradient(g, ws);
+    CHECK(std::all_of(grads.begin(), grads.end(), [](auto v) { return v == typename M::value_type(0.25); }));
+    const auto reference = model.backward(g, ws);
+    CHECK(std::equal(dx.begin(), dx.end(), reference.begin(), reference.end()));
+    CHECK_FALSE(std::all_of(grads.begin(), grads.end(), [](auto v) { return v == typename M::value_type(0.25); }));
+}
+} // namespace
+
+TEST_CASE("input_gradient: the same dx as backward, no parameter gradient touched, for every kind of layer",
+          "[model][attack]")
+{
+    struct Nmf : nd::Seq<nd::PatchConv<6, 3>, nd::Mix1x1<6>, nd::MaxPool<2>, nd::CNMF<5, 3>, nd::Mix1x1<5>,
+                         nd::CNMF<4, nd::whole_map>, nd::Flatten, nd::Dense<3>, nd::Softmax> {};
+    nd::Model<Nmf, nd::Shape<2, 12, 12>> nmf{nd::seed{3}};
+    const auto x = ramp(4, 2, 12, 12);
+    check_input_gradient(nmf, x);
+    nmf.configure<nd::cnmf_options>([](nd::cnmf_options& o) { o.gradient(nd::nmf_gradient::unrolled); });
+    check_input_gradient(nmf, x);
+    nmf.configure<nd::cnmf_options>([](nd::cnmf_options& o) { o.gradient(nd::nmf_gradient::implicit); });
+    check_input_gradient(nmf, x);
+    struct Graph : nd::Seq<nd::HaHBlock<4>, nd::Concat<nd::Conv<3, 3>, nd::Seq<nd::Conv<2, 3>, nd::ReLU>>,
+                           nd::Residual<nd::Seq<nd::Pointwise<5>, nd::BatchNorm, nd::ReLU>>, nd::Flatten,
+                           nd::Dense<3>, nd::Softmax> {};
+    nd::Model<Graph, nd::Shape<2, 12, 12>> graph{nd::seed{4}};
+    check_input_gradient(graph, x);
+    typename nd::Model<Graph, nd::Shape<2, 12, 12>>::workspace fresh;
+    CHECK_THROWS_WITH(graph.input_gradient(xt::zeros<float>({4, 3}), fresh), Catch::Contains("called before forward"));
+}

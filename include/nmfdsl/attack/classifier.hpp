@@ -26,23 +26,15 @@ using image_batch = xt::xtensor<T, 2>;
 /// The attacks' view of an nmfdsl::Model: evaluation mode while it lives (the previous mode is restored), one
 /// workspace of its own. input_gradient back-propagates through the model's own backward, so an NMF layer contributes
 /// the gradient its cnmf_options select (set nmf_gradient::unrolled for the exact gradient of the T-step forward).
-/// The model's parameter gradients are left as they were.
+/// The input gradient comes from Model::input_gradient: no parameter gradient is computed or changed.
 template <class M>
 class model_classifier {
 public:
     using value_type = typename M::value_type;
     using T = value_type;
 
-    explicit model_classifier(M& model) : model_(model), was_training_(model.training())
-    {
-        model_.set_training(false);
-        saved_grads_.assign(model_.flat_gradients().begin(), model_.flat_gradients().end());
-    }
-    ~model_classifier()
-    {
-        std::copy(saved_grads_.begin(), saved_grads_.end(), model_.flat_gradients().begin());
-        model_.set_training(was_training_);
-    }
+    explicit model_classifier(M& model) : model_(model), was_training_(model.training()) { model_.set_training(false); }
+    ~model_classifier() { model_.set_training(was_training_); }
     model_classifier(const model_classifier&) = delete;
     model_classifier& operator=(const model_classifier&) = delete;
 
@@ -68,7 +60,7 @@ public:
     {
         typename M::output_tensor g(output_shape(dl_dp.shape()[0]));
         std::copy(dl_dp.begin(), dl_dp.end(), g.begin());
-        auto dx = model_.backward(g, ws_);
+        auto dx = model_.input_gradient(g, ws_);
         image_batch<T> out = xt::xtensor<T, 2>::from_shape({dl_dp.shape()[0], features()});
         std::copy(dx.begin(), dx.end(), out.begin());
         return out;
@@ -95,7 +87,6 @@ private:
     M& model_;
     bool was_training_;
     typename M::workspace ws_;
-    std::vector<T> saved_grads_;
 };
 
 /// The class with the highest probability in row b (the first of equal ones).

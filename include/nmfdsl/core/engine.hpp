@@ -173,11 +173,12 @@ struct engine<type_list<Es...>> {
     /// the caller does not need it: then the layers before the first trainable one are skipped and that layer gets
     /// `need_dx = false` (and a scratch dx it may leave untouched). With `fold` the layers' local costs are added
     /// too (as local_costs would add them) and reported to *fold: a layer that folds them does so in its backward,
-    /// any other has its local_costs called just before its backward.
+    /// any other has its local_costs called just before its backward. need_grads = false tells the layers that
+    /// nobody reads the parameter gradients (backward_args::need_grads).
     template <class T>
     static void backward(const options& opt, const T* params, T* grads, const T* buffers, const T* x, const T* dy,
                          T* dx, workspace<T>& ws, const layer_path* parent = nullptr,
-                         const local_cost_sink* fold = nullptr)
+                         const local_cost_sink* fold = nullptr, bool need_grads = true)
     {
         const std::size_t batch = ws.batch;
         if constexpr (count == 0) {
@@ -216,7 +217,8 @@ struct engine<type_list<Es...>> {
                                          buffers + buffer_offsets[i],
                                          layer_path{parent, i},
                                          need,
-                                         folds ? fold : nullptr};
+                                         folds ? fold : nullptr,
+                                         need_grads};
                 E::layer::template backward<typename E::in, T>(std::get<i>(opt), a, std::get<i>(ws.caches));
                 g = target;
                 std::swap(spare, other);

@@ -91,6 +91,10 @@ struct backward_args {
     /// local cost's gradient within this backward (e.g. in the same weight-gradient product) and reports the cost
     /// here, exactly what its local_costs would add and report; dx stays the gradient of the loss alone.
     const function_ref<void(const layer_path&, const std::string&, double)>* fold_local_costs = nullptr;
+    /// False when nobody reads the parameter gradients (Model::input_gradient, what an attacker needs): the layer
+    /// may skip computing them. grads is still a valid buffer (a scratch one), so a layer that ignores the flag is
+    /// still correct, only slower.
+    bool need_grads = true;
 };
 
 /// What a layer's local cost sees: the last training forward's input and output, and its parameter block.

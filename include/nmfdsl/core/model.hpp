@@ -103,6 +103,7 @@ public:
         aligned_vector<T> input;  ///< the batch, channels-last
         aligned_vector<T> grad;   ///< dL/d output, channels-last
         aligned_vector<T> grad_input;
+        aligned_vector<T> scratch_grads;  ///< where input_gradient lets layers write parameter gradients
         std::size_t batch = 0;
     };
 
@@ -158,12 +159,27 @@ public:
     input_tensor backward(const E& grad_out, workspace& ws)
     {
         run_backward(grad_out, ws, true);
-        input_tensor dx(detail::batch_shape<In, T>(ws.batch));
-        if constexpr (In::rank == 3)
-            detail::to_channels_first(ws.grad_input.data(), ws.batch, In::c, In::h * In::w, dx.data());
-        else
-            std::copy(ws.grad_input.begin(), ws.grad_input.end(), dx.data());
-        return dx;
+        return staged_input_gradient(ws);
+    }
+
+    /// dL/d(input) of the last forward with ws, for dL/d(output) = grad_out — what an attacker needs — leaving the
+    /// model (its parameter gradients included) untouched: layers are told that no parameter gradient is read
+    /// (backward_args::need_grads) and write any they make to a scratch buffer of ws. Const, so that threads may
+    /// share one model, each with its own workspace.
+    template <class E>
+    input_tensor input_gradient(const E& grad_out, workspace& ws) const
+    {
+        stage_output_gradient(grad_out, ws, "input_gradient");
+        ws.grad_input.resize(ws.batch * In::size);
+        if constexpr (layer_count == 0) {
+            std::copy(ws.grad.begin(), ws.grad.end(), ws.grad_input.begin());
+        } else {
+            ws.scratch_grads.resize(params_.size());
+            engine::template backward<T>(options_, params_.data(), ws.scratch_grads.data(), buffers_.data(),
+                                         ws.input.data(), ws.grad.data(), ws.grad_input.data(), ws.net, nullptr,
+                                         nullptr, false);
+        }
+        return staged_input_gradient(ws);
     }
 
     /// Back-propagates dL/d(output) of the last forward into the parameter gradients only (accumulated), as training
@@ -238,6 +254,20 @@ public:
             };
             engine::template statistics<T>(options_, ws.input.data(), ws.net, sink);
         }
+        return out;
+    }
+
+    /// What flows between the network's own (top-level) layers in the last forward with ws: entry 0 is the input,
+    /// entry i + 1 the output of top-level layer i; each batch × size values, channels-last (per image a contiguous
+    /// block, so per-image norms need no reordering). Valid until the next forward with ws.
+    std::vector<std::span<const T>> layer_boundaries(const workspace& ws) const
+    {
+        if (ws.batch == 0)
+            throw shape_error("nmfdsl: layer_boundaries called before forward (the workspace holds no batch)");
+        std::vector<std::span<const T>> out{std::span<const T>(ws.input.data(), ws.batch * In::size)};
+        if constexpr (layer_count > 0)
+            for (const auto& o : ws.net.outputs)
+                out.emplace_back(o.data(), o.size());
         return out;
     }
 
@@ -407,17 +437,17 @@ private:
         return out;
     }
 
-    /// Checks the gradient, back-propagates it and, when asked, leaves dL/dx channels-last in ws.grad_input.
+    /// Checks dL/d(output) against the last forward's batch and leaves it channels-last in ws.grad. `who` names the
+    /// caller in the error.
     template <class E>
-    [[gnu::noinline]] void run_backward(const E& grad_out, workspace& ws, bool want_input_gradient,
-                                        const local_cost_sink* fold_local_costs = nullptr)
+    static void stage_output_gradient(const E& grad_out, workspace& ws, const char* who)
     {
         if (ws.batch == 0)
-            throw shape_error("nmfdsl: backward called before forward (the workspace holds no batch)");
+            throw shape_error(std::string("nmfdsl: ") + who + " called before forward (the workspace holds no batch)");
         const auto g = xt::eval(grad_out);
         const auto expected = detail::batch_shape<output_shape, T>(ws.batch);
         if (g.dimension() != expected.size() || !std::equal(expected.begin(), expected.end(), g.shape().begin()))
-            throw shape_error("nmfdsl: backward expects the gradient of the network output " +
+            throw shape_error(std::string("nmfdsl: ") + who + " expects the gradient of the network output " +
                               batch_shape_string<output_shape>(ws.batch) + ", got " + shape_text(g));
         const std::size_t n = ws.batch;
         ws.grad.resize(n * output_shape::size);
@@ -425,6 +455,26 @@ private:
             detail::to_channels_last(g.data(), n, output_shape::c, output_shape::h * output_shape::w, ws.grad.data());
         else
             std::copy(g.data(), g.data() + n * output_shape::size, ws.grad.data());
+    }
+
+    /// dL/dx from ws.grad_input (channels-last) as a tensor in the input's layout.
+    static input_tensor staged_input_gradient(const workspace& ws)
+    {
+        input_tensor dx(detail::batch_shape<In, T>(ws.batch));
+        if constexpr (In::rank == 3)
+            detail::to_channels_first(ws.grad_input.data(), ws.batch, In::c, In::h * In::w, dx.data());
+        else
+            std::copy(ws.grad_input.begin(), ws.grad_input.end(), dx.data());
+        return dx;
+    }
+
+    /// Checks the gradient, back-propagates it and, when asked, leaves dL/dx channels-last in ws.grad_input.
+    template <class E>
+    [[gnu::noinline]] void run_backward(const E& grad_out, workspace& ws, bool want_input_gradient,
+                                        const local_cost_sink* fold_local_costs = nullptr)
+    {
+        stage_output_gradient(grad_out, ws, "backward");
+        const std::size_t n = ws.batch;
         ws.grad_input.resize(want_input_gradient ? n * In::size : 0);
         if constexpr (layer_count == 0) {
             if (want_input_gradient)  // the network is the identity

@@ -65,7 +65,8 @@ void nmf_forward_recording(const nmf_weights<T>& wts, const T* xhat, std::size_t
 }
 
 /// Exact back-propagation through the recorded iterations. h_final [rows × H] is the forward's output, g = dL/dh.
-/// Writes gx [rows × Ip] and gw [H × Ip] (overwritten).
+/// Writes gx [rows × Ip] and gw [H × Ip] (overwritten); gw may be nullptr when the weight gradient is not needed
+/// (an attacker's input gradient): two of the four products per iteration are then skipped.
 template <class T>
 void nmf_backward_unrolled(const nmf_weights<T>& wts, const T* xhat, const T* h_final, const T* g,
                            const nmf_trace<T>& tr, std::type_identity_t<std::optional<T>> eps, T* gx, T* gw)
@@ -73,7 +74,8 @@ void nmf_backward_unrolled(const nmf_weights<T>& wts, const T* xhat, const T* h_
     const std::size_t H = wts.h, Ip = wts.ip, rows = tr.rows;
     std::vector<T> gh(g, g + rows * H), gt(rows * H), du(rows * H), dq(rows * Ip), dr(rows * Ip), q(rows * Ip);
     std::fill(gx, gx + rows * Ip, T(0));
-    std::fill(gw, gw + H * Ip, T(0));
+    if (gw)
+        std::fill(gw, gw + H * Ip, T(0));
     std::vector<T> h_out(h_final, h_final + rows * H);  // the output of the iteration being reversed
     for (std::size_t t = tr.iterations; t-- > 0;) {
         const T* hin = tr.h_in.data() + t * rows * H;
@@ -98,7 +100,8 @@ void nmf_backward_unrolled(const nmf_weights<T>& wts, const T* xhat, const T* h_
         for (std::size_t i = 0; i < rows * Ip; ++i)
             q[i] = xhat[i] / r[i];
         gemm<T>(false, false, rows, Ip, H, T(1), du.data(), H, wts.w.data(), Ip, T(0), dq.data(), Ip);
-        gemm<T>(true, false, H, Ip, rows, T(1), du.data(), H, q.data(), Ip, T(1), gw, Ip);
+        if (gw)
+            gemm<T>(true, false, H, Ip, rows, T(1), du.data(), H, q.data(), Ip, T(1), gw, Ip);
         // through q = x̂ ⊘ r: dx̂ += dq ⊘ r, dr = −dq ⊙ q ⊘ r
         for (std::size_t i = 0; i < rows * Ip; ++i) {
             gx[i] += dq[i] / r[i];
@@ -106,7 +109,8 @@ void nmf_backward_unrolled(const nmf_weights<T>& wts, const T* xhat, const T* h_
         }
         // through r = h W + 1e-20: dh += dr Wᵀ, dW += hᵀ dr
         gemm<T>(false, true, rows, H, Ip, T(1), dr.data(), Ip, wts.w.data(), Ip, T(1), gh.data(), H);
-        gemm<T>(true, false, H, Ip, rows, T(1), hin, H, dr.data(), Ip, T(1), gw, Ip);
+        if (gw)
+            gemm<T>(true, false, H, Ip, rows, T(1), hin, H, dr.data(), Ip, T(1), gw, Ip);
         std::copy(hin, hin + rows * H, h_out.begin());
     }
 }

@@ -245,7 +245,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
             const std::optional<T> eps = epsilon_of<T>(o);
             c.gx.resize(kernels::nmf_layout<T>::pad_rows(rows) * Ip);
             o.template exact_kernels<T>().backward_unrolled(c.wts, c.xhat.data(), a.y, a.dy, c.trace, eps, c.gx.data(),
-                                                            c.gw.data());
+                                                            a.need_grads ? c.gw.data() : nullptr);
             break;
         }
         case nmf_gradient::implicit:
@@ -275,7 +275,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
                 });
         }
         // dV = sign(V) ⊙ (GW − rowsum(GW ⊙ W)) / S
-        for (std::size_t k = 0; k < Out; ++k) {
+        for (std::size_t k = 0; k < (a.need_grads ? Out : 0); ++k) {
             const T* gw = c.gw.data() + k * Ip;
             const T* w = c.w.data() + k * I;
             const T* v = a.params + k * I;

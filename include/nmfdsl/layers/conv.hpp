@@ -177,8 +177,9 @@ struct Conv : detail::patch_layer<Out, K, Stride> {
         const std::size_t rows = a.batch * P;
         c.dcols.resize(a.need_dx ? rows * I : 0);
         detail::affine_backward(rows, I, Out, c.cols.data(), detail::tensor<Conv, In>(a.params, 0), a.dy,
-                                a.need_dx ? c.dcols.data() : nullptr, detail::tensor<Conv, In>(a.grads, 0),
-                                bias_of<In>(a.grads));
+                                a.need_dx ? c.dcols.data() : nullptr,
+                                a.need_grads ? detail::tensor<Conv, In>(a.grads, 0) : nullptr,
+                                a.need_grads ? bias_of<In>(a.grads) : nullptr);
         if (!a.need_dx)
             return;
         if constexpr (Norm == patch_norm::l1)

@@ -28,8 +28,9 @@ template <class T>
 void affine_backward(std::size_t rows, std::size_t in, std::size_t out, const T* x, const T* w, const T* dy, T* dx,
                      T* dw, T* db)
 {
-    kernels::gemm<T>(true, false, out, in, rows, T(1), dy, out, x, in, T(1), dw, in);
-    if (db)  // nullptr: no bias
+    if (dw)  // nullptr: the parameter gradients are not needed
+        kernels::gemm<T>(true, false, out, in, rows, T(1), dy, out, x, in, T(1), dw, in);
+    if (db)  // nullptr: no bias, or not needed
         for (std::size_t r = 0; r < rows; ++r)
             for (std::size_t o = 0; o < out; ++o)
                 db[o] += dy[r * out + o];
@@ -79,7 +80,8 @@ struct Dense : layer_base {
     static void backward(const options&, const backward_args<T>& a, cache<In, T>&)
     {
         detail::affine_backward(a.batch, In::size, Out, a.x, detail::tensor<Dense, In>(a.params, 0), a.dy, a.need_dx ? a.dx : nullptr,
-                                detail::tensor<Dense, In>(a.grads, 0), detail::tensor<Dense, In>(a.grads, 1));
+                                a.need_grads ? detail::tensor<Dense, In>(a.grads, 0) : nullptr,
+                                a.need_grads ? detail::tensor<Dense, In>(a.grads, 1) : nullptr);
     }
 };
 
@@ -118,8 +120,9 @@ struct Pointwise : layer_base {
     static void backward(const options&, const backward_args<T>& a, cache<In, T>&)
     {
         detail::affine_backward(a.batch * In::positions, In::c, Out, a.x, detail::tensor<Pointwise, In>(a.params, 0),
-                                a.dy, a.need_dx ? a.dx : nullptr, detail::tensor<Pointwise, In>(a.grads, 0),
-                                detail::tensor<Pointwise, In>(a.grads, 1));
+                                a.dy, a.need_dx ? a.dx : nullptr,
+                                a.need_grads ? detail::tensor<Pointwise, In>(a.grads, 0) : nullptr,
+                                a.need_grads ? detail::tensor<Pointwise, In>(a.grads, 1) : nullptr);
     }
 };
 

@@ -255,7 +255,8 @@ struct Concat {
                     const layer_path branch{&a.where, k};
                     E::template backward<T>(std::get<k>(o), a.params + param_offset<In>(k),
                                             a.grads + param_offset<In>(k), a.buffers + buffer_offset<In>(k), a.x,
-                                            c.dy_part.data(), dxb, std::get<k>(c.ws), &branch);
+                                            c.dy_part.data(), dxb, std::get<k>(c.ws), &branch, nullptr,
+                                            a.need_grads);
                 }
                 if (dxb)
                     for (std::size_t i = 0; i < a.batch * In::size; ++i)
@@ -366,7 +367,7 @@ struct Residual {
         } else {
             const layer_path body{&a.where, 0};
             body_engine<In>::template backward<T>(std::get<0>(o), a.params, a.grads, a.buffers, a.x, a.dy,
-                                                  a.need_dx ? a.dx : nullptr, c.ws, &body);
+                                                  a.need_dx ? a.dx : nullptr, c.ws, &body, nullptr, a.need_grads);
             if (a.need_dx)
                 for (std::size_t i = 0; i < a.batch * In::size; ++i)
                     a.dx[i] += a.dy[i];

@@ -411,7 +411,7 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
             });
             add_weight_gradient<In, T>(g, rows, a.params, a.grads, c);
             (*a.fold_local_costs)(a.where, name(), cost);
-        } else {
+        } else if (a.need_grads) {
             add_weight_gradient<In, T>(a.dy, rows, a.params, a.grads, c);
         }
         if (!a.need_dx)
