@@ -719,3 +719,21 @@ TEST_CASE("Plots: round ticks, PNG and SVG files with the text in them, bad file
     CHECK_THROWS_WITH(io::write_image_grid(png, "Tiles", "", {{0, 1}}, 2, 2, 1), Catch::Contains("a tile has 2 values"));
     std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("check_unit_range refuses a data set with a value outside [0, 1], naming the file and the image",
+          "[data][attack]")
+{
+    nmfdsl::data::dataset d;
+    d.channels = 1;
+    d.height = d.width = 2;
+    d.images = {0.f, 0.5f, 1.f, 0.25f, 0.f, 1.f, 1.5f, 0.f};
+    d.labels = {0, 1};
+    d.source = "imgs.idx";
+    CHECK_THROWS_AS(nmfdsl::data::check_unit_range(d), nmfdsl::data_error);
+    CHECK_THROWS_WITH(nmfdsl::data::check_unit_range(d), Catch::Contains("'imgs.idx'") && Catch::Contains("image 1") &&
+                                                            Catch::Contains("outside [0, 1]"));
+    d.images[6] = std::nanf("");
+    CHECK_THROWS_AS(nmfdsl::data::check_unit_range(d), nmfdsl::data_error);
+    d.images[6] = 1.f;
+    CHECK_NOTHROW(nmfdsl::data::check_unit_range(d));
+}
