@@ -16,6 +16,7 @@
 #include <xtensor/xtensor.hpp>
 
 #include "../core/error.hpp"
+#include "../core/model.hpp"
 
 namespace nmfdsl::attack {
 
@@ -47,7 +48,7 @@ public:
         if (x.dimension() != 2 || x.shape()[1] != features())
             throw shape_error("nmfdsl::attack: the model expects images of " + std::to_string(features()) +
                               " values, got a batch of " + std::to_string(x.shape()[1]));
-        typename M::input_tensor in(input_shape(x.shape()[0]));
+        typename M::input_tensor in(nmfdsl::detail::batch_shape<typename M::input_shape, T>(x.shape()[0]));
         std::copy(x.begin(), x.end(), in.begin());
         auto p = model_.forward(in, ws_);
         image_batch<T> out = xt::xtensor<T, 2>::from_shape({p.shape()[0], p.size() / p.shape()[0]});
@@ -58,7 +59,7 @@ public:
     /// dL/dx [N, D] of the last probabilities() call, for dL/dp = dl_dp [N, K].
     image_batch<T> input_gradient(const image_batch<T>& dl_dp)
     {
-        typename M::output_tensor g(output_shape(dl_dp.shape()[0]));
+        typename M::output_tensor g(nmfdsl::detail::batch_shape<typename M::output_shape, T>(dl_dp.shape()[0]));
         std::copy(dl_dp.begin(), dl_dp.end(), g.begin());
         auto dx = model_.input_gradient(g, ws_);
         image_batch<T> out = xt::xtensor<T, 2>::from_shape({dl_dp.shape()[0], features()});
@@ -67,23 +68,6 @@ public:
     }
 
 private:
-    static auto input_shape(std::size_t n)
-    {
-        using In = typename M::input_shape;
-        if constexpr (In::rank == 3)
-            return std::array<std::size_t, 4>{n, In::c, In::h, In::w};
-        else
-            return std::array<std::size_t, 2>{n, In::size};
-    }
-    static auto output_shape(std::size_t n)
-    {
-        using Out = typename M::output_shape;
-        if constexpr (Out::rank == 3)
-            return std::array<std::size_t, 4>{n, Out::c, Out::h, Out::w};
-        else
-            return std::array<std::size_t, 2>{n, Out::size};
-    }
-
     M& model_;
     bool was_training_;
     typename M::workspace ws_;
