@@ -81,14 +81,12 @@ int main()
             for (std::size_t i = 0; i < I; ++i)
                 x[i] /= s;
             std::vector<double> h(H);
-            k::nmf_trace<double> tr;
-            k::nmf_forward_recording(wts, x.data(), 1, T, std::nullopt, h.data(), tr);
+            k::nmf_forward(wts, x.data(), 1, T, std::nullopt, h.data());
             auto run = [&](int mode) {
                 grads r{std::vector<double>(x.size()), std::vector<double>(H * wts.ip)};
                 k::nmf_backward_scratch<double> bs;
                 if (mode == 0)
-                    k::nmf_backward_unrolled(wts, x.data(), h.data(), G.data(), tr, std::nullopt, r.x.data(),
-                                             r.w.data());
+                    k::nmf_backward_unrolled(wts, x.data(), 1, T, std::nullopt, G.data(), r.x.data(), r.w.data(), bs);
                 else if (mode == 1)
                     k::nmf_backward_approx(wts, x.data(), h.data(), G.data(), 1, r.x.data(), r.w.data(), bs);
                 else

@@ -48,6 +48,8 @@ struct nmf_tiling {
     static constexpr std::size_t mr_r = 6, nb_r = wide ? 4 : 2;           ///< r = h·W
     static constexpr std::size_t mr_u = 6, nb_u = wide ? 4 : 2;           ///< u = q·Wᵀ
     static constexpr std::size_t mr_fused = wide ? 6 : 3, nb_fused = 4;  ///< u and the normalisation together
+    /// the exact backward's dW += duᵀ·q + hᵀ·dr (kernels/nmf_backward_unrolled.hpp): MR rows of dW divide the lanes
+    static constexpr std::size_t mr_w = std::min<std::size_t>(wide ? 8 : 4, nmf_layout<T>::lanes), nb_w = 3;
     static constexpr std::size_t row_group = std::max({mr_r, mr_u, mr_fused});
     static_assert(nmf_layout<T>::tile_rows % mr_r == 0 && nmf_layout<T>::tile_rows % mr_u == 0 &&
                   nmf_layout<T>::tile_rows % mr_fused == 0 && row_group % mr_r == 0 && row_group % mr_u == 0 &&
@@ -83,18 +85,20 @@ struct nmf_weights {
 namespace detail {
 
 /// acc[r][j] = Σ_k A[r·lda + k·ak] · B[k·ldb + j·L], for MR rows and NB vectors of columns (ak = 1: A row-major;
-/// lda = 1, ak = stride: A read transposed).
-template <class T, std::size_t MR, std::size_t NB>
+/// lda = 1, ak = stride: A read transposed). With Accumulate, the sum is added to acc instead.
+template <class T, std::size_t MR, std::size_t NB, bool Accumulate = false>
 inline void bcast_tile(std::size_t K, const T* A, std::size_t lda, const T* B, std::size_t ldb,
                        xsimd::batch<T> (&acc)[MR][NB], std::size_t ak = 1)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t L = batch::size;
+    if constexpr (!Accumulate) {
 #pragma GCC unroll 16
-    for (std::size_t r = 0; r < MR; ++r)
+        for (std::size_t r = 0; r < MR; ++r)
 #pragma GCC unroll 8
-        for (std::size_t j = 0; j < NB; ++j)
-            acc[r][j] = batch(T(0));
+            for (std::size_t j = 0; j < NB; ++j)
+                acc[r][j] = batch(T(0));
+    }
     for (std::size_t k = 0; k < K; ++k) {
         batch b[NB];
 #pragma GCC unroll 8

@@ -49,16 +49,14 @@ constexpr const char* gradient_name(nmf_gradient g)
 /// that select an exact mode (cnmf_options::gradient), not in every one that trains with the approximate gradient.
 template <class T>
 struct nmf_exact_kernels {
-    void (*forward_recording)(const kernels::nmf_weights<T>&, const T*, std::size_t, std::size_t,
-                              std::type_identity_t<std::optional<T>>, T*, kernels::nmf_trace<T>&);
-    void (*backward_unrolled)(const kernels::nmf_weights<T>&, const T*, const T*, const T*,
-                              const kernels::nmf_trace<T>&, std::type_identity_t<std::optional<T>>, T*, T*);
+    void (*backward_unrolled)(const kernels::nmf_weights<T>&, const T*, std::size_t, std::size_t,
+                              std::type_identity_t<std::optional<T>>, const T*, T*, T*,
+                              kernels::nmf_backward_scratch<T>&);
     void (*backward_implicit)(const kernels::nmf_weights<T>&, const T*, const T*, const T*, std::size_t, T*, T*,
                               kernels::nmf_backward_scratch<T>&);
 };
 template <class T>
-inline constexpr nmf_exact_kernels<T> nmf_exact_kernels_v{&kernels::nmf_forward_recording<T>,
-                                                          &kernels::nmf_backward_unrolled<T>,
+inline constexpr nmf_exact_kernels<T> nmf_exact_kernels_v{&kernels::nmf_backward_unrolled<T>,
                                                           &kernels::nmf_backward_implicit<T>};
 
 /// Runtime options of an NMF layer; the setters validate and throw argument_error naming the option.
@@ -154,13 +152,12 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         aligned_vector<T> patch_sum;  ///< Σ of each raw patch (the approximate mode remakes x̂ from it and x)
         aligned_vector<T> gx, gw;
         kernels::nmf_backward_scratch<T> bscratch;
-        kernels::nmf_trace<T> trace;      ///< unrolled mode only
         cnmf_options used;  ///< the options of the last forward; its backward uses these, whatever was set since
         /// Bytes kept between forward and backward beyond the weights and the input: the patch sums and h (the
-        /// layer's output); the exact modes add x̂, and unrolled mode the iteration trace.
+        /// layer's output); the exact modes add x̂ (the unrolled backward recomputes the iterations from it).
         std::size_t saved_bytes(std::size_t rows) const
         {
-            return (xhat.size() + patch_sum.size() + rows * Out) * sizeof(T) + trace.bytes();
+            return (xhat.size() + patch_sum.size() + rows * Out) * sizeof(T);
         }
     };
 
@@ -204,7 +201,6 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         c.patch_sum.resize(rows);
         const std::optional<T> eps = epsilon_of<T>(o);
         c.used = o;
-        c.trace = {};
         if (o.gradient() == nmf_gradient::approximate) {
             // x̂ is made tile by tile from the input and not kept; the backward remakes it from x and the patch sums
             // (scaling whole padded rows: the padding stays zero, and whole vectors are cheaper than a remainder)
@@ -222,11 +218,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         c.xhat.assign(lay::pad_rows(rows) * Ip, T(0));
         kernels::im2col(a.x, a.batch, geometry, c.xhat.data(), Ip);
         detail::l1_normalise_rows(c.xhat.data(), rows, I, Ip, c.patch_sum.data());
-        if (o.gradient() == nmf_gradient::unrolled)
-            o.template exact_kernels<T>().forward_recording(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y,
-                                                             c.trace);
-        else
-            kernels::nmf_forward(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y);
+        kernels::nmf_forward(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y);
     }
 
     template <class In, class T>
@@ -244,8 +236,9 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         case nmf_gradient::unrolled: {
             const std::optional<T> eps = epsilon_of<T>(o);
             c.gx.resize(kernels::nmf_layout<T>::pad_rows(rows) * Ip);
-            o.template exact_kernels<T>().backward_unrolled(c.wts, c.xhat.data(), a.y, a.dy, c.trace, eps, c.gx.data(),
-                                                            a.need_grads ? c.gw.data() : nullptr);
+            o.template exact_kernels<T>().backward_unrolled(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.dy,
+                                                            c.gx.data(), a.need_grads ? c.gw.data() : nullptr,
+                                                            c.bscratch);
             break;
         }
         case nmf_gradient::implicit:

@@ -1,6 +1,7 @@
 #pragma once
 /// @file naive.hpp
 /// Naive reference twins of the optimised kernels: the obvious loops, written for clarity, used by the tests.
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
@@ -100,6 +101,70 @@ void naive_nmf_forward(const T* xhat, const T* W, std::size_t rows, std::size_t 
             }
             for (std::size_t k = 0; k < H; ++k)
                 hn[k] /= sum + T(1e-19);
+        }
+    }
+}
+
+/// The exact gradient of naive_nmf_forward through all T updates, row by row with the states recorded: the plain
+/// twin of kernels::nmf_backward_unrolled. Unpadded: xhat [rows × I], W [H × I], g = dL/dh [rows × H]; writes
+/// gx [rows × I] and gw [H × I] (overwritten).
+template <class T>
+void naive_nmf_backward_unrolled(const T* xhat, const T* W, std::size_t rows, std::size_t I, std::size_t H,
+                                 std::size_t iterations, const T* eps, const T* g, T* gx, T* gw)
+{
+    std::fill(gx, gx + rows * I, T(0));
+    std::fill(gw, gw + H * I, T(0));
+    const T e = eps ? *eps : T(1);
+    for (std::size_t n = 0; n < rows; ++n) {
+        const T* x = xhat + n * I;
+        // forward, recording h before each update, r, u and the sums
+        std::vector<std::vector<T>> hs(iterations + 1, std::vector<T>(H, T(1) / T(H))), rs(iterations),
+            us(iterations);
+        std::vector<T> sums(iterations);
+        for (std::size_t t = 0; t < iterations; ++t) {
+            rs[t].assign(I, T(0));
+            us[t].assign(H, T(0));
+            for (std::size_t i = 0; i < I; ++i) {
+                for (std::size_t k = 0; k < H; ++k)
+                    rs[t][i] += hs[t][k] * W[k * I + i];
+                rs[t][i] += T(1e-20);
+            }
+            for (std::size_t k = 0; k < H; ++k)
+                for (std::size_t i = 0; i < I; ++i)
+                    us[t][k] += W[k * I + i] * x[i] / rs[t][i];
+            T sum = 0;
+            for (std::size_t k = 0; k < H; ++k) {
+                hs[t + 1][k] = eps ? hs[t][k] * (T(1) + e * us[t][k]) : hs[t][k] * us[t][k];
+                sum += hs[t + 1][k];
+            }
+            sums[t] = sum + T(1e-19);
+            for (std::size_t k = 0; k < H; ++k)
+                hs[t + 1][k] /= sums[t];
+        }
+        // backward: h' = h̃/s, h̃ = h ⊙ u (or h ⊙ (1 + ε u)), u = (x̂ ⊘ r) Wᵀ, r = hW + 1e-20
+        std::vector<T> gh(g + n * H, g + (n + 1) * H), du(H), dr(I);
+        for (std::size_t t = iterations; t-- > 0;) {
+            T dot = 0;
+            for (std::size_t k = 0; k < H; ++k)
+                dot += gh[k] * hs[t + 1][k];
+            for (std::size_t k = 0; k < H; ++k) {
+                const T dht = sums[t] <= T(1e-18) ? T(0) : (gh[k] - dot) / sums[t];
+                du[k] = dht * hs[t][k] * (eps ? e : T(1));
+                gh[k] = dht * (eps ? T(1) + e * us[t][k] : us[t][k]);
+            }
+            for (std::size_t i = 0; i < I; ++i) {
+                T dq = 0;
+                for (std::size_t k = 0; k < H; ++k)
+                    dq += du[k] * W[k * I + i];
+                const T q = x[i] / rs[t][i];
+                gx[n * I + i] += dq / rs[t][i];
+                dr[i] = -dq * q / rs[t][i];
+                for (std::size_t k = 0; k < H; ++k)
+                    gw[k * I + i] += du[k] * q + hs[t][k] * dr[i];
+            }
+            for (std::size_t k = 0; k < H; ++k)
+                for (std::size_t i = 0; i < I; ++i)
+                    gh[k] += dr[i] * W[k * I + i];
         }
     }
 }
