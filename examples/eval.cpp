@@ -31,13 +31,15 @@ namespace {
 const char* program = "nmfdsl-eval";
 
 const char* usage = R"(usage: nmfdsl-eval --checkpoint FILE [--checkpoint FILE ...] [options]
+       nmfdsl-eval --from-csv FILE [--from-csv FILE ...] [--plot FILE]
 
   --checkpoint F     a checkpoint of nmfdsl-train (any of its models); repeat to compare models
   --name N           the name of the preceding checkpoint's model in the outputs (default: its directory)
   --data D           fashion-mnist, or a directory with the IDX files or CIFAR-10's batches (default fashion-mnist)
   --eval LIST        evaluations, comma-separated: clean, noise, pgd, apgd, gradients, snr, sparsity
                                                                               (default clean,noise,pgd)
-                     gradients: cosine between the approximate and the unrolled input gradients (NMF models)
+                     gradients: cosine between the approximate and the unrolled input gradients (NMF models);
+                          with pgd, PGD once more through the approximate gradient (rows pgd-approximate)
                      snr: per layer with weights, 10 log10 of the mean over images of |z|^2 / |z~ - z|^2,
                           z the layer's input on the clean image, z~ on the noisy one (each sigma)
                      sparsity: the layers' activation statistics on clean images (non-zero share, disparity)
@@ -66,11 +68,20 @@ const char* usage = R"(usage: nmfdsl-eval --checkpoint FILE [--checkpoint FILE .
   --queries Q        Square attack queries per image                                      (default 1000)
   --transfer-from F  a checkpoint (e.g. the standard CNN's) whose PGD images feed the transfer check
   --batch B          images per batch                                                      (default 100)
+  --batch-norm M     population | batch: how the paper's networks, whose BatchNorms normalise with the batch's
+                     own statistics, are evaluated. population (default): each such BatchNorm is frozen at the
+                     mean over --calibration-images training images (in batches of --batch) of the batch
+                     statistics, so every image is classified on its own (the clean accuracy with batch
+                     statistics is reported too, as clean-batch-statistics); batch: as trained, each image's
+                     class then depends on its batch
+  --calibration-images N  training images for the population statistics                  (default 10000)
   --seed S           seed of the noise and the random starts                              (default 2022)
   --threads T        worker threads (default: NMFDSL_THREADS, else all cores)
   --csv FILE         where the rows go (default: robustness.csv)
   --plot FILE        accuracy against noise and against the PGD radius, one curve per model (.png or .svg;
                      default: the CSV's name with .png)
+  --from-csv F       no evaluation: the summary and the plot of the rows of earlier runs' CSV files (repeat
+                     to put several runs in one plot)
   --quiet            no progress bar
   --help             this text
 )";
@@ -81,6 +92,7 @@ struct model_arg {
 
 struct options {
     std::vector<model_arg> models;
+    std::vector<std::string> from_csv;
     std::string data = "fashion-mnist", csv = "robustness.csv", plot;
     std::set<std::string> evals{"clean", "noise", "pgd"};
     std::vector<na::norm> norms{na::norm::linf, na::norm::l2};
@@ -88,7 +100,8 @@ struct options {
                 batch = 100, threads = 0;
     std::optional<double> step_size;
     bool random_start = true, quiet = false, checks = true;
-    std::size_t check_images = 0, queries = 1000;
+    std::size_t check_images = 0, queries = 1000, calibration_images = 10000;
+    bool population_statistics = true;
     double check_eps = 0.03;
     std::string transfer_from;
     na::noise_kind noise = na::noise_kind::gaussian;
@@ -190,6 +203,13 @@ options parse(int argc, char** argv)
             o.transfer_from = value();
         else if (a == "--batch")
             o.batch = count(1);
+        else if (a == "--batch-norm") {
+            const std::string m = value();
+            if (m != "population" && m != "batch")
+                cli::fail(program, "unknown --batch-norm '" + m + "' (choose population or batch)");
+            o.population_statistics = m == "population";
+        } else if (a == "--calibration-images")
+            o.calibration_images = count(2);
         else if (a == "--seed")
             o.seed = count(0);
         else if (a == "--threads")
@@ -200,10 +220,17 @@ options parse(int argc, char** argv)
             o.plot = value();
         else if (a == "--quiet")
             o.quiet = true;
+        else if (a == "--from-csv")
+            o.from_csv.push_back(value());
         else
             cli::fail(program, "unknown option '" + a + "'");
     }
-    if (o.models.empty())
+    if (!o.from_csv.empty() && !o.models.empty())
+        cli::fail(program, "--from-csv plots earlier results and takes no --checkpoint");
+    for (const auto& f : o.from_csv)
+        if (!std::filesystem::is_regular_file(f))
+            cli::fail(program, "CSV file '" + f + "' does not exist");
+    if (o.models.empty() && o.from_csv.empty())
         cli::fail(program, "no --checkpoint given");
     for (auto& m : o.models) {
         if (!std::filesystem::exists(m.checkpoint))
@@ -275,6 +302,44 @@ private:
     std::ofstream out_;
 };
 
+/// The rows of a CSV file csv_writer wrote; a file in another format is a bad argument (exit code 2).
+std::vector<row> read_rows(const std::string& path)
+{
+    std::ifstream in(path);
+    std::string line;
+    const std::string header = "model,evaluation,norm,strength,images,value,std,non_finite,seconds,verdict";
+    if (!std::getline(in, line) || line != header)
+        cli::fail(program, "'" + path + "' is not a CSV of nmfdsl-eval: its first line should be '" + header + "'");
+    std::vector<row> rows;
+    for (std::size_t number = 2; std::getline(in, line); ++number) {
+        if (line.empty())
+            continue;
+        const auto f = cli::split(line);
+        auto bad = [&](const std::string& what) {
+            cli::fail(program, "'" + path + "' line " + std::to_string(number) + ": " + what);
+        };
+        if (f.size() != 10)
+            bad("expected 10 columns, found " + std::to_string(f.size()));
+        auto number_in = [&](const std::string& t, const char* column) {
+            char* end = nullptr;
+            const double v = std::strtod(t.c_str(), &end);
+            if (t.empty() || *end != '\0' || !std::isfinite(v) || v < 0)
+                bad(std::string("column ") + column + " should be a number >= 0, found '" + t + "'");
+            return v;
+        };
+        row r = make_row(f[1], f[2], number_in(f[3], "strength"),
+                         static_cast<std::size_t>(number_in(f[4], "images")));
+        r.model = f[0];
+        r.accuracy = std::strtod(f[5].c_str(), nullptr);
+        r.spread = number_in(f[6], "std");
+        r.non_finite = static_cast<std::size_t>(number_in(f[7], "non_finite"));
+        r.seconds = number_in(f[8], "seconds");
+        r.verdict = f[9];
+        rows.push_back(r);
+    }
+    return rows;
+}
+
 /// "\r[####......] 420/1000 images, 35.2 images/s, robust 61.4 %" on stderr.
 class progress_bar {
 public:
@@ -331,9 +396,12 @@ na::image_batch<float> test_rows(const nd::data::dataset& d, std::size_t first, 
 }
 
 /// Loads a checkpoint into the model and applies the settings nmfdsl-train used for it (the HaH recipe's input
-/// statistics and BatchNorm mode); checks that the test images fit the model's input.
+/// statistics and BatchNorm mode); checks that the test images fit the model's input. With `calibrate` (and
+/// --batch-norm population), BatchNorms that normalise with batch statistics are frozen at population statistics
+/// of the first --calibration-images training images.
 template <class Net, class In, class M>
-void prepare(M& model, const model_arg& arg, const nd::data::dataset& test, bool cifar)
+void prepare(M& model, const options& o, const model_arg& arg, const nd::data::split& data, bool cifar,
+             bool calibrate)
 {
     nd::io::load_model(model, arg.checkpoint);
     if constexpr (hah::uses_hah_recipe<Net>) {
@@ -343,11 +411,21 @@ void prepare(M& model, const model_arg& arg, const nd::data::dataset& test, bool
             hah::apply_hah_recipe<Net>(model, {0.2860}, {0.3530});
     }
     if constexpr (In::rank == 3)
-        if (test.channels != In::c || test.height < In::h || test.width < In::w)
+        if (data.test.channels != In::c || data.test.height < In::h || data.test.width < In::w)
             throw nd::data_error("nmfdsl-eval: model '" + arg.name + "' takes " + std::to_string(In::c) + "x" +
                                  std::to_string(In::h) + "x" + std::to_string(In::w) + " images, data set '" +
-                                 test.source + "' has " + std::to_string(test.channels) + "x" +
-                                 std::to_string(test.height) + "x" + std::to_string(test.width));
+                                 data.test.source + "' has " + std::to_string(data.test.channels) + "x" +
+                                 std::to_string(data.test.height) + "x" + std::to_string(data.test.width));
+    if (calibrate && o.population_statistics) {
+        const std::size_t n = std::min(o.calibration_images, data.train.size()) / o.batch * o.batch;
+        if (n == 0)
+            cli::fail(program, "--batch-norm population needs at least --batch (" + std::to_string(o.batch) +
+                                   ") training images, the data set has " + std::to_string(data.train.size()));
+        const std::size_t layers = na::use_population_statistics(model, test_rows<In>(data.train, 0, n), o.batch);
+        if (layers)
+            std::printf("%s: %zu BatchNorm layers frozen at population statistics of %zu training images\n",
+                        arg.name.c_str(), layers, n);
+    }
 }
 
 /// How many images the masking checks use.
@@ -362,11 +440,12 @@ std::size_t check_count(const options& o, const nd::data::dataset& test)
 /// White-box PGD images (l-inf, --check-eps) made on this model for the first check images: the transfer check's
 /// input for the other models.
 template <class Net, class In>
-na::image_batch<float> craft_transfer(const options& o, const model_arg& arg, const nd::data::dataset& test,
+na::image_batch<float> craft_transfer(const options& o, const model_arg& arg, const nd::data::split& data,
                                       bool cifar)
 {
+    const nd::data::dataset& test = data.test;
     nd::Model<Net, In> model;
-    prepare<Net, In>(model, arg, test, cifar);
+    prepare<Net, In>(model, o, arg, data, cifar, true);
     model.template configure<nd::cnmf_options>([&](nd::cnmf_options& c) { c.gradient(o.gradient); });
     na::model_classifier target(model);
     const std::size_t n = check_count(o, test);
@@ -404,16 +483,17 @@ std::size_t robust_in_batch(Classifier& target, const na::attack_result<float>& 
 }
 
 template <class Net, class In>
-void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& test, bool cifar, csv_writer& csv,
+void evaluate(const options& o, const model_arg& arg, const nd::data::split& data, bool cifar, csv_writer& csv,
               std::vector<row>& summary, const na::image_batch<float>* transfer)
 {
     using M = nd::Model<Net, In>;
-    M model;
-    prepare<Net, In>(model, arg, test, cifar);
+    const nd::data::dataset& test = data.test;
     for (const auto& [flag, n] : {std::pair{"--images", o.images}, std::pair{"--attack-images", o.attack_images}})
         if (n > test.size())
             cli::fail(program, std::string(flag) + " " + std::to_string(n) + " is more than the test set's " +
                                    std::to_string(test.size()) + " images");
+    M model;
+    prepare<Net, In>(model, o, arg, data, cifar, true);
     const std::size_t n_clean = o.images ? o.images : test.size(),
                       n_attack = o.attack_images ? o.attack_images : std::min<std::size_t>(1000, test.size());
     const std::size_t nmf_layers =
@@ -455,6 +535,24 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
             return na::count_correct(target, x, y);
         }, r.non_finite, r.seconds);
         emit(r);
+        // the network as trained, normalising each test batch with its own statistics, for comparison
+        if (o.population_statistics) {
+            M as_trained;
+            prepare<Net, In>(as_trained, o, arg, data, cifar, false);
+            std::size_t batch_mode = 0;
+            as_trained.template configure<nd::BatchNorm::options>([&](const auto& bn) {
+                batch_mode += bn.mode == nd::bn_mode::batch_statistics;
+            });
+            if (batch_mode > 0) {
+                na::model_classifier as_trained_target(as_trained);
+                row b = make_row("clean-batch-statistics", "", 0, n_clean);
+                b.accuracy = sweep("clean (batch statistics)", n_clean,
+                                   [&](const auto& x, const auto& y, std::size_t, std::size_t&) {
+                                       return na::count_correct(as_trained_target, x, y);
+                                   }, b.non_finite, b.seconds);
+                emit(b);
+            }
+        }
     }
     if (o.evals.count("noise"))
         for (const double sigma : o.sigmas) {
@@ -478,43 +576,70 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
             r.spread = std::sqrt(var);
             emit(r);
         }
-    if (o.evals.count("pgd"))
-        for (const auto n : o.norms)
-            for (const double eps : n == na::norm::linf ? o.linf : o.l2) {
-                row r = make_row("pgd", na::norm_name(n), eps, n_attack);
-                r.accuracy = sweep(std::string("pgd ") + na::norm_name(n) + " " + std::to_string(eps).substr(0, 5),
-                                   n_attack, [&](const auto& x, const auto& y, std::size_t first, std::size_t& bad) {
-                                       na::pgd_options po;
-                                       po.norm = n;
-                                       po.epsilon = eps;
-                                       po.steps = o.steps;
-                                       po.step_size = o.step_size;
-                                       po.restarts = o.restarts;
-                                       po.random_start = o.random_start;
-                                       po.seed = o.seed;
-                                       po.first_sample = first;
-                                       const auto res = na::pgd(target, x, y, po);
-                                       bad += res.non_finite_count();
-                                       return robust_in_batch(target, res, y);
-                                   }, r.non_finite, r.seconds);
-                emit(r);
+    // runs `attack(x, labels, first)` batch by batch over the first n images and fills r's accuracy (judged on the
+    // returned batches), non-finite count and seconds
+    auto attack_sweep = [&](row& r, const std::string& what, std::size_t n,
+                            const std::function<na::attack_result<float>(const na::image_batch<float>&,
+                                                                         const std::vector<std::size_t>&, std::size_t)>&
+                                attack) {
+        r.accuracy = sweep(what, n, [&](const auto& x, const auto& y, std::size_t first, std::size_t& bad) {
+            const auto res = attack(x, y, first);
+            bad += res.non_finite_count();
+            return robust_in_batch(target, res, y);
+        }, r.non_finite, r.seconds);
+        return r.accuracy;
+    };
+    // PGD with the command line's step size, restarts and start (`as_configured`), or the defaults (the checks)
+    auto pgd_with = [&](na::norm n, double eps, std::size_t steps, bool as_configured) {
+        return [&, n, eps, steps, as_configured](const na::image_batch<float>& x, const std::vector<std::size_t>& y,
+                                                 std::size_t first) {
+            na::pgd_options po;
+            po.norm = n;
+            po.epsilon = eps;
+            po.steps = steps;
+            if (as_configured) {
+                po.step_size = o.step_size;
+                po.restarts = o.restarts;
+                po.random_start = o.random_start;
             }
+            po.seed = o.seed;
+            po.first_sample = first;
+            return na::pgd(target, x, y, po);
+        };
+    };
+    auto text = [](double v) { return std::to_string(v).substr(0, 5); };
+    // PGD at every radius; for an NMF model attacked through an exact gradient, with `gradients` also once more
+    // through the approximate (training) gradient, to show what an attack on it would miss
+    const bool both_gradients = o.evals.count("gradients") && nmf_layers > 0 && o.gradient != nd::nmf_gradient::approximate;
+    if (o.evals.count("pgd"))
+        for (const auto mode : {o.gradient, nd::nmf_gradient::approximate}) {
+            if (mode != o.gradient && !both_gradients)
+                continue;
+            const bool exact = mode == o.gradient;
+            model.template configure<nd::cnmf_options>([&](nd::cnmf_options& c) { c.gradient(mode); });
+            for (const auto n : o.norms)
+                for (const double eps : n == na::norm::linf ? o.linf : o.l2) {
+                    row r = make_row(exact ? "pgd" : "pgd-approximate", na::norm_name(n), eps, n_attack);
+                    attack_sweep(r, std::string(exact ? "pgd " : "pgd (approx.) ") + na::norm_name(n) + " " + text(eps),
+                                 n_attack, pgd_with(n, eps, o.steps, true));
+                    emit(r);
+                }
+            model.template configure<nd::cnmf_options>([&](nd::cnmf_options& c) { c.gradient(o.gradient); });
+        }
     if (o.evals.count("apgd"))
         for (const auto n : o.norms)
             for (const double eps : n == na::norm::linf ? o.apgd_linf : o.apgd_l2) {
                 row r = make_row("apgd-ce+t", na::norm_name(n), eps, n_attack);
-                r.accuracy = sweep(std::string("apgd ") + na::norm_name(n) + " " + std::to_string(eps).substr(0, 5),
-                                   n_attack, [&](const auto& x, const auto& y, std::size_t first, std::size_t& bad) {
-                                       na::apgd_options ao;
-                                       ao.norm = n;
-                                       ao.epsilon = eps;
-                                       ao.iterations = o.iterations;
-                                       ao.seed = o.seed;
-                                       ao.first_sample = first;
-                                       const auto res = na::apgd_ce_then_t(target, x, y, ao);
-                                       bad += res.non_finite_count();
-                                       return robust_in_batch(target, res, y);
-                                   }, r.non_finite, r.seconds);
+                attack_sweep(r, std::string("apgd ") + na::norm_name(n) + " " + text(eps), n_attack,
+                             [&](const auto& x, const auto& y, std::size_t first) {
+                                 na::apgd_options ao;
+                                 ao.norm = n;
+                                 ao.epsilon = eps;
+                                 ao.iterations = o.iterations;
+                                 ao.seed = o.seed;
+                                 ao.first_sample = first;
+                                 return na::apgd_ce_then_t(target, x, y, ao);
+                             });
                 emit(r);
             }
     if (o.checks && (o.evals.count("pgd") || o.evals.count("apgd"))) {
@@ -522,19 +647,8 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
         const double eps = o.check_eps;
         bool all_pass = true;
         auto pgd_accuracy = [&](row& r, double radius, std::size_t steps) {
-            r.accuracy = sweep("check: pgd " + std::to_string(radius).substr(0, 5) + ", " + std::to_string(steps) +
-                                   " steps",
-                               n, [&](const auto& x, const auto& y, std::size_t first, std::size_t& bad) {
-                                   na::pgd_options po;
-                                   po.epsilon = radius;
-                                   po.steps = steps;
-                                   po.seed = o.seed;
-                                   po.first_sample = first;
-                                   const auto res = na::pgd(target, x, y, po);
-                                   bad += res.non_finite_count();
-                                   return robust_in_batch(target, res, y);
-                               }, r.non_finite, r.seconds);
-            return r.accuracy;
+            return attack_sweep(r, "check: pgd " + text(radius) + ", " + std::to_string(steps) + " steps", n,
+                                pgd_with(na::norm::linf, radius, steps, false));
         };
         auto verdict = [&](row r, bool pass, const char* rule) {
             r.verdict = pass ? "pass" : "FAIL";
@@ -557,20 +671,18 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
                 "10, 40, 100 steps never raise the accuracy by more than 0.5 point");
         if constexpr (In::rank == 3) {
             row sq = make_row("check-square", "linf", eps, n);
-            sq.accuracy = sweep("check: square " + std::to_string(o.queries) + " queries", n,
-                                [&](const auto& x, const auto& y, std::size_t first, std::size_t& bad) {
-                                    na::square_options so;
-                                    so.epsilon = eps;
-                                    so.queries = o.queries;
-                                    so.channels = In::c;
-                                    so.height = In::h;
-                                    so.width = In::w;
-                                    so.seed = o.seed;
-                                    so.first_sample = first;
-                                    const auto res = na::square_linf(target, x, y, so);
-                                    bad += res.non_finite_count();
-                                    return robust_in_batch(target, res, y);
-                                }, sq.non_finite, sq.seconds);
+            attack_sweep(sq, "check: square " + std::to_string(o.queries) + " queries", n,
+                         [&](const auto& x, const auto& y, std::size_t first) {
+                             na::square_options so;
+                             so.epsilon = eps;
+                             so.queries = o.queries;
+                             so.channels = In::c;
+                             so.height = In::h;
+                             so.width = In::w;
+                             so.seed = o.seed;
+                             so.first_sample = first;
+                             return na::square_linf(target, x, y, so);
+                         });
             verdict(sq, sq.accuracy >= acc[1] - 0.02, "the Square attack beats 40-step PGD by at most 2 points");
         }
         if (transfer) {
@@ -693,57 +805,78 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::dataset& t
     }
 }
 
-/// Accuracy (%) against the noise's σ and against each norm's PGD radius, one curve per model; the clean accuracy is
-/// the point at 0.
-void write_robustness_plot(const options& o, const std::vector<row>& rows)
+/// Accuracy (%) against the noise's σ and against each norm's PGD radius, one curve per model (and one more per NMF
+/// model attacked through its approximate gradient); the clean accuracy is the point at 0. Panels for what the rows
+/// hold.
+void write_robustness_plot(const std::string& path, const std::vector<row>& rows)
 {
-    std::vector<std::string> models;
-    for (const auto& r : rows)
-        if (std::find(models.begin(), models.end(), r.model) == models.end())
-            models.push_back(r.model);
-    auto panel = [&](const std::string& title, const std::string& x_label, auto wanted) {
+    std::vector<std::string> models, noises, norms;
+    auto note = [](std::vector<std::string>& v, const std::string& e) {
+        if (std::find(v.begin(), v.end(), e) == v.end())
+            v.push_back(e);
+    };
+    for (const auto& r : rows) {
+        note(models, r.model);
+        if (r.evaluation.rfind("noise-", 0) == 0)
+            note(noises, r.evaluation);
+        if (r.evaluation == "pgd")
+            note(norms, r.norm);
+    }
+    auto panel = [&](const std::string& title, const std::string& x_label,
+                     const std::vector<std::pair<std::string, std::string>>& curves, const std::string& norm) {
         nd::io::plot_panel p{title, x_label, "accuracy (%)", {}, 0.0, 100.0, false};
-        for (const auto& m : models) {
-            nd::io::plot_series s{m, {}, {}, {}};
-            for (const auto& r : rows)
-                if (r.model == m && (r.evaluation == "clean" || wanted(r))) {
-                    s.x.push_back(r.evaluation == "clean" ? 0.0 : r.strength);
-                    s.y.push_back(100 * r.accuracy);
-                    s.spread.push_back(100 * r.spread);
-                }
-            if (s.x.size() > 1)
-                p.series.push_back(s);
-        }
+        for (const auto& m : models)
+            for (const auto& [evaluation, suffix] : curves) {
+                nd::io::plot_series s{m + suffix, {}, {}, {}};
+                for (const auto& r : rows)
+                    if (r.model == m && (r.evaluation == "clean" || (r.evaluation == evaluation && r.norm == norm))) {
+                        s.x.push_back(r.evaluation == "clean" ? 0.0 : r.strength);
+                        s.y.push_back(100 * r.accuracy);
+                        s.spread.push_back(100 * r.spread);
+                    }
+                if (s.x.size() > 1)
+                    p.series.push_back(s);
+            }
         return p;
     };
     std::vector<nd::io::plot_panel> panels;
-    const std::string noise = std::string("noise-") + na::noise_name(o.noise);
-    if (o.evals.count("noise"))
-        panels.push_back(panel(std::string(o.noise == na::noise_kind::gaussian ? "Gaussian" : "Uniform") +
-                                   " noise (mean of " + std::to_string(o.repeats) +
-                                   " draws)",
-                               "noise standard deviation (pixel units of [0, 1])",
-                               [&](const row& r) { return r.evaluation == noise; }));
-    if (o.evals.count("pgd"))
-        for (const auto n : o.norms)
-            panels.push_back(panel(std::string("PGD ") + (n == na::norm::linf ? "l-infinity" : "l2") + ", " +
-                                       std::to_string(o.steps) + " steps",
-                                   std::string("radius ") + (n == na::norm::linf ? "(max. change per pixel)" : "(l2 norm of the change)"),
-                                   [&](const row& r) { return r.evaluation == "pgd" && r.norm == na::norm_name(n); }));
+    for (const auto& noise : noises)
+        panels.push_back(panel(std::string(noise == "noise-uniform" ? "Uniform" : "Gaussian") +
+                                   " noise (mean of the draws)",
+                               "noise standard deviation (pixel units of [0, 1])", {{noise, ""}}, ""));
+    for (const auto& n : norms)
+        panels.push_back(panel(std::string("PGD, ") + (n == "linf" ? "l-infinity" : "l2"),
+                               std::string("radius ") +
+                                   (n == "linf" ? "(max. change per pixel)" : "(l2 norm of the change)"),
+                               {{"pgd", ""}, {"pgd-approximate", " (approx. gradient)"}}, n));
     if (panels.empty())
         return;
-    nd::io::write_plot(o.plot, "Robustness on the test set", panels);
-    std::printf("plot written to %s\n", o.plot.c_str());
+    nd::io::write_plot(path, "Robustness on the test set", panels);
+    std::printf("plot written to %s\n", path.c_str());
+}
+
+/// The one-screen summary: a line per row.
+void print_summary(const std::vector<row>& rows)
+{
+    std::printf("\n%-16s %-22s %-5s %9s %7s %10s %8s %10s  %s\n", "model", "evaluation", "norm", "strength", "images",
+                "value", "std", "non-finite", "check");
+    for (const auto& r : rows) {
+        const bool other = r.evaluation == "gradient-cosine" || r.evaluation.rfind("snr:", 0) == 0 ||
+                           r.evaluation.rfind("stat:", 0) == 0;  // values that are not accuracies
+        std::printf("%-16s %-22s %-5s %9.4g %7zu %9.2f%s %8.2f %10zu  %s\n", r.model.c_str(), r.evaluation.c_str(),
+                    r.norm.c_str(), r.strength, r.images, other ? r.accuracy : 100 * r.accuracy, other ? " " : "%",
+                    100 * r.spread, r.non_finite, r.verdict.c_str());
+    }
 }
 
 /// Calls evaluate<Net, In> for the network whose signature the checkpoint carries.
 struct candidate {
     std::string name, signature;
     std::size_t input_size;
-    std::function<void(const options&, const model_arg&, const nd::data::dataset&, bool, csv_writer&,
+    std::function<void(const options&, const model_arg&, const nd::data::split&, bool, csv_writer&,
                        std::vector<row>&, const na::image_batch<float>*)>
         run;
-    std::function<na::image_batch<float>(const options&, const model_arg&, const nd::data::dataset&, bool)> craft;
+    std::function<na::image_batch<float>(const options&, const model_arg&, const nd::data::split&, bool)> craft;
 };
 
 template <class Net, class In>
@@ -794,6 +927,21 @@ std::vector<candidate> candidates()
 int main(int argc, char** argv)
 {
     const options o = parse(argc, argv);
+    if (!o.from_csv.empty()) {
+        std::vector<row> rows;
+        for (const auto& f : o.from_csv) {
+            const auto part = read_rows(f);
+            rows.insert(rows.end(), part.begin(), part.end());
+        }
+        print_summary(rows);
+        try {
+            write_robustness_plot(o.plot, rows);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "%s\n", e.what());
+            return 1;
+        }
+        return 0;
+    }
     // an unreadable or foreign checkpoint is a bad argument: exit code 2, before any data is read
     const auto known = candidates();
     std::vector<const candidate*> chosen;
@@ -815,26 +963,17 @@ int main(int argc, char** argv)
                 if (chosen[i]->input_size != transfer_source->input_size)
                     cli::fail(program, "--transfer-from's model (" + transfer_source->name + ") takes other images than " +
                                            o.models[i].name + " (" + chosen[i]->name + ")");
-            transfer = transfer_source->craft(o, {o.transfer_from, transfer_source->name}, data.test, cifar);
+            transfer = transfer_source->craft(o, {o.transfer_from, transfer_source->name}, data, cifar);
         }
         std::printf("nmfdsl-eval: %zu model(s) on %s (%zu test images), %zu threads\n", o.models.size(),
                     data.test.source.c_str(), data.test.size(), nd::threads());
         for (std::size_t i = 0; i < o.models.size(); ++i) {
             std::printf("%s is %s\n", o.models[i].checkpoint.c_str(), chosen[i]->name.c_str());
-            chosen[i]->run(o, o.models[i], data.test, cifar, csv, summary, transfer ? &*transfer : nullptr);
+            chosen[i]->run(o, o.models[i], data, cifar, csv, summary, transfer ? &*transfer : nullptr);
         }
-        std::printf("\n%-16s %-18s %-5s %9s %7s %10s %8s %10s  %s\n", "model", "evaluation", "norm", "strength",
-                    "images", "value", "std", "non-finite", "check");
-        for (const auto& r : summary) {
-            const bool cosine = r.evaluation == "gradient-cosine" || r.evaluation.rfind("snr:", 0) == 0 ||
-                                r.evaluation.rfind("stat:", 0) == 0;  // values that are not accuracies
-            std::printf("%-16s %-18s %-5s %9.4g %7zu %9.2f%s %8.2f %10zu  %s\n", r.model.c_str(),
-                        r.evaluation.c_str(), r.norm.c_str(), r.strength, r.images,
-                        cosine ? r.accuracy : 100 * r.accuracy, cosine ? " " : "%", 100 * r.spread, r.non_finite,
-                        r.verdict.c_str());
-        }
+        print_summary(summary);
         std::printf("rows written to %s\n", o.csv.c_str());
-        write_robustness_plot(o, summary);
+        write_robustness_plot(o.plot, summary);
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", e.what());

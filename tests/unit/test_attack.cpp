@@ -453,3 +453,65 @@ TEST_CASE("The Square attack breaks a linear model without gradients, within the
     CHECK(s.share(2, 1000) == 0.4);
     CHECK(s.share(999, 1000) == Approx(0.8 / 512));
 }
+
+TEST_CASE("use_population_statistics freezes batch-statistics BatchNorms at the mean batch statistics, so each image "
+          "is classified on its own", "[attack][batchnorm]")
+{
+    using In = nd::Shape<2>;
+    using Net = nd::Seq<nd::BatchNorm, nd::Dense<3>, nd::BatchNorm>;
+    nd::Model<Net, In, double> model{nd::seed{4}};
+    model.layer<2>().options().mode = nd::bn_mode::running_statistics;  // already frozen: must keep its values
+    nd::rng g(nd::seed{5});
+    const std::size_t batch = 3, batches = 4;
+    na::image_batch<double> images = xt::xtensor<double, 2>::from_shape({batches * batch + 2, 2});  // + a part batch
+    for (auto& v : images)
+        v = g.uniform01<double>();
+    // the expected running values: the mean over the whole batches of each batch's mean and unbiased variance
+    double mean[2] = {0, 0}, var[2] = {0, 0};
+    for (std::size_t b = 0; b < batches; ++b)
+        for (std::size_t c = 0; c < 2; ++c) {
+            double m = 0, s = 0;
+            for (std::size_t r = 0; r < batch; ++r)
+                m += images(b * batch + r, c) / double(batch);
+            for (std::size_t r = 0; r < batch; ++r)
+                s += (images(b * batch + r, c) - m) * (images(b * batch + r, c) - m) / double(batch - 1);
+            mean[c] += m / double(batches);
+            var[c] += s / double(batches);
+        }
+    const std::vector<double> before(model.flat_buffers().begin(), model.flat_buffers().end());
+    // in the paper's mode an image's output depends on the rest of its batch
+    xt::xtensor<double, 2> probe = xt::view(images, xt::range(0, 5), xt::all());
+    xt::xtensor<double, 2> other = probe;
+    other(4, 0) += 1.0;
+    model.set_training(false);
+    CHECK(std::abs(model.forward(probe)(0, 0) - model.forward(other)(0, 0)) > 1e-3);
+    model.set_training(true);
+
+    CHECK(na::use_population_statistics(model, images, batch) == 1);
+    const auto buf = model.flat_buffers();
+    const std::size_t var_at = nd::padded_size(2);
+    for (std::size_t c = 0; c < 2; ++c) {
+        CHECK(buf[c] == Approx(mean[c]).epsilon(1e-12));
+        CHECK(buf[var_at + c] == Approx(var[c]).epsilon(1e-12));
+    }
+    for (std::size_t i = 2 * var_at; i < buf.size(); ++i)  // the BatchNorm that was in running mode already
+        CHECK(buf[i] == before[i]);
+    CHECK(model.training());  // restored
+    CHECK(model.layer<0>().options().momentum == 0.1);  // restored
+    CHECK(model.layer<0>().options().mode == nd::bn_mode::running_statistics);
+    // now every image is classified on its own: the same output alone or beside any others
+    model.set_training(false);
+    const auto together = model.forward(probe), changed = model.forward(other);
+    for (std::size_t r = 0; r < 4; ++r)
+        for (std::size_t k = 0; k < 3; ++k) {
+            xt::xtensor<double, 2> alone = xt::view(probe, xt::range(r, r + 1), xt::all());
+            CHECK(model.forward(alone)(0, k) == Approx(together(r, k)).margin(1e-12));
+            CHECK(changed(r, k) == Approx(together(r, k)).margin(1e-12));
+        }
+    // nothing left in batch mode: a second call changes nothing; too few images are refused
+    CHECK(na::use_population_statistics(model, images, batch) == 0);
+    nd::Model<Net, In, double> fresh;
+    na::image_batch<double> two = xt::view(images, xt::range(0, 2), xt::all());
+    CHECK_THROWS_WITH(na::use_population_statistics(fresh, two, batch),
+                      Catch::Contains("at least one batch of >= 2 images") && Catch::Contains("got 2 images"));
+}

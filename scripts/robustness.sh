@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Reproduces docs/robustness.md: every network of nmfdsl-train trained on Fashion-MNIST with two seeds, then each
+# evaluated by nmfdsl-eval — Gaussian noise on the whole test set, PGD and APGD-CE + APGD-T on the first
+# ATTACK_IMAGES test images through the exact (unrolled) gradient, the gradient-masking checks (with a transfer
+# attack from the standard-convolution CNN of the same seed), the gradient cosine, SNR and sparsity — and finally
+# the table (between the markers in docs/robustness.md) and the curves (docs/robustness.png).
+#   bash scripts/robustness.sh                       # EPOCHS=3 SEEDS="1 2" ATTACK_IMAGES=1000
+#   STAGE=train bash scripts/robustness.sh           # only the training runs
+# Resumable: each finished training or evaluation leaves a marker and is skipped when the script runs again; the
+# seconds each stage took are kept in $OUT/times.csv and summed in the document.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EPOCHS=${EPOCHS:-3}
+SEEDS=${SEEDS:-"1 2"}
+MODELS=${MODELS:-"cnn-plain cnn cnn1x1 cnmf cnmf1x1 hah hah-baseline"}
+ATTACK_IMAGES=${ATTACK_IMAGES:-1000}
+IMAGES=${IMAGES:-10000}
+STAGE=${STAGE:-all}
+OUT=${OUT:-runs/robustness}
+THREADS=${THREADS:-2}
+
+bash scripts/install-deps.sh
+cmake -S . -B build/native -DCMAKE_BUILD_TYPE=Release -DNMFDSL_NATIVE=ON -DNMFDSL_BUILD_TESTS=OFF > /dev/null
+cmake --build build/native -j2 --target nmfdsl-train nmfdsl-eval
+mkdir -p "$OUT"
+git rev-parse --short HEAD > "$OUT/commit" 2>/dev/null || true
+[ -f "$OUT/times.csv" ] || echo "stage,model,seed,seconds,isa" > "$OUT/times.csv"
+isa=$(grep -o -m1 'avx512f' /proc/cpuinfo || grep -o -m1 'avx2' /proc/cpuinfo || uname -m)
+
+timed() {  # timed <stage> <model> <seed> <command...>: runs the command and appends its wall time to times.csv
+  local stage=$1 model=$2 seed=$3 t0
+  shift 3
+  t0=$(date +%s)
+  "$@"
+  echo "$stage,$model,$seed,$(( $(date +%s) - t0 )),$isa" >> "$OUT/times.csv"
+}
+
+for seed in $SEEDS; do
+  for model in $MODELS; do
+    dir="$OUT/$model-seed$seed"
+    [ -f "$dir/trained" ] && continue
+    batch=50
+    case $model in hah*) batch=128 ;; esac  # the HaH recipe's batch (docs/results.md)
+    echo "robustness: training $model, seed $seed, $EPOCHS epochs, batch $batch"
+    timed train "$model" "$seed" ./build/native/examples/nmfdsl-train --model "$model" --data fashion-mnist \
+      --epochs "$EPOCHS" --batch "$batch" --threads "$THREADS" --seed "$seed" --out "$dir" --quiet
+    touch "$dir/trained"
+  done
+done
+[ "$STAGE" = train ] && exit 0
+
+for seed in $SEEDS; do
+  source_cnn="$OUT/cnn-plain-seed$seed/checkpoint.nmfd"
+  for model in $MODELS; do
+    dir="$OUT/$model-seed$seed"
+    [ -f "$dir/evaluated" ] && continue
+    transfer=()
+    [ "$model" != cnn-plain ] && transfer=(--transfer-from "$source_cnn")
+    echo "robustness: evaluating $model, seed $seed"
+    timed eval "$model" "$seed" ./build/native/examples/nmfdsl-eval --checkpoint "$dir/checkpoint.nmfd" \
+      --name "$model" --eval clean,noise,pgd,apgd,gradients,snr,sparsity --images "$IMAGES" \
+      --attack-images "$ATTACK_IMAGES" "${transfer[@]}" --threads "$THREADS" --csv "$dir/robustness.csv" \
+      --plot "$dir/robustness.png" --quiet > "$dir/eval.log"
+    touch "$dir/evaluated"
+  done
+done
+
+# the curves of every model (first seed) in one picture, and the table
+first_seed=${SEEDS%% *}
+csvs=()
+for model in $MODELS; do csvs+=(--from-csv "$OUT/$model-seed$first_seed/robustness.csv"); done
+./build/native/examples/nmfdsl-eval "${csvs[@]}" --plot docs/robustness.png
+python3 scripts/summarise_robustness.py "$OUT" docs/robustness.md
+echo "robustness: updated docs/robustness.md and docs/robustness.png"
