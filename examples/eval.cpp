@@ -41,9 +41,11 @@ const char* usage = R"(usage: nmfdsl-eval --checkpoint FILE [--checkpoint FILE .
                      gradients: cosine between the approximate and the unrolled input gradients (NMF models);
                           with pgd, PGD once more through the approximate gradient (rows pgd-approximate)
                      snr: per layer with weights, 10 log10 of the mean over images of |z|^2 / |z~ - z|^2,
-                          z the layer's input on the clean image, z~ on the noisy one (each sigma)
+                          z the layer's input on the clean image, z~ on the noisy one (each sigma), on the
+                          first --snr-images test images
                      sparsity: the layers' activation statistics on clean images (non-zero share, disparity)
-  --images N         test images for clean accuracy and noise (default: all)
+  --images N         test images for clean accuracy, noise and sparsity (default: all)
+  --snr-images N     test images for snr                                (default: 1000, or all if fewer)
   --attack-images N  test images for pgd and apgd (default: 1000, or all if fewer)
   --noise K          gaussian | uniform (uniform on [-sqrt(3) s, sqrt(3) s])           (default gaussian)
   --sigmas LIST      noise standard deviations, pixel units of [0, 1]           (default 0.05,0.1,0.2,0.3)
@@ -100,7 +102,7 @@ struct options {
                 batch = 100, threads = 0;
     std::optional<double> step_size;
     bool random_start = true, quiet = false, checks = true;
-    std::size_t check_images = 0, queries = 1000, calibration_images = 10000;
+    std::size_t check_images = 0, queries = 1000, calibration_images = 10000, snr_images = 1000;
     bool population_statistics = true;
     double check_eps = 0.03;
     std::string transfer_from;
@@ -147,6 +149,8 @@ options parse(int argc, char** argv)
             o.images = count(1);
         else if (a == "--attack-images")
             o.attack_images = count(1);
+        else if (a == "--snr-images")
+            o.snr_images = count(1);
         else if (a == "--noise") {
             const std::string k = value();
             if (k != "gaussian" && k != "uniform")
@@ -709,9 +713,10 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::split& dat
         for (const double sigma : o.sigmas) {
             std::vector<double> ratio_sum(M::layer_count + 1, 0.0);
             std::vector<std::size_t> counted(M::layer_count + 1, 0);
-            progress_bar bar(o.quiet, arg.name + " snr sigma " + std::to_string(sigma).substr(0, 5), n_clean);
-            for (std::size_t first = 0; first < n_clean; first += o.batch) {
-                const std::size_t b = std::min(o.batch, n_clean - first);
+            const std::size_t n_snr = std::min(o.snr_images, test.size());
+            progress_bar bar(o.quiet, arg.name + " snr sigma " + std::to_string(sigma).substr(0, 5), n_snr);
+            for (std::size_t first = 0; first < n_snr; first += o.batch) {
+                const std::size_t b = std::min(o.batch, n_snr - first);
                 const auto x = test_rows<In>(test, first, b);
                 const auto noisy = na::add_noise(x, {o.noise, sigma, o.seed, 0, first});
                 auto as_input = [&](const na::image_batch<float>& rows) {
@@ -751,10 +756,10 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::split& dat
     }
     if (o.evals.count("sparsity")) {
         std::vector<nd::layer_statistic> mean;
+        typename M::workspace ws;  // reused: the layers' buffers are sized once
         for (std::size_t first = 0; first < n_clean; first += o.batch) {
             const std::size_t b = std::min(o.batch, n_clean - first);
             const auto x = test_rows<In>(test, first, b);
-            typename M::workspace ws;
             typename M::input_tensor t = M::input_tensor::from_shape(nd::detail::batch_shape<In, float>(b));
             std::copy(x.begin(), x.end(), t.begin());
             model.forward(t, ws);

@@ -49,9 +49,12 @@ for seed in $SEEDS; do
 done
 [ "$STAGE" = train ] && exit 0
 
+# the quick networks first, the NMF networks (exact gradients through 20 updates per layer) last
+EVAL_ORDER=$(for m in $MODELS; do case $m in cnmf*) ;; *) echo "$m" ;; esac; done
+             for m in $MODELS; do case $m in cnmf*) echo "$m" ;; esac; done)
 for seed in $SEEDS; do
   source_cnn="$OUT/cnn-plain-seed$seed/checkpoint.nmfd"
-  for model in $MODELS; do
+  for model in $EVAL_ORDER; do
     dir="$OUT/$model-seed$seed"
     [ -f "$dir/evaluated" ] && continue
     transfer=()

@@ -515,3 +515,73 @@ TEST_CASE("use_population_statistics freezes batch-statistics BatchNorms at the 
     CHECK_THROWS_WITH(na::use_population_statistics(fresh, two, batch),
                       Catch::Contains("at least one batch of >= 2 images") && Catch::Contains("got 2 images"));
 }
+
+namespace {
+/// A classifier that passes a linear model through, except for images whose first value is below 0.2: for those
+/// the probabilities (poison_loss) or the input gradient are NaN, as an exact NMF gradient can be.
+struct poisoned_classifier {
+    na::model_classifier<LinearModel>& inner;
+    bool poison_loss;
+    std::vector<std::uint8_t> marked;
+    static constexpr std::size_t features() { return D; }
+    na::image_batch<float> probabilities(const na::image_batch<float>& x)
+    {
+        auto p = inner.probabilities(x);
+        marked.assign(x.shape()[0], 0);
+        for (std::size_t b = 0; b < x.shape()[0]; ++b)
+            if (x(b, 0) < 0.2f) {
+                marked[b] = 1;
+                if (poison_loss)
+                    xt::view(p, b, xt::all()) = std::nanf("");
+            }
+        return p;
+    }
+    na::image_batch<float> input_gradient(const na::image_batch<float>& dl_dp)
+    {
+        auto g = inner.input_gradient(dl_dp);
+        for (std::size_t b = 0; b < marked.size(); ++b)
+            if (marked[b])
+                xt::view(g, b, xt::all()) = std::nanf("");
+        return g;
+    }
+};
+} // namespace
+
+TEST_CASE("a non-finite loss or gradient stops the attack on that image and is counted, neither broken nor robust",
+          "[attack]")
+{
+    linear_problem lp(6);
+    for (const std::size_t b : {1, 4})
+        lp.x(b, 0) = 0.05f;  // the poisoned images
+    na::model_classifier target(lp.model);
+    for (const bool poison_loss : {true, false}) {
+        INFO((poison_loss ? "NaN probabilities" : "NaN gradient"));
+        poisoned_classifier bad{target, poison_loss, {}};
+        auto check = [&](const na::attack_result<float>& r, bool gradient_free) {
+            for (std::size_t b = 0; b < 6; ++b) {
+                const bool poisoned = b == 1 || b == 4;
+                // a gradient-free attack never sees a poisoned gradient
+                const bool expect = poisoned && (poison_loss || !gradient_free);
+                INFO("image " << b);
+                CHECK(bool(r.non_finite[b]) == expect);
+                if (expect)
+                    CHECK(!r.broken[b]);
+            }
+            CHECK(r.robust_count() + r.broken_count() + r.non_finite_count() == 6);
+        };
+        na::pgd_options po;
+        po.epsilon = 0.05;
+        po.steps = 5;
+        check(na::pgd(bad, lp.x, lp.labels, po), false);
+        na::apgd_options ao;
+        ao.epsilon = 0.05;
+        ao.iterations = 10;
+        check(na::apgd_ce(bad, lp.x, lp.labels, ao), false);  // (APGD-T needs 4 classes; it shares apgd_run)
+        na::square_options so;
+        so.epsilon = 0.05;
+        so.queries = 20;
+        so.height = 3;
+        so.width = 4;
+        check(na::square_linf(bad, lp.x, lp.labels, so), true);
+    }
+}
