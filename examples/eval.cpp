@@ -47,6 +47,7 @@ const char* usage = R"(usage: nmfdsl-eval --checkpoint FILE [--checkpoint FILE .
   --images N         test images for clean accuracy, noise and sparsity (default: all)
   --snr-images N     test images for snr                                (default: 1000, or all if fewer)
   --attack-images N  test images for pgd and apgd (default: 1000, or all if fewer)
+  --apgd-images N    test images for apgd alone                          (default: as --attack-images)
   --noise K          gaussian | uniform (uniform on [-sqrt(3) s, sqrt(3) s])           (default gaussian)
   --sigmas LIST      noise standard deviations, pixel units of [0, 1]           (default 0.05,0.1,0.2,0.3)
   --repeats R        fresh noise draws per sigma, averaged                                   (default 3)
@@ -98,7 +99,7 @@ struct options {
     std::string data = "fashion-mnist", csv = "robustness.csv", plot;
     std::set<std::string> evals{"clean", "noise", "pgd"};
     std::vector<na::norm> norms{na::norm::linf, na::norm::l2};
-    std::size_t images = 0, attack_images = 0, repeats = 3, steps = 40, restarts = 1, iterations = 100,
+    std::size_t images = 0, attack_images = 0, apgd_images = 0, repeats = 3, steps = 40, restarts = 1, iterations = 100,
                 batch = 100, threads = 0;
     std::optional<double> step_size;
     bool random_start = true, quiet = false, checks = true;
@@ -149,6 +150,8 @@ options parse(int argc, char** argv)
             o.images = count(1);
         else if (a == "--attack-images")
             o.attack_images = count(1);
+        else if (a == "--apgd-images")
+            o.apgd_images = count(1);
         else if (a == "--snr-images")
             o.snr_images = count(1);
         else if (a == "--noise") {
@@ -492,14 +495,16 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::split& dat
 {
     using M = nd::Model<Net, In>;
     const nd::data::dataset& test = data.test;
-    for (const auto& [flag, n] : {std::pair{"--images", o.images}, std::pair{"--attack-images", o.attack_images}})
+    for (const auto& [flag, n] : {std::pair{"--images", o.images}, std::pair{"--attack-images", o.attack_images},
+                                  std::pair{"--apgd-images", o.apgd_images}})
         if (n > test.size())
             cli::fail(program, std::string(flag) + " " + std::to_string(n) + " is more than the test set's " +
                                    std::to_string(test.size()) + " images");
     M model;
     prepare<Net, In>(model, o, arg, data, cifar, true);
     const std::size_t n_clean = o.images ? o.images : test.size(),
-                      n_attack = o.attack_images ? o.attack_images : std::min<std::size_t>(1000, test.size());
+                      n_attack = o.attack_images ? o.attack_images : std::min<std::size_t>(1000, test.size()),
+                      n_apgd = o.apgd_images ? o.apgd_images : n_attack;
     const std::size_t nmf_layers =
         model.template configure<nd::cnmf_options>([&](nd::cnmf_options& c) { c.gradient(o.gradient); });
     std::printf("%s: %s, %zu NMF layers (attacked through the %s gradient)\n", arg.name.c_str(),
@@ -633,8 +638,8 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::split& dat
     if (o.evals.count("apgd"))
         for (const auto n : o.norms)
             for (const double eps : n == na::norm::linf ? o.apgd_linf : o.apgd_l2) {
-                row r = make_row("apgd-ce+t", na::norm_name(n), eps, n_attack);
-                attack_sweep(r, std::string("apgd ") + na::norm_name(n) + " " + text(eps), n_attack,
+                row r = make_row("apgd-ce+t", na::norm_name(n), eps, n_apgd);
+                attack_sweep(r, std::string("apgd ") + na::norm_name(n) + " " + text(eps), n_apgd,
                              [&](const auto& x, const auto& y, std::size_t first) {
                                  na::apgd_options ao;
                                  ao.norm = n;

@@ -4,7 +4,7 @@
 # ATTACK_IMAGES test images through the exact (unrolled) gradient, the gradient-masking checks (with a transfer
 # attack from the standard-convolution CNN of the same seed), the gradient cosine, SNR and sparsity — and finally
 # the table (between the markers in docs/robustness.md) and the curves (docs/robustness.png).
-#   bash scripts/robustness.sh                       # EPOCHS=3 SEEDS="1 2" ATTACK_IMAGES=1000
+#   bash scripts/robustness.sh                       # EPOCHS=3 SEEDS="1 2" ATTACK_IMAGES=1000 NMF_APGD_IMAGES=100
 #   STAGE=train bash scripts/robustness.sh           # only the training runs
 # Resumable: each finished training or evaluation leaves a marker and is skipped when the script runs again; the
 # seconds each stage took are kept in $OUT/times.csv and summed in the document.
@@ -14,6 +14,9 @@ EPOCHS=${EPOCHS:-3}
 SEEDS=${SEEDS:-"1 2"}
 MODELS=${MODELS:-"cnn-plain cnn cnn1x1 cnmf cnmf1x1 hah hah-baseline"}
 ATTACK_IMAGES=${ATTACK_IMAGES:-1000}
+# APGD-CE + APGD-T (9 targets × 100 iterations on the survivors) through the exact gradient of 20 NMF updates per
+# layer costs hours per NMF network on 2 cores: those networks get it on the first NMF_APGD_IMAGES images
+NMF_APGD_IMAGES=${NMF_APGD_IMAGES:-100}
 IMAGES=${IMAGES:-10000}
 STAGE=${STAGE:-all}
 OUT=${OUT:-runs/robustness}
@@ -57,12 +60,13 @@ for seed in $SEEDS; do
   for model in $EVAL_ORDER; do
     dir="$OUT/$model-seed$seed"
     [ -f "$dir/evaluated" ] && continue
-    transfer=()
-    [ "$model" != cnn-plain ] && transfer=(--transfer-from "$source_cnn")
+    extra=()
+    [ "$model" != cnn-plain ] && extra=(--transfer-from "$source_cnn")
+    case $model in cnmf*) extra+=(--apgd-images "$NMF_APGD_IMAGES") ;; esac
     echo "robustness: evaluating $model, seed $seed"
     timed eval "$model" "$seed" ./build/native/examples/nmfdsl-eval --checkpoint "$dir/checkpoint.nmfd" \
       --name "$model" --eval clean,noise,pgd,apgd,gradients,snr,sparsity --images "$IMAGES" \
-      --attack-images "$ATTACK_IMAGES" "${transfer[@]}" --threads "$THREADS" --csv "$dir/robustness.csv" \
+      --attack-images "$ATTACK_IMAGES" "${extra[@]}" --threads "$THREADS" --csv "$dir/robustness.csv" \
       --plot "$dir/robustness.png" --quiet > "$dir/eval.log"
     touch "$dir/evaluated"
   done
