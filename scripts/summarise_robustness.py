@@ -14,6 +14,9 @@ import re
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from summarise_hah import cpu_name  # noqa: E402  (the CPU's name, as the other results scripts print it)
+
 BEGIN, END = "<!-- robustness-table:begin -->", "<!-- robustness-table:end -->"
 ORDER = ["cnn-plain", "cnn", "cnn1x1", "cnmf", "cnmf1x1", "hah-baseline", "hah"]
 NAMES = {
@@ -28,16 +31,6 @@ NAMES = {
 REFERENCE = "cnn-plain"
 NMF_MODELS = {"cnmf", "cnmf1x1"}
 CHECKS = ["check-large-eps", "check-more-steps", "check-square", "check-transfer"]
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def load(runs):
