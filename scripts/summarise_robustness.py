@@ -3,8 +3,8 @@
 
 usage: summarise_robustness.py RUNS_DIR ROBUSTNESS_MD
 
-RUNS_DIR holds <model>-seed<s>/robustness.csv (nmfdsl-eval's rows), <model>-seed<s>/metrics.csv (nmfdsl-train's),
-commit and times.csv. The section lies between the markers below; it is replaced (or appended when they are
+RUNS_DIR holds <model>-seed<s>/robustness.csv (nmfdsl-eval's rows; only runs marked `evaluated` count),
+<model>-seed<s>/metrics.csv (nmfdsl-train's), commit and times.csv. The section lies between the markers below; it is replaced (or appended when they are
 missing). Every number is a mean over the seeds ± their standard deviation; accuracies in percent.
 """
 import csv
@@ -38,8 +38,8 @@ def load(runs):
     found = {}
     for path in sorted(glob.glob(os.path.join(runs, "*-seed*", "robustness.csv"))):
         match = re.fullmatch(r"(.+)-seed(\d+)", os.path.basename(os.path.dirname(path)))
-        if not match:
-            continue
+        if not match or not os.path.exists(os.path.join(os.path.dirname(path), "evaluated")):
+            continue  # an evaluation still running or cut off (robustness.sh marks finished ones)
         with open(path, newline="") as f:
             found.setdefault(match.group(1), {})[int(match.group(2))] = list(csv.DictReader(f))
     return found
