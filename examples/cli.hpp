@@ -5,15 +5,30 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace cli {
 
-/// Prints "<program>: <message> (see --help)" and exits with code 2.
+/// A bad command line, thrown by fail() instead of exiting when throw_usage_errors() is set (a program whose MPI
+/// ranks must agree before they exit).
+struct usage_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+inline bool& throw_usage_errors()
+{
+    static bool on = false;
+    return on;
+}
+
+/// Prints "<program>: <message> (see --help)" and exits with code 2 (or throws usage_error with that text).
 [[noreturn]] inline void fail(const char* program, const std::string& message)
 {
-    std::fprintf(stderr, "%s: %s (see --help)\n", program, message.c_str());
+    const std::string line = std::string(program) + ": " + message + " (see --help)";
+    if (throw_usage_errors())
+        throw usage_error(line);
+    std::fprintf(stderr, "%s\n", line.c_str());
     std::exit(2);
 }
 

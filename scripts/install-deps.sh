@@ -13,6 +13,7 @@ packages=(
   libcairo2-dev pkgconf      # plots with titles, axes and legends (PNG and SVG)
   dataset-fashion-mnist      # the default data set (/usr/share/datasets/fashion-mnist)
   qemu-user                  # tests: emulated CPUs for the start-up instruction-set check
+  libopenmpi-dev openmpi-bin # data-parallel nmfdsl-train under mpirun (docs/scaling.md) and its tests
 )
 
 missing=()

@@ -6,8 +6,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <nmfdsl/io.hpp>
+#include <nmfdsl/testing/replicas.hpp>
 
 namespace nd = nmfdsl;
 namespace fs = std::filesystem;
@@ -736,4 +738,141 @@ TEST_CASE("check_unit_range refuses a data set with a value outside [0, 1], nami
     CHECK_THROWS_AS(nmfdsl::data::check_unit_range(d), nmfdsl::data_error);
     d.images[6] = 1.f;
     CHECK_NOTHROW(nmfdsl::data::check_unit_range(d));
+}
+
+namespace {
+
+/// Trains R replicas of a model (in threads, testing::thread_replicas) with the same configuration, with SGD or
+/// Adam, and returns each replica's parameters and history; R = 1 runs the plain Trainer without a group.
+template <class M, class Loss>
+std::vector<std::pair<std::vector<float>, std::vector<nd::epoch_metrics>>>
+train_replicas(std::size_t R, const nd::data::split& data, nd::train_config cfg, Loss loss, bool sgd,
+               const std::function<void(M&)>& setup = {})
+{
+    const std::size_t threads_before = nd::threads();
+    nd::set_threads(1);  // the kernels' pool is shared by the replicas' threads: keep it serial
+    std::vector<std::pair<std::vector<float>, std::vector<nd::epoch_metrics>>> out(R);
+    auto run = [&](std::size_t r, nd::replica_group* group) {
+        M model{nd::seed{11}};
+        if (setup)
+            setup(model);
+        nd::train_config c = cfg;
+        c.replicas = group;
+        std::unique_ptr<nd::optim::optimizer<float>> opt;  // nullptr: Adam
+        if (sgd)
+            opt = std::make_unique<nd::optim::SGD<float>>(model.parameters(), c.lr);
+        nd::Trainer<M> t(model, data, c, loss, std::move(opt));
+        const auto& h = t.fit();
+        const auto p = model.flat_parameters();
+        out[r] = {std::vector<float>(p.begin(), p.end()), h};
+    };
+    if (R == 1) {
+        run(0, nullptr);
+    } else {
+        nd::testing::thread_replicas group(R);
+        std::vector<std::thread> threads;
+        for (std::size_t r = 0; r < R; ++r)
+            threads.emplace_back(run, r, &group.member(r));
+        for (auto& th : threads)
+            th.join();
+    }
+    nd::set_threads(threads_before);
+    return out;
+}
+
+/// The largest |a − b| / max(|a|, |b|, 1e-3 · max|a|) over two parameter vectors.
+double largest_relative_difference(const std::vector<float>& a, const std::vector<float>& b)
+{
+    double largest = 0, worst = 0;
+    for (float x : a)
+        largest = std::max(largest, std::abs(double(x)));
+    for (std::size_t i = 0; i < a.size(); ++i)
+        worst = std::max(worst, std::abs(double(a[i]) - b[i]) /
+                                    std::max({std::abs(double(a[i])), std::abs(double(b[i])), 1e-3 * largest}));
+    return worst;
+}
+
+} // namespace
+
+TEST_CASE("data-parallel replicas train as one process: batch statistics, the HaH cost, losses summed or averaged",
+          "[trainer][replicas]")
+{
+    const auto data = toy_data(200, 50);
+    SECTION("CNMF with BatchNorm (batch statistics, also in evaluation), the paper's summed loss, augmentation")
+    {
+        nd::train_config cfg = quiet_config(2, 20);
+        cfg.augment = {true, true, 0.2, 0.1, 0, 0, false};  // per-image draws: every replica draws the whole batch's
+        const nd::loss::PaperLoss loss;
+        const auto one = train_replicas<ToyModel>(1, data, cfg, loss, true);
+        const auto two = train_replicas<ToyModel>(2, data, cfg, loss, true);
+        const auto three = train_replicas<ToyModel>(3, data, cfg, loss, true);  // slices 7, 7, 6
+        const auto two_again = train_replicas<ToyModel>(2, data, cfg, loss, true);
+        // every replica holds the same parameters; repeated with the same R they are bit-identical
+        for (const auto* run : {&two, &three})
+            for (const auto& replica : *run)
+                CHECK(replica.first == run->front().first);
+        CHECK(two_again.front().first == two.front().first);
+        // equal to one process up to the re-association of the sums over the batch
+        CHECK(largest_relative_difference(one[0].first, two[0].first) < 1e-5);
+        CHECK(largest_relative_difference(one[0].first, three[0].first) < 1e-5);
+        CHECK(one[0].first != two[0].first);  // not trivially equal: the split is real
+        // the metrics are those of the global batch and of the whole test set
+        const auto& h1 = one[0].second;
+        const auto& h3 = three[0].second;
+        REQUIRE(h3.size() == 2);
+        CHECK(h3.back().train_loss == Approx(h1.back().train_loss).epsilon(1e-5));
+        CHECK(h3.back().train_accuracy == h1.back().train_accuracy);
+        CHECK(std::abs(h3.back().test_accuracy - h1.back().test_accuracy) <= 1.0 / 50 + 1e-12);
+        REQUIRE(h3.back().statistics.size() == h1.back().statistics.size());
+        for (std::size_t i = 0; i < h1.back().statistics.size(); ++i)
+            CHECK(h3.back().statistics[i].value == Approx(h1.back().statistics[i].value).epsilon(1e-4));
+        // Adam steps a parameter whose gradient is zero up to rounding by ±lr (docs/scaling.md): its parameters
+        // drift apart, but the losses still agree, and repeats with the same R are bit-identical
+        const auto adam_one = train_replicas<ToyModel>(1, data, cfg, loss, false);
+        const auto adam_two = train_replicas<ToyModel>(2, data, cfg, loss, false);
+        const auto adam_two_again = train_replicas<ToyModel>(2, data, cfg, loss, false);
+        CHECK(adam_two_again[1].first == adam_two[1].first);
+        for (std::size_t e = 0; e < 2; ++e)
+            CHECK(adam_two[0].second[e].train_loss == Approx(adam_one[0].second[e].train_loss).epsilon(1e-4));
+    }
+    SECTION("the HaH cost's mean over the global batch, the cross-entropy's mean")
+    {
+        using Net = nd::Seq<nd::HaHBlock<6>, nd::AvgPool<2>, nd::Flatten, nd::Dense<2>, nd::Softmax>;
+        using M = nd::Model<Net, ToyIn>;
+        const std::function<void(M&)> hah = [](M& m) { m.layer<1>().options().hah_alpha(0.05); };
+        const nd::train_config cfg = quiet_config(1, 20);
+        const auto one = train_replicas<M>(1, data, cfg, nd::loss::CrossEntropy{}, true, hah);
+        const auto two = train_replicas<M>(2, data, cfg, nd::loss::CrossEntropy{}, true, hah);
+        CHECK(largest_relative_difference(one[0].first, two[0].first) < 1e-5);
+        REQUIRE(two[0].second.back().local_costs.size() == 1);
+        CHECK(two[0].second.back().local_costs[0].value ==
+              Approx(one[0].second.back().local_costs[0].value).epsilon(1e-5));
+        CHECK(two[0].second.back().train_loss == Approx(one[0].second.back().train_loss).epsilon(1e-5));
+    }
+}
+
+TEST_CASE("data-parallel replicas: the batch split and its bad input", "[trainer][replicas]")
+{
+    using T = nd::Trainer<ToyModel>;
+    // contiguous slices in replica order, sizes differing by at most one
+    CHECK(T::replica_slice(50, 0, 3) == std::pair<std::size_t, std::size_t>{0, 17});
+    CHECK(T::replica_slice(50, 1, 3) == std::pair<std::size_t, std::size_t>{17, 34});
+    CHECK(T::replica_slice(50, 2, 3) == std::pair<std::size_t, std::size_t>{34, 50});
+    CHECK(T::replica_slice(7, 0, 1) == std::pair<std::size_t, std::size_t>{0, 7});
+    const auto data = toy_data(201, 50);  // 201 images in batches of 20: the last batch holds 1
+    nd::testing::thread_replicas group(2);
+    ToyModel model;
+    nd::train_config cfg = quiet_config(1, 20);
+    cfg.replicas = &group.member(0);
+    CHECK_THROWS_WITH(T(model, data, cfg), Catch::Contains("the last training batch holds 1 images, fewer than the 2"));
+    cfg.batch = 1;
+    CHECK_THROWS_WITH(T(model, data, cfg), Catch::Contains("the batch (1 images) is smaller than the number of "
+                                                           "replicas (2)"));
+    cfg.batch = 20;
+    cfg.max_train_batches = 10;  // the short batch is never reached
+    cfg.max_test_samples = 41;   // but the test set's last batch holds 1
+    CHECK_THROWS_WITH(T(model, data, cfg), Catch::Contains("the last test batch holds 1 images"));
+    cfg.max_test_samples = 42;
+    CHECK_NOTHROW(T(model, data, cfg));
+    CHECK(group.sums() == 0);  // constructing talks to no other replica
 }

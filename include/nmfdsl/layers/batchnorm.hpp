@@ -10,11 +10,14 @@
 ///    unbiased variance with `momentum`; evaluation (Model::set_training(false)) normalises with the running values.
 /// Backward with batch statistics (M values per channel, x̂ the normalised input):
 ///   dγ += Σ dy x̂,  dβ += Σ dy,  dx = γ/(M √(σ²+eps)) · (M dy − Σ dy − x̂ Σ dy x̂).
+/// Under data-parallel training (core/replicas.hpp) the batch is the global one: μ, σ², M and the two sums in dx are
+/// summed over the replicas, while dγ, dβ take this replica's share only (the Trainer sums the gradients).
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "../core/parallel.hpp"
+#include "../core/replicas.hpp"
 #include "common.hpp"
 
 namespace nmfdsl {
@@ -69,19 +72,21 @@ struct BatchNorm : layer_base {
         } else {
             aligned_vector<T> var(C, T(0));
             column_sums<C>(rows, c.mean.data(), [&](std::size_t r, std::size_t ch) { return a.x[r * C + ch]; });
+            const T all_rows = T(sum_over_replicas(c.mean.data(), C, rows));
             for (std::size_t ch = 0; ch < C; ++ch)
-                c.mean[ch] /= T(rows);
+                c.mean[ch] /= all_rows;
             column_sums<C>(rows, var.data(), [&](std::size_t r, std::size_t ch) {
                 const T d = a.x[r * C + ch] - c.mean[ch];
                 return d * d;
             });
+            sum_over_replicas(var.data(), C, rows);
             for (std::size_t ch = 0; ch < C; ++ch) {
-                var[ch] /= T(rows);
+                var[ch] /= all_rows;
                 c.inv_std[ch] = T(1) / std::sqrt(var[ch] + T(o.eps));
             }
             if (o.mode == bn_mode::running_statistics && a.training && a.update_buffers) {
                 const T m = T(o.momentum);
-                const T unbias = rows > 1 ? T(rows) / T(rows - 1) : T(1);
+                const T unbias = all_rows > T(1) ? all_rows / (all_rows - T(1)) : T(1);
                 for (std::size_t ch = 0; ch < C; ++ch) {
                     run_mean[ch] = (T(1) - m) * run_mean[ch] + m * c.mean[ch];
                     run_var[ch] = (T(1) - m) * run_var[ch] + m * var[ch] * unbias;
@@ -114,7 +119,11 @@ struct BatchNorm : layer_base {
             dgamma[ch] += sum_dy_xhat[ch];
             dbeta[ch] += sum_dy[ch];
         }
-        const T m = T(rows);
+        T m = T(rows);
+        if (!c.used_running) {  // dx depends on the whole (global) batch
+            m = T(sum_over_replicas(sum_dy.data(), C, rows));
+            sum_over_replicas(sum_dy_xhat.data(), C, rows);
+        }
         const bool running = c.used_running;
         parallel_chunks(rows, detail::row_chunk<C>(), [&](std::size_t rb, std::size_t re) {
             for (std::size_t r = rb; r < re; ++r)
@@ -131,6 +140,24 @@ struct BatchNorm : layer_base {
     }
 
 private:
+    /// Adds the other replicas' column sums to sums[0 … C) (core/replicas.hpp) and returns the number of rows they
+    /// cover; without replicas it leaves sums as they are and returns rows.
+    template <class T>
+    static double sum_over_replicas(T* sums, std::size_t C, std::size_t rows)
+    {
+        replica_group* g = active_replicas();
+        if (!g || g->size() == 1)
+            return double(rows);
+        std::vector<double> v(C + 1);
+        for (std::size_t ch = 0; ch < C; ++ch)
+            v[ch] = double(sums[ch]);
+        v[C] = double(rows);
+        g->sum(v);
+        for (std::size_t ch = 0; ch < C; ++ch)
+            sums[ch] = T(v[ch]);
+        return v[C];
+    }
+
     /// out[ch] = Σ_r value(r, ch) over `rows` rows: partial sums over fixed row chunks, added in chunk order (the
     /// result does not depend on the thread count).
     template <std::size_t C, class T, class F>

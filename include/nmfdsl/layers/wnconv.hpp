@@ -20,7 +20,8 @@
 /// and the layer adds −α·HaH to the objective (the cost rewards a few strong responses per position). Its gradient
 /// reaches only W, with the layer's input held fixed: dHaH/dy[p, c] = 1/(K·M) for the K largest (y > 0),
 /// −λ/((N − K)·M) for the others with y > 0, 0 where y ≤ 0 (M = images × positions; ties for the K-th place go to
-/// the lower channel index).
+/// the lower channel index). Under data-parallel training (core/replicas.hpp) M counts the global batch, so each
+/// replica returns its share of the cost and of its gradient.
 /// WNConv<Out, K, Stride, Pad> = ZeroPad<Pad> → WNConvCore<Out, K, Stride> (the pad only when Pad > 0).
 #include <algorithm>
 #include <array>
@@ -35,6 +36,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "../core/error.hpp"
+#include "../core/replicas.hpp"
 #include "../kernels/gemm.hpp"
 #include "../kernels/im2col.hpp"
 #include "../kernels/reduce.hpp"
@@ -349,15 +351,17 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
         constexpr std::size_t P = win.oh() * win.ow();
         const std::size_t rows = batch * P, strong = strong_count(o.hah_k_ratio(), Out);
         const double lambda = o.hah_lambda(), alpha = o.hah_alpha();
-        const T g_strong = T(-alpha / (double(strong) * double(rows)));
-        const T g_weak = Out > strong ? T(alpha * lambda / (double(Out - strong) * double(rows))) : T(0);
+        // the mean is over the global batch under data-parallel training (this replica's share of it otherwise)
+        const double all_rows = global_count(rows);
+        const T g_strong = T(-alpha / (double(strong) * all_rows));
+        const T g_weak = Out > strong ? T(alpha * lambda / (double(Out - strong) * all_rows)) : T(0);
         c.g_local.resize(rows * Out);  // every entry is written below
         rank_rows(y, rows, strong, c.splits);
         const double hah = sum_over_rows(rows, c.per_row, [&](std::size_t r) {
             const auto& split = c.splits[r];
             strong_weak_gradient(y + r * Out, split, g_strong, g_weak, c.g_local.data() + r * Out);
             return split.top / double(strong) - (Out > strong ? lambda * split.rest / double(Out - strong) : 0.0);
-        }) / double(rows);
+        }) / all_rows;
         return -alpha * hah;
     }
 

@@ -43,6 +43,9 @@ template <class T>
 struct loss_result {
     T value;
     xt::xtensor<T, 2> grad;  ///< dL/dp, same shape as p
+    /// true: value and grad are means over the batch's samples; false: sums. Data-parallel training (Trainer with
+    /// replicas) weights a mean by the replica's share of the global batch before it sums over the replicas.
+    bool batch_mean = false;
 };
 
 struct PaperLoss {
@@ -56,7 +59,7 @@ struct PaperLoss {
     {
         const std::size_t B = p.shape()[0], C = p.shape()[1];
         detail::validate(name, B, C, labels.size(), labels);
-        loss_result<T> r{T(0), xt::xtensor<T, 2>::from_shape({B, C})};
+        loss_result<T> r{T(0), xt::xtensor<T, 2>::from_shape({B, C}), false};
         const double norm = mse_weight + kl_weight;
         double mse = 0, kl = 0;
         for (std::size_t b = 0; b < B; ++b)
@@ -82,7 +85,7 @@ struct CrossEntropy {
     {
         const std::size_t B = p.shape()[0], C = p.shape()[1];
         detail::validate(name, B, C, labels.size(), labels);
-        loss_result<T> r{T(0), xt::zeros<T>({B, C})};
+        loss_result<T> r{T(0), xt::zeros<T>({B, C}), true};
         double sum = 0;
         for (std::size_t b = 0; b < B; ++b) {
             const double pv = p(b, labels[b]);

@@ -6,6 +6,13 @@
 /// metrics in CSV, and a checkpoint after every epoch from which a run resumes exactly (same numbers as if it had
 /// not stopped). Models take images (Shape<C,H,W>, cropped and augmented as configured) or flat vectors
 /// (Shape<N> with N = the images' C·H·W, no augmentation), and end in a vector of class scores.
+///
+/// Data-parallel training (train_config::replicas, e.g. nmfdsl::mpi::world): R replicas run the same Trainer, each on
+/// a contiguous slice of every global batch — the same images, in the same order, drawn from the same generators as
+/// one process would use — and their gradients are summed (core/replicas.hpp) before every optimiser step, so every
+/// replica takes the same step. BatchNorm with batch statistics and the HaH cost use the global batch. Replica 0
+/// alone prints progress and writes files; every replica keeps the whole state, so a checkpoint written by R
+/// replicas resumes on any number.
 #include <algorithm>
 #include <bit>
 #include <chrono>
@@ -28,6 +35,7 @@
 
 #include "../core/error.hpp"
 #include "../core/model.hpp"
+#include "../core/replicas.hpp"
 #include "../core/rng.hpp"
 #include "../data/augment.hpp"
 #include "../data/dataset.hpp"
@@ -53,6 +61,11 @@ struct train_config {
     /// Milestones must be ≥ 1 and increasing; lr_gamma in (0, 1].
     std::vector<std::size_t> lr_milestones;
     double lr_gamma = 0.1;
+    /// Data-parallel training: the group of replicas this Trainer is one of (nullptr, default: one process). Each
+    /// batch (training or test) is split into R contiguous slices whose sizes differ by at most one
+    /// (Trainer::replica_slice), so every batch must hold at least R images: batch ≥ R, and a short last batch of
+    /// the training or the test set holds at least R images. The group must outlive the Trainer.
+    replica_group* replicas = nullptr;
 };
 
 struct epoch_metrics {
@@ -60,6 +73,7 @@ struct epoch_metrics {
     optim::learning_rates lr;         ///< the rates used during the epoch
     double train_loss = 0;            ///< summed over the epoch's batches (the scheduler's metric)
     double train_accuracy = 0, test_accuracy = 0, seconds = 0;
+    double train_seconds = 0;         ///< of `seconds`, the training batches alone (not kept in checkpoints)
     /// The layers' local costs (as Model::backward_parameters_and_local_costs reports them), each the mean over the
     /// epoch's batches; written to the metrics CSV as columns cost_<path>. Not kept in checkpoints (a resumed run's
     /// earlier epochs have none).
@@ -110,11 +124,21 @@ public:
             opt_ = std::make_unique<optim::Adam<T>>(model.parameters(), cfg_.lr);
         check_images(data_.train);
         check_images(data_.test);
-        if (!cfg_.out_dir.empty())
+        check_replica_split();
+        if (!cfg_.out_dir.empty() && writes_files())
             std::filesystem::create_directories(cfg_.out_dir);
     }
 
-    /// Called after every epoch (after the checkpoint is written), e.g. to draw pictures.
+    /// The slice [begin, end) of a batch of n images that replica `rank` of `replicas` takes: contiguous, in
+    /// replica order, sizes differing by at most one (the first n mod R replicas take one more).
+    static std::pair<std::size_t, std::size_t> replica_slice(std::size_t n, std::size_t rank, std::size_t replicas)
+    {
+        const std::size_t base = n / replicas, extra = n % replicas;
+        const std::size_t begin = rank * base + std::min(rank, extra);
+        return {begin, begin + base + (rank < extra ? 1 : 0)};
+    }
+
+    /// Called after every epoch (after the checkpoint is written), e.g. to draw pictures; on replica 0 only.
     std::function<void(const std::vector<epoch_metrics>&)> on_epoch_end;
 
     const std::vector<epoch_metrics>& history() const { return history_; }
@@ -125,6 +149,7 @@ public:
     /// Trains until cfg.epochs epochs are done or every learning rate is below 1e-9.
     const std::vector<epoch_metrics>& fit()
     {
+        const replica_scope scope(cfg_.replicas);
         while (history_.size() < cfg_.epochs && !optim::learning_rates_exhausted(opt_->rates()))
             run_epoch();
         return history_;
@@ -132,35 +157,48 @@ public:
 
     /// Test accuracy on a data set, in batches of cfg.batch in order (batch statistics, as the paper evaluates).
     /// Also gathers the layers' activation statistics over the same images (evaluation_statistics()).
+    /// With replicas, each evaluates its slice of every batch and the counts are summed.
     double evaluate(const data::dataset& d)
     {
+        const replica_scope scope(cfg_.replicas);
         const std::size_t n = cfg_.max_test_samples ? std::min(cfg_.max_test_samples, d.size()) : d.size();
-        std::size_t correct = 0;
+        check_split("test", n);
+        double correct = 0;
         evaluation_statistics_.clear();
         model_.set_training(false);
         for (std::size_t b0 = 0; b0 < n; b0 += cfg_.batch) {
             const std::size_t b = std::min(cfg_.batch, n - b0);
-            std::vector<std::size_t> idx(b);
-            for (std::size_t i = 0; i < b; ++i)
-                idx[i] = b0 + i;
+            const auto [first, last] = my_slice(b);
+            std::vector<std::size_t> idx(last - first);
+            for (std::size_t i = 0; i < idx.size(); ++i)
+                idx[i] = b0 + first + i;
             const auto x = make_batch(d, idx, false);
             const auto p = model_.forward(x);
-            correct += count_correct(p, d, idx);
+            correct += double(count_correct(p, d, idx));
             const auto stats = model_.activation_statistics();
             if (evaluation_statistics_.empty())
                 for (auto s : stats)
                     evaluation_statistics_.push_back({s.path, s.layer, s.name, 0.0});
-            for (std::size_t i = 0; i < stats.size() && i < evaluation_statistics_.size(); ++i)
-                evaluation_statistics_[i].value += stats[i].value * double(b) / double(n);  // weighted by images
+            for (std::size_t i = 0; i < stats.size() && i < evaluation_statistics_.size(); ++i)  // weighted by images
+                evaluation_statistics_[i].value += stats[i].value * double(idx.size()) / double(n);
         }
+        // the replicas' counts and statistics, summed in one collective
+        std::vector<double> totals{correct};
+        for (const auto& st : evaluation_statistics_)
+            totals.push_back(st.value);
+        add_other_replicas(totals);
+        correct = totals[0];
+        for (std::size_t i = 0; i < evaluation_statistics_.size(); ++i)
+            evaluation_statistics_[i].value = totals[i + 1];
         model_.set_training(true);
-        return n ? double(correct) / double(n) : 0.0;
+        return n ? correct / double(n) : 0.0;
     }
 
     /// The activation statistics of the last evaluate(), each the mean over its images.
     const std::vector<layer_statistic>& evaluation_statistics() const { return evaluation_statistics_; }
 
     /// Restores model, optimiser, schedule, RNGs and history from a checkpoint of this network.
+    /// Every replica reads the file itself.
     void resume(const std::string& path)
     {
         const auto c = io::load_model(model_, path);
@@ -169,6 +207,50 @@ public:
     }
 
 private:
+    std::size_t replica_count() const { return cfg_.replicas ? cfg_.replicas->size() : 1; }
+    std::size_t replica_rank() const { return cfg_.replicas ? cfg_.replicas->rank() : 0; }
+    /// Replica 0 prints and writes the files.
+    bool writes_files() const { return replica_rank() == 0; }
+    std::pair<std::size_t, std::size_t> my_slice(std::size_t n) const
+    {
+        return replica_slice(n, replica_rank(), replica_count());
+    }
+
+    /// Σ over the replicas, in place (nothing with one).
+    void add_other_replicas(std::vector<double>& v) const
+    {
+        if (replica_count() > 1)
+            cfg_.replicas->sum(std::span<double>(v));
+    }
+
+    /// A batch of n images must give every replica at least one image.
+    void check_split(const char* what, std::size_t n) const
+    {
+        const std::size_t R = replica_count();
+        const std::size_t short_batch = n % cfg_.batch;
+        if (R > 1 && short_batch != 0 && short_batch < R)
+            throw argument_error("nmfdsl: Trainer: the last " + std::string(what) + " batch holds " +
+                                 std::to_string(short_batch) + " images, fewer than the " + std::to_string(R) +
+                                 " replicas; choose a batch size or image count that leaves 0 or at least " +
+                                 std::to_string(R) + " images in the last batch");
+    }
+
+    void check_replica_split() const
+    {
+        const std::size_t R = replica_count();
+        if (R == 1)
+            return;
+        if (cfg_.batch < R)
+            throw argument_error("nmfdsl: Trainer: the batch (" + std::to_string(cfg_.batch) +
+                                 " images) is smaller than the number of replicas (" + std::to_string(R) + ")");
+        std::size_t used = data_.train.size();
+        if (cfg_.max_train_batches)
+            used = std::min(used, cfg_.max_train_batches * cfg_.batch);
+        check_split("training", used);
+        check_split("test", cfg_.max_test_samples ? std::min(cfg_.max_test_samples, data_.test.size())
+                                                  : data_.test.size());
+    }
+
     void check_images(const data::dataset& d) const
     {
         if (d.size() == 0)
@@ -189,8 +271,11 @@ private:
                              std::to_string(d.width));
     }
 
-    /// A batch [n, C, H, W] (cropped, augmented in training) or [n, N] (whole images, flattened).
-    typename M::input_tensor make_batch(const data::dataset& d, const std::vector<std::size_t>& idx, bool train)
+    /// A batch [n, C, H, W] (cropped, augmented in training) or [n, N] (whole images, flattened) of the images idx.
+    /// In training, `draws` images' augmentations are drawn (the global batch's: every replica draws them all, so
+    /// the generator stays the same on all) and idx are the draws [first, first + idx.size()).
+    typename M::input_tensor make_batch(const data::dataset& d, const std::vector<std::size_t>& idx, bool train,
+                                        std::size_t first = 0, std::size_t draws = 0)
     {
         auto x = M::input_tensor::from_shape(nmfdsl::detail::batch_shape<In, T>(idx.size()));
         if constexpr (In::rank == 1) {
@@ -203,8 +288,12 @@ private:
             if (a.per_batch)
                 shared = data::draw_augmentation(a, slack_h, slack_w, augment_rng_);
             std::vector<float> img(In::size);
-            for (std::size_t i = 0; i < idx.size(); ++i) {
+            draws = std::max(draws, first + idx.size());
+            for (std::size_t k = 0; k < draws; ++k) {
                 const auto draw = a.per_batch ? shared : data::draw_augmentation(a, slack_h, slack_w, augment_rng_);
+                if (k < first || k >= first + idx.size())
+                    continue;  // another replica's image
+                const std::size_t i = k - first;
                 data::apply_augmentation(d.images.data() + idx[i] * d.image_size(), d.channels, d.height, d.width, draw,
                                          In::h, In::w, img.data());
                 std::copy(img.begin(), img.end(), x.data() + i * In::size);
@@ -247,14 +336,28 @@ private:
         progress_ = progress_state{};
         for (std::size_t b = 0; b < batches; ++b) {
             const std::size_t b0 = b * cfg_.batch, n = std::min(cfg_.batch, order.size() - b0);
-            std::vector<std::size_t> idx(order.begin() + b0, order.begin() + b0 + n);
-            std::vector<std::size_t> labels(n);
-            for (std::size_t i = 0; i < n; ++i)
+            const auto [first, last] = my_slice(n);  // this replica's images of the batch (all of it alone)
+            std::vector<std::size_t> idx(order.begin() + b0 + first, order.begin() + b0 + last);
+            std::vector<std::size_t> labels(idx.size());
+            for (std::size_t i = 0; i < idx.size(); ++i)
                 labels[i] = d.labels[idx[i]];
-            const auto x = make_batch(d, idx, true);
+            const auto x = make_batch(d, idx, true, first, n);
             const auto p = model_.forward(x);
-            const auto l = loss_(p, labels);
-            if (!std::isfinite(double(l.value)))
+            auto l = loss_(p, labels);
+            // the loss of the global batch: a mean over it weights each replica's mean by its share
+            double batch_loss = double(l.value), batch_correct = double(count_correct(p, d, idx));
+            if (replica_count() > 1) {
+                if (l.batch_mean) {
+                    const double share = double(idx.size()) / double(n);
+                    l.grad *= T(share);
+                    batch_loss *= share;
+                }
+                std::vector<double> totals{batch_loss, batch_correct};
+                add_other_replicas(totals);
+                batch_loss = totals[0];
+                batch_correct = totals[1];
+            }
+            if (!std::isfinite(batch_loss))
                 throw numeric_error("nmfdsl: the training loss became non-finite at epoch " + std::to_string(epoch) +
                                     ", batch " + std::to_string(b + 1) + "; training stopped" +
                                     (checkpoint_path().empty() ? std::string()
@@ -262,14 +365,25 @@ private:
                                                                      checkpoint_path() + "'"));
             model_.zero_grad();
             // no input gradient; the layer-local objectives (none in most networks) added in the same sweep
-            record_local_costs(m, b + 1, model_.backward_parameters_and_local_costs(l.grad));
+            auto costs = model_.backward_parameters_and_local_costs(l.grad);
+            if (replica_count() > 1) {
+                cfg_.replicas->sum(model_.flat_gradients());  // every replica now holds the global batch's gradient
+                std::vector<double> cost_values;
+                for (const auto& c : costs)
+                    cost_values.push_back(c.value);
+                add_other_replicas(cost_values);
+                for (std::size_t i = 0; i < costs.size(); ++i)
+                    costs[i].value = cost_values[i];
+            }
+            record_local_costs(m, b + 1, costs);
             opt_->step();
-            m.train_loss += double(l.value);
-            correct += count_correct(p, d, idx);
+            m.train_loss += batch_loss;
+            correct += std::size_t(batch_correct);
             seen += n;
             report_progress(epoch, b + 1, batches, seen, m.train_loss / double(b + 1), start);
         }
         m.train_accuracy = double(correct) / double(seen);
+        m.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         m.test_accuracy = evaluate(data_.test);
         m.statistics = evaluation_statistics_;
         if (cfg_.lr_milestones.empty())
@@ -280,6 +394,8 @@ private:
         m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         history_.push_back(m);
         finish_progress(m);
+        if (!writes_files())
+            return;
         if (!cfg_.out_dir.empty()) {
             save_checkpoint(checkpoint_path());
             write_metrics();
@@ -304,7 +420,7 @@ private:
     void report_progress(std::size_t epoch, std::size_t done, std::size_t total, std::size_t images, double loss,
                          std::chrono::steady_clock::time_point start)
     {
-        if (cfg_.progress == train_config::progress_mode::quiet)
+        if (cfg_.progress == train_config::progress_mode::quiet || !writes_files())
             return;
         const auto now = std::chrono::steady_clock::now();
         const double secs = std::chrono::duration<double>(now - start).count();
@@ -329,7 +445,7 @@ private:
 
     void finish_progress(const epoch_metrics& m)
     {
-        if (cfg_.progress == train_config::progress_mode::quiet)
+        if (cfg_.progress == train_config::progress_mode::quiet || !writes_files())
             return;
         if (use_bar())
             std::printf("\n");

@@ -1,0 +1,91 @@
+// Compares the model state of two nmfdsl checkpoints of one network (parameters, buffers, optimiser state):
+//   compare_checkpoints A B --exact       every value bit-identical
+//   compare_checkpoints A B --rel 1e-5    |a − b| ≤ rel · max(|a|, |b|, floor) for every parameter and buffer, where
+//                                         floor is 1e-3 of the largest |a| of the same section (so values that are
+//                                         tiny next to the rest of their section are compared to that scale, not to
+//                                         zero); the optimiser state (running sums of gradients) is only reported
+// Prints the largest relative difference per section; exit code 0 when they agree, 1 when not, 2 on bad input.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <nmfdsl/io/checkpoint.hpp>
+
+namespace {
+
+template <class T>
+std::vector<T> as_values(const std::vector<std::uint8_t>& bytes)
+{
+    std::vector<T> v(bytes.size() / sizeof(T));
+    if (!v.empty())
+        std::memcpy(v.data(), bytes.data(), v.size() * sizeof(T));
+    return v;
+}
+
+/// Largest |a − b| / max(|a|, |b|, floor) over a section; exact: whether every value is bit-identical.
+template <class T>
+bool compare(const char* section, const std::vector<T>& a, const std::vector<T>& b, bool exact, double rel)
+{
+    if (a.size() != b.size()) {
+        std::printf("%s: %zu values against %zu\n", section, a.size(), b.size());
+        return false;
+    }
+    double largest = 0;
+    for (T x : a)
+        largest = std::max(largest, std::abs(double(x)));
+    const double floor = 1e-3 * largest;
+    double worst = 0;
+    std::size_t worst_at = 0, differing = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0)
+            ++differing;
+        const double x = a[i], y = b[i];
+        const double scale = std::max({std::abs(x), std::abs(y), floor});
+        const double d = scale > 0 ? std::abs(x - y) / scale : 0.0;
+        if (!(d <= worst)) {  // NaN counts as a difference
+            worst = std::isnan(d) ? INFINITY : d;
+            worst_at = i;
+        }
+    }
+    std::printf("%-10s %8zu values, %8zu differ in some bit, largest relative difference %.3g (value %zu: %.9g against "
+                "%.9g)\n",
+                section, a.size(), differing, worst, worst_at, a.empty() ? 0.0 : double(a[worst_at]),
+                b.empty() ? 0.0 : double(b[worst_at]));
+    return exact ? differing == 0 : worst <= rel;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    if (argc != 4 && argc != 5) {
+        std::fprintf(stderr, "usage: compare_checkpoints A B --exact | --rel R\n");
+        return 2;
+    }
+    const bool exact = std::strcmp(argv[3], "--exact") == 0;
+    double rel = 0;
+    if (!exact) {
+        if (std::strcmp(argv[3], "--rel") != 0 || argc != 5) {
+            std::fprintf(stderr, "compare_checkpoints: expected --exact or --rel R\n");
+            return 2;
+        }
+        rel = std::atof(argv[4]);
+    }
+    try {
+        const auto a = nmfdsl::io::read_checkpoint(argv[1]);
+        const auto b = nmfdsl::io::read_checkpoint(argv[2], a.signature);
+        bool same = compare("parameters", as_values<float>(a.params), as_values<float>(b.params), exact, rel);
+        same = compare("buffers", as_values<float>(a.buffers), as_values<float>(b.buffers), exact, rel) && same;
+        const bool optimizer_same = compare("optimizer", a.optimizer, b.optimizer, exact, rel);
+        if (exact)
+            same = same && optimizer_same;
+        std::printf("%s\n", same ? "agree" : "DIFFER");
+        return same ? 0 : 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "compare_checkpoints: %s\n", e.what());
+        return 2;
+    }
+}
