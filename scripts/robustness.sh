@@ -6,6 +6,7 @@
 # the table (between the markers in docs/robustness.md) and the curves (docs/robustness.png).
 #   bash scripts/robustness.sh                       # EPOCHS=3 SEEDS="1 2" ATTACK_IMAGES=1000 NMF_APGD_IMAGES=100
 #   STAGE=train bash scripts/robustness.sh           # only the training runs
+#   STAGE=quick bash scripts/robustness.sh           # without the last stage (APGD on all images for NMF networks)
 # Resumable: each finished training or evaluation leaves a marker and is skipped when the script runs again; the
 # seconds each stage took are kept in $OUT/times.csv and summed in the document.
 set -euo pipefail
@@ -73,9 +74,30 @@ for seed in $SEEDS; do
 done
 
 # the curves of every model (first seed) in one picture, and the table
-first_seed=${SEEDS%% *}
-csvs=()
-for model in $MODELS; do csvs+=(--from-csv "$OUT/$model-seed$first_seed/robustness.csv"); done
-./build/native/examples/nmfdsl-eval "${csvs[@]}" --plot docs/robustness.png
-python3 scripts/summarise_robustness.py "$OUT" docs/robustness.md
-echo "robustness: updated docs/robustness.md and docs/robustness.png"
+summarise() {
+  local first_seed=${SEEDS%% *} csvs=()
+  for model in $MODELS; do csvs+=(--from-csv "$OUT/$model-seed$first_seed/robustness.csv"); done
+  ./build/native/examples/nmfdsl-eval "${csvs[@]}" --plot docs/robustness.png
+  python3 scripts/summarise_robustness.py "$OUT" docs/robustness.md
+  echo "robustness: updated docs/robustness.md and docs/robustness.png"
+}
+summarise
+[ "$STAGE" = quick ] && exit 0
+
+# Last, APGD on all ATTACK_IMAGES images for the NMF networks (about half an hour per network and radius pair on 2
+# cores): its rows (robustness-apgd.csv, marker apgd-full) replace the NMF_APGD_IMAGES ones in the table.
+if [ "$NMF_APGD_IMAGES" -lt "$ATTACK_IMAGES" ]; then
+  for seed in $SEEDS; do
+    for model in $MODELS; do
+      case $model in cnmf*) ;; *) continue ;; esac
+      dir="$OUT/$model-seed$seed"
+      [ -f "$dir/apgd-full" ] && continue
+      echo "robustness: APGD on $ATTACK_IMAGES images, $model, seed $seed"
+      timed eval "$model" "$seed" ./build/native/examples/nmfdsl-eval --checkpoint "$dir/checkpoint.nmfd" \
+        --name "$model" --eval apgd --no-checks --images "$ATTACK_IMAGES" --attack-images "$ATTACK_IMAGES" \
+        --threads "$THREADS" --csv "$dir/robustness-apgd.csv" --quiet > "$dir/eval-apgd.log"
+      touch "$dir/apgd-full"
+      summarise
+    done
+  done
+fi

@@ -3,7 +3,8 @@
 
 usage: summarise_robustness.py RUNS_DIR ROBUSTNESS_MD
 
-RUNS_DIR holds <model>-seed<s>/robustness.csv (nmfdsl-eval's rows; only runs marked `evaluated` count),
+RUNS_DIR holds <model>-seed<s>/robustness.csv (nmfdsl-eval's rows; only runs marked `evaluated` count; the APGD rows
+of <model>-seed<s>/robustness-apgd.csv replace its own when the run is marked `apgd-full`),
 <model>-seed<s>/metrics.csv (nmfdsl-train's), commit and times.csv. The section lies between the markers below; it is replaced (or appended when they are
 missing). Every number is a mean over the seeds ± their standard deviation; accuracies in percent.
 """
@@ -41,7 +42,14 @@ def load(runs):
         if not match or not os.path.exists(os.path.join(os.path.dirname(path), "evaluated")):
             continue  # an evaluation still running or cut off (robustness.sh marks finished ones)
         with open(path, newline="") as f:
-            found.setdefault(match.group(1), {})[int(match.group(2))] = list(csv.DictReader(f))
+            rows = list(csv.DictReader(f))
+        # APGD on all attacked images, run last for the NMF networks (robustness.sh), replaces the first APGD rows
+        full = os.path.join(os.path.dirname(path), "robustness-apgd.csv")
+        if os.path.exists(os.path.join(os.path.dirname(path), "apgd-full")) and os.path.exists(full):
+            with open(full, newline="") as f:
+                apgd = [r for r in csv.DictReader(f) if r["evaluation"] == "apgd-ce+t"]
+            rows = [r for r in rows if r["evaluation"] != "apgd-ce+t"] + apgd
+        found.setdefault(match.group(1), {})[int(match.group(2))] = rows
     return found
 
 
