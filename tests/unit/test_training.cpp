@@ -696,6 +696,12 @@ TEST_CASE("Plots: round ticks, PNG and SVG files with the text in them, bad file
     for (std::size_t i = 0; i < 6; ++i)
         CHECK(t[i] == Approx(0.05 * double(i + 1)));
     CHECK(io::detail::round_ticks(1, 1).size() >= 2);  // an empty range still gets an axis
+    // every curve of a plot of the robustness script's nine series (or up to twelve) has a colour of its own
+    const auto& colours = io::detail::palette();
+    REQUIRE(colours.size() >= 12);
+    for (std::size_t i = 0; i < colours.size(); ++i)
+        for (std::size_t j = 0; j < i; ++j)
+            CHECK(colours[i] != colours[j]);
     const auto dir = std::filesystem::temp_directory_path() / "nmfdsl_plot_test";
     std::filesystem::create_directories(dir);
     io::plot_panel a{"Loss", "epoch", "loss", {{"training", {1, 2, 3}, {3, 2, 1.5}, {}}}, 0.0, std::nullopt, true};

@@ -60,16 +60,21 @@ inline std::string tick_text(double v)
     return s;
 }
 
-inline const std::array<std::array<double, 3>, 8>& palette()
+/// The curves' colours, in order: twelve, so that a plot of every model and its variants repeats none.
+inline const std::array<std::array<double, 3>, 12>& palette()
 {
-    static const std::array<std::array<double, 3>, 8> colours{{{0.12, 0.47, 0.71},
-                                                               {0.84, 0.15, 0.16},
-                                                               {0.17, 0.63, 0.17},
-                                                               {1.00, 0.50, 0.05},
-                                                               {0.58, 0.40, 0.74},
-                                                               {0.55, 0.34, 0.29},
-                                                               {0.89, 0.47, 0.76},
-                                                               {0.30, 0.30, 0.30}}};
+    static const std::array<std::array<double, 3>, 12> colours{{{0.12, 0.47, 0.71},
+                                                                {0.84, 0.15, 0.16},
+                                                                {0.17, 0.63, 0.17},
+                                                                {1.00, 0.50, 0.05},
+                                                                {0.58, 0.40, 0.74},
+                                                                {0.55, 0.34, 0.29},
+                                                                {0.89, 0.47, 0.76},
+                                                                {0.30, 0.30, 0.30},
+                                                                {0.74, 0.74, 0.13},
+                                                                {0.09, 0.75, 0.81},
+                                                                {0.00, 0.00, 0.50},
+                                                                {0.00, 0.00, 0.00}}};
     return colours;
 }
 
