@@ -4,7 +4,8 @@
 //                                         floor is 1e-3 of the largest |a| of the same section (so values that are
 //                                         tiny next to the rest of their section are compared to that scale, not to
 //                                         zero); the optimiser state (running sums of gradients) is only reported
-// Prints the largest relative difference per section; exit code 0 when they agree, 1 when not, 2 on bad input.
+// Prints per section the largest relative difference and how many values exceed 1e-6, 1e-5, 1e-4 and 1e-2;
+// exit code 0 when they agree, 1 when not, 2 on bad input.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -39,12 +40,15 @@ bool compare(const char* section, const std::vector<T>& a, const std::vector<T>&
     const double floor = 1e-3 * largest;
     double worst = 0;
     std::size_t worst_at = 0, differing = 0;
+    std::size_t above[4] = {};  // how many differ by more than 1e-6, 1e-5, 1e-4, 1e-2 relative
     for (std::size_t i = 0; i < a.size(); ++i) {
         if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0)
             ++differing;
         const double x = a[i], y = b[i];
         const double scale = std::max({std::abs(x), std::abs(y), floor});
         const double d = scale > 0 ? std::abs(x - y) / scale : 0.0;
+        for (int k = 0; k < 4; ++k)
+            above[k] += !(d <= (k == 3 ? 1e-2 : std::pow(10.0, -6 + k)));
         if (!(d <= worst)) {  // NaN counts as a difference
             worst = std::isnan(d) ? INFINITY : d;
             worst_at = i;
@@ -54,6 +58,9 @@ bool compare(const char* section, const std::vector<T>& a, const std::vector<T>&
                 "%.9g)\n",
                 section, a.size(), differing, worst, worst_at, a.empty() ? 0.0 : double(a[worst_at]),
                 b.empty() ? 0.0 : double(b[worst_at]));
+    if (differing > 0)
+        std::printf("%-10s relative difference above 1e-6: %zu, 1e-5: %zu, 1e-4: %zu, 1e-2: %zu values\n", "", above[0],
+                    above[1], above[2], above[3]);
     return exact ? differing == 0 : worst <= rel;
 }
 

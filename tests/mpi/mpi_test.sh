@@ -43,8 +43,9 @@ equal)
       awk -F, '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-4 * $1) exit 1 }' ||
       fail "training losses of -np 1 and -np $n differ by more than 1e-4: $(cat "$work/np1/metrics.csv" "$work/np$n/metrics.csv")"
   done
-  # SGD: the parameters of 2 and 3 ranks are those of one process to 1e-5 relative (Adam divides every gradient by
-  # its own running size, so a gradient that is zero up to rounding takes a step of random sign: docs/scaling.md)
+  # SGD: the parameters of 2 and 3 ranks are those of one process to 1e-5 relative. Not with Adam: it amplifies
+  # rounding-sized differences, in one process as well (a one-ulp nudge of the initial parameters moves thousands of
+  # values beyond 1e-5 in 20 steps; docs/scaling.md "How close to one process")
   for n in 1 2 3; do
     run "$n" "$work/sgd$n" --epochs 2 --optimizer sgd || fail "SGD -np $n: $(cat "$work/sgd$n.log")"
   done

@@ -832,8 +832,8 @@ TEST_CASE("data-parallel replicas train as one process: batch statistics, the Ha
         REQUIRE(h3.back().statistics.size() == h1.back().statistics.size());
         for (std::size_t i = 0; i < h1.back().statistics.size(); ++i)
             CHECK(h3.back().statistics[i].value == Approx(h1.back().statistics[i].value).epsilon(1e-4));
-        // Adam steps a parameter whose gradient is zero up to rounding by ±lr (docs/scaling.md): its parameters
-        // drift apart, but the losses still agree, and repeats with the same R are bit-identical
+        // Adam amplifies the rounding-sized differences (a gradient that is zero up to rounding steps by ±lr; in one
+        // process too, docs/scaling.md): parameters drift apart, but the losses agree and repeats are bit-identical
         const auto adam_one = train_replicas<ToyModel>(1, data, cfg, loss, false);
         const auto adam_two = train_replicas<ToyModel>(2, data, cfg, loss, false);
         const auto adam_two_again = train_replicas<ToyModel>(2, data, cfg, loss, false);
