@@ -296,18 +296,22 @@ private:
     void wait(MPI_Request& req, const char* what)
     {
         ++collectives_;
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
+        const auto start = std::chrono::steady_clock::now();
+        const auto deadline = start + std::chrono::duration<double>(timeout_);
         int done = 0;
-        for (std::size_t polls = 0;; ++polls) {
+        for (;;) {
             MPI_Test(&req, &done, MPI_STATUS_IGNORE);
             if (done)
                 return;
-            if (std::chrono::steady_clock::now() > deadline)
+            const auto now = std::chrono::steady_clock::now();
+            if (now > deadline)
                 stop_unresponsive(what);
-            if (polls > 200)  // the other ranks are far behind: poll less often, leave the cores to them
-                std::this_thread::sleep_for(std::chrono::microseconds(200));
-            else
+            // the first 2 ms: poll, only yielding the core (most waits are a rank a little behind at the same layer);
+            // longer: the other ranks are far behind, poll every 50 µs and leave the cores to them
+            if (now - start < std::chrono::milliseconds(2))
                 std::this_thread::yield();
+            else
+                std::this_thread::sleep_for(std::chrono::microseconds(50));
         }
     }
 
