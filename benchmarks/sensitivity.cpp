@@ -1,8 +1,8 @@
 // How sensitive is training to rounding-sized differences? Trains CNMF+1x1 on Fashion-MNIST twice in one process
 // (one thread, global batch 50, the learning rates of nmfdsl-train) — the second time with every initial parameter
-// nudged by a relative amount of random sign — and prints how far the final parameters differ, with the metric of
-// tests/mpi (|a − b| / max(|a|, |b|, 1e-3 · max|a|)). docs/scaling.md compares this with the difference between one
-// process and 2 ranks, whose only source is the re-associated sums:
+// nudged by a relative amount of random sign — and prints how far the final parameters differ, in the measure of
+// testing::compare_values (|a − b| / max(|a|, |b|, 1e-3 · max|a|)). docs/scaling.md compares this with the
+// difference between one process and 2 ranks, whose only source is the re-associated sums:
 //   nmfdsl_sensitivity adam|sgd [steps = 20] [nudge = 1e-6; 0 means one ulp]
 #include <algorithm>
 #include <cmath>
@@ -13,6 +13,7 @@
 #include <string>
 
 #include <nmfdsl/io.hpp>
+#include <nmfdsl/testing/compare.hpp>
 
 #include "../examples/paper_models.hpp"
 
@@ -66,22 +67,11 @@ int main(int argc, char** argv)
         const bool sgd = optimizer == "sgd";
         const auto a = train(sgd, std::size_t(steps), nudge, false, data);
         const auto b = train(sgd, std::size_t(steps), nudge, true, data);
-        double largest = 0, worst = 0;
-        for (float x : a)
-            largest = std::max(largest, std::abs(double(x)));
-        std::size_t above[4] = {};  // relative difference above 1e-6, 1e-5, 1e-4, 1e-2
-        const double limits[4] = {1e-6, 1e-5, 1e-4, 1e-2};
-        for (std::size_t i = 0; i < a.size(); ++i) {
-            const double d = std::abs(double(a[i]) - b[i]) /
-                             std::max({std::abs(double(a[i])), std::abs(double(b[i])), 1e-3 * largest});
-            worst = std::max(worst, d);
-            for (int k = 0; k < 4; ++k)
-                above[k] += d > limits[k];
-        }
+        const auto d = nd::testing::compare_values<float>(a, b);
         std::printf("%s, %ld steps, initial parameters nudged by %s: largest relative difference %.3g; values above "
                     "1e-6: %zu, 1e-5: %zu, 1e-4: %zu, 1e-2: %zu (of %zu)\n",
-                    optimizer.c_str(), steps, nudge == 0 ? "one ulp" : std::to_string(nudge).c_str(), worst, above[0],
-                    above[1], above[2], above[3], a.size());
+                    optimizer.c_str(), steps, nudge == 0 ? "one ulp" : std::to_string(nudge).c_str(), d.largest,
+                    d.above[0], d.above[1], d.above[2], d.above[3], a.size());
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "nmfdsl_sensitivity: %s\n", e.what());

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <nmfdsl/io/checkpoint.hpp>
+#include <nmfdsl/testing/compare.hpp>
 
 namespace {
 
@@ -26,7 +27,8 @@ std::vector<T> as_values(const std::vector<std::uint8_t>& bytes)
     return v;
 }
 
-/// Largest |a − b| / max(|a|, |b|, floor) over a section; exact: whether every value is bit-identical.
+/// Prints how far a section's values are apart (testing::compare_values); exact: whether every value is
+/// bit-identical, else whether the largest relative difference is at most rel.
 template <class T>
 bool compare(const char* section, const std::vector<T>& a, const std::vector<T>& b, bool exact, double rel)
 {
@@ -34,34 +36,15 @@ bool compare(const char* section, const std::vector<T>& a, const std::vector<T>&
         std::printf("%s: %zu values against %zu\n", section, a.size(), b.size());
         return false;
     }
-    double largest = 0;
-    for (T x : a)
-        largest = std::max(largest, std::abs(double(x)));
-    const double floor = 1e-3 * largest;
-    double worst = 0;
-    std::size_t worst_at = 0, differing = 0;
-    std::size_t above[4] = {};  // how many differ by more than 1e-6, 1e-5, 1e-4, 1e-2 relative
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0)
-            ++differing;
-        const double x = a[i], y = b[i];
-        const double scale = std::max({std::abs(x), std::abs(y), floor});
-        const double d = scale > 0 ? std::abs(x - y) / scale : 0.0;
-        for (int k = 0; k < 4; ++k)
-            above[k] += !(d <= (k == 3 ? 1e-2 : std::pow(10.0, -6 + k)));
-        if (!(d <= worst)) {  // NaN counts as a difference
-            worst = std::isnan(d) ? INFINITY : d;
-            worst_at = i;
-        }
-    }
+    const auto d = nmfdsl::testing::compare_values<T>(a, b);
     std::printf("%-10s %8zu values, %8zu differ in some bit, largest relative difference %.3g (value %zu: %.9g against "
                 "%.9g)\n",
-                section, a.size(), differing, worst, worst_at, a.empty() ? 0.0 : double(a[worst_at]),
-                b.empty() ? 0.0 : double(b[worst_at]));
-    if (differing > 0)
-        std::printf("%-10s relative difference above 1e-6: %zu, 1e-5: %zu, 1e-4: %zu, 1e-2: %zu values\n", "", above[0],
-                    above[1], above[2], above[3]);
-    return exact ? differing == 0 : worst <= rel;
+                section, a.size(), d.differing, d.largest, d.largest_at,
+                a.empty() ? 0.0 : double(a[d.largest_at]), b.empty() ? 0.0 : double(b[d.largest_at]));
+    if (d.differing > 0)
+        std::printf("%-10s relative difference above 1e-6: %zu, 1e-5: %zu, 1e-4: %zu, 1e-2: %zu values\n", "",
+                    d.above[0], d.above[1], d.above[2], d.above[3]);
+    return exact ? d.differing == 0 : d.largest <= rel;
 }
 
 } // namespace

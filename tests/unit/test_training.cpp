@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include <nmfdsl/io.hpp>
+#include <nmfdsl/testing/compare.hpp>
 #include <nmfdsl/testing/replicas.hpp>
 
 namespace nd = nmfdsl;
@@ -786,19 +788,28 @@ train_replicas(std::size_t R, const nd::data::split& data, nd::train_config cfg,
     return out;
 }
 
-/// The largest |a − b| / max(|a|, |b|, 1e-3 · max|a|) over two parameter vectors.
+/// The largest |a − b| / max(|a|, |b|, 1e-3 · max|a|) over two parameter vectors (testing::compare_values).
 double largest_relative_difference(const std::vector<float>& a, const std::vector<float>& b)
 {
-    double largest = 0, worst = 0;
-    for (float x : a)
-        largest = std::max(largest, std::abs(double(x)));
-    for (std::size_t i = 0; i < a.size(); ++i)
-        worst = std::max(worst, std::abs(double(a[i]) - b[i]) /
-                                    std::max({std::abs(double(a[i])), std::abs(double(b[i])), 1e-3 * largest}));
-    return worst;
+    return nd::testing::compare_values<float>(a, b).largest;
 }
 
 } // namespace
+
+TEST_CASE("testing::compare_values: relative differences at the vector's own scale", "[replicas]")
+{
+    const std::vector<float> a{1.0f, 2.0f, 1e-6f, 5.0f};
+    const std::vector<float> b{1.0f, 2.002f, 2e-6f, 5.0f};
+    const auto d = nd::testing::compare_values<float>(a, b);
+    CHECK(d.differing == 2);
+    CHECK(d.largest_at == 1);
+    CHECK(d.largest == Approx(0.002 / 2.002).epsilon(1e-4));  // |2 − 2.002| / 2.002
+    // 1e-6 against 2e-6 is measured at the floor 1e-3 · 5 (not as a 50 % difference): 1e-6 / 5e-3 = 2e-4
+    CHECK(d.above == std::array<std::size_t, 4>{2, 2, 2, 0});
+    const std::vector<float> with_nan{1.0f, 2.0f, std::nanf(""), 5.0f};
+    CHECK(std::isinf(nd::testing::compare_values<float>(a, with_nan).largest));
+    CHECK_THROWS_AS(nd::testing::compare_values<float>(a, std::vector<float>(3)), nd::argument_error);
+}
 
 TEST_CASE("data-parallel replicas train as one process: batch statistics, the HaH cost, losses summed or averaged",
           "[trainer][replicas]")
