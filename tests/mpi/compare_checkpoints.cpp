@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -62,7 +63,12 @@ int main(int argc, char** argv)
             std::fprintf(stderr, "compare_checkpoints: expected --exact or --rel R\n");
             return 2;
         }
-        rel = std::atof(argv[4]);
+        char* end = nullptr;
+        rel = std::strtod(argv[4], &end);
+        if (end == argv[4] || *end != '\0' || !(rel > 0)) {
+            std::fprintf(stderr, "compare_checkpoints: --rel needs a positive number, got '%s'\n", argv[4]);
+            return 2;
+        }
     }
     try {
         const auto a = nmfdsl::io::read_checkpoint(argv[1]);
