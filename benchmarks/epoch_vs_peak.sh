@@ -37,7 +37,9 @@ read -r peak_gflops isa <<<"$peak"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 "$train" --model cnmf1x1 --data fashion-mnist --epochs 1 --threads "$threads" --quiet --out "$out" >/dev/null
-seconds=$(tail -1 "$out/metrics.csv" | awk -F, '{print $NF}')
+# the epoch's "seconds" column, found by its name (later columns hold the activation statistics)
+seconds=$(/usr/bin/python3 -c 'import csv, sys
+print(list(csv.DictReader(open(sys.argv[1])))[-1]["seconds"])' "$out/metrics.csv")
 read -r peak_after _ <<<"$(measure_peak)"
 peak_gflops=$(/usr/bin/python3 -c "print(max($peak_gflops, $peak_after))")
 /usr/bin/python3 - "$peak_gflops" "$isa" "$threads" "$seconds" <<'EOF'
