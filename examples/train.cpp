@@ -433,8 +433,8 @@ int main(int argc, char** argv)
         return 1;
     // every batch is split over the ranks (Trainer::replica_slice): a short last batch needs one image per rank
     auto check_last_batch = [&](const char* what, std::size_t images) {
-        const std::size_t rest = images % o.batch;
-        if (ranks.size > 1 && rest != 0 && rest < ranks.size && error.empty())
+        const std::size_t rest = nd::unsplittable_last_batch(images, o.batch, ranks.size);
+        if (rest != 0 && error.empty())
             error = "nmfdsl-train: the last " + std::string(what) + " batch holds " + std::to_string(rest) +
                     " images, fewer than the " + std::to_string(ranks.size) + " ranks; choose a --batch that leaves 0 "
                     "or at least " + std::to_string(ranks.size) + " images in it";

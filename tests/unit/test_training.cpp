@@ -876,6 +876,12 @@ TEST_CASE("data-parallel replicas: the batch split and its bad input", "[trainer
     CHECK(T::replica_slice(50, 1, 3) == std::pair<std::size_t, std::size_t>{17, 34});
     CHECK(T::replica_slice(50, 2, 3) == std::pair<std::size_t, std::size_t>{34, 50});
     CHECK(T::replica_slice(7, 0, 1) == std::pair<std::size_t, std::size_t>{0, 7});
+    // the rule the Trainer and nmfdsl-train share: a short last batch holds 0 or at least one image per replica
+    CHECK(nd::unsplittable_last_batch(201, 20, 2) == 1);
+    CHECK(nd::unsplittable_last_batch(202, 20, 3) == 2);
+    CHECK(nd::unsplittable_last_batch(203, 20, 3) == 0);  // 3 images for 3 replicas
+    CHECK(nd::unsplittable_last_batch(200, 20, 3) == 0);  // no short batch
+    CHECK(nd::unsplittable_last_batch(201, 20, 1) == 0);  // one replica takes any batch
     const auto data = toy_data(201, 50);  // 201 images in batches of 20: the last batch holds 1
     nd::testing::thread_replicas group(2);
     ToyModel model;

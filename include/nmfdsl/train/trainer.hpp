@@ -68,6 +68,15 @@ struct train_config {
     replica_group* replicas = nullptr;
 };
 
+/// Every batch is split over the R replicas (Trainer::replica_slice), so the short last batch of `images` images
+/// in batches of `batch` must hold 0 or at least R images. Returns its size when it holds 1 … R − 1 (too few to
+/// split), else 0. Used by the Trainer and by nmfdsl-train before it starts its ranks' work.
+inline std::size_t unsplittable_last_batch(std::size_t images, std::size_t batch, std::size_t replicas)
+{
+    const std::size_t rest = batch == 0 ? 0 : images % batch;
+    return replicas > 1 && rest != 0 && rest < replicas ? rest : 0;
+}
+
 struct epoch_metrics {
     std::size_t epoch = 0;            ///< 1-based
     optim::learning_rates lr;         ///< the rates used during the epoch
@@ -227,8 +236,7 @@ private:
     void check_split(const char* what, std::size_t n) const
     {
         const std::size_t R = replica_count();
-        const std::size_t short_batch = n % cfg_.batch;
-        if (R > 1 && short_batch != 0 && short_batch < R)
+        if (const std::size_t short_batch = unsplittable_last_batch(n, cfg_.batch, R))
             throw argument_error("nmfdsl: Trainer: the last " + std::string(what) + " batch holds " +
                                  std::to_string(short_batch) + " images, fewer than the " + std::to_string(R) +
                                  " replicas; choose a batch size or image count that leaves 0 or at least " +
