@@ -4,10 +4,12 @@
 //   mpirun -np 2 nmfdsl_mpi_allreduce 151686 166286 [repetitions]
 // Rank 0 prints one line per length: floats, bytes, the median and the fastest time of a sum.
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nmfdsl/mpi.hpp>
@@ -18,8 +20,10 @@ int main(int argc, char** argv)
     std::vector<std::size_t> lengths;
     std::size_t repetitions = 50;
     for (int i = 1; i < argc; ++i) {
-        const long v = std::atol(argv[i]);
-        if (v <= 0) {
+        const std::string_view arg(argv[i]);
+        unsigned long long v = 0;
+        const auto [end, err] = std::from_chars(arg.data(), arg.data() + arg.size(), v);
+        if (err != std::errc() || end != arg.data() + arg.size() || v == 0) {  // "12abc", "-3", "0" are refused
             std::fprintf(stderr, "nmfdsl_mpi_allreduce: lengths must be positive whole numbers, got '%s'\n", argv[i]);
             return 2;
         }
