@@ -7,8 +7,6 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <string>
 #include <string_view>
 #include <vector>
 
