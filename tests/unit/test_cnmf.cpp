@@ -624,7 +624,8 @@ TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formula
     nd::rng g(nd::seed{12});
     // GW is accumulated directly ([H × Ip]) when I and H are multiples of the lanes, {64, 16, 9}, and transposed
     // when the padding columns of short patches would waste lanes, e.g. {5, 97, 7}; the transposed tiles are split
-    // into nearly equal heights (I = 25: 13 + 12; 26: 13 + 13; 14: 7 + 7; 75: 13·3 + 12·3; 7: 4 + 1 + 1 + 1)
+    // into nearly equal heights: with 32 registers tiles of up to 13 (I = 25: 13 + 12; 26: 13 + 13; 14: 7 + 7;
+    // 75: 13·3 + 12·3; 7: 4 + 1 + 1 + 1), with 16 of up to 6 (I = 7: 4 + 3, the lowest height; 13: 5 + 4 + 4)
     const std::size_t shapes[][3] = {{7, 3, 1},    {13, 10, 13},  {75, 32, 25}, {33, 17, 12}, {5, 97, 7},
                                      {25, 32, 1001}, {26, 20, 30}, {14, 40, 17}, {64, 16, 9}};
     for (const auto& sh : shapes) {

@@ -13,6 +13,7 @@
 #include <nmfdsl/kernels/gemm.hpp>
 #include <nmfdsl/kernels/im2col.hpp>
 #include <nmfdsl/kernels/select.hpp>
+#include <nmfdsl/kernels/simd.hpp>
 #include <nmfdsl/testing/naive.hpp>
 
 namespace nd = nmfdsl;
@@ -241,6 +242,24 @@ TEST_CASE("the start-up check names the first instruction set the CPU lacks", "[
 #if defined(__AVX2__)
     CHECK(cpu::cpu_has(cpu::isa::avx2));
 #endif
+}
+
+TEMPLATE_TEST_CASE("copy_short_row copies exactly n elements for every length and offset", "[kernels][simd]", float,
+                   double)
+{
+    using T = TestType;
+    constexpr std::size_t L = xsimd::batch<T>::size;
+    nd::rng g(nd::seed{5});
+    for (std::size_t n = 0; n <= 4 * L; ++n)
+        for (std::size_t offset : {std::size_t(0), std::size_t(1), L - 1}) {  // unaligned starts too
+            const std::vector<T> src = random_vector<T>(n + offset + L, g);
+            std::vector<T> dst(n + offset + L, T(-7));
+            nd::kernels::copy_short_row(src.data() + offset, n, dst.data() + offset);
+            for (std::size_t i = 0; i < dst.size(); ++i) {
+                const bool inside = i >= offset && i < offset + n;
+                CHECK(dst[i] == (inside ? src[i] : T(-7)));
+            }
+        }
 }
 
 TEMPLATE_TEST_CASE("column_rank_thresholds splits every column at its k-th smallest value, as a sort does",

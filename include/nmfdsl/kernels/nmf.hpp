@@ -44,10 +44,13 @@ struct nmf_tiling {
     static constexpr std::size_t registers = vector_registers<T>;
     static constexpr bool wide = registers >= 32;
     // measured (benchmarks/bench_cnmf.cpp): AVX-512 6×4 for all three; AVX2 6×2 for the products (12 accumulators,
-    // the classic Haswell shape) and 3×4 for the fused update, whose 4 vectors cover H ≤ 32 in one block.
-    static constexpr std::size_t mr_r = 6, nb_r = wide ? 4 : 2;           ///< r = h·W
-    static constexpr std::size_t mr_u = 6, nb_u = wide ? 4 : 2;           ///< u = q·Wᵀ
-    static constexpr std::size_t mr_fused = wide ? 6 : 3, nb_fused = 4;  ///< u and the normalisation together
+    // the classic Haswell shape) and no fused update. A fused AVX2 tile of 4 vectors needs MR·4 + 5 registers: at
+    // MR = 3 that is 17, so the compiler reloads the 4 weight vectors for every row (15 loads per 12 FMAs), and at
+    // MR = 2 its 8 accumulators are no faster; 6×2 blocks and a separate normalisation pass over the rows of h took
+    // L1 (H = 32) from 0.75 to 0.83 of the peak on an AMD Zen 4 (2026-12-04). nb_fused = 0: never fused.
+    static constexpr std::size_t mr_r = 6, nb_r = wide ? 4 : 2;               ///< r = h·W
+    static constexpr std::size_t mr_u = 6, nb_u = wide ? 4 : 2;               ///< u = q·Wᵀ
+    static constexpr std::size_t mr_fused = 6, nb_fused = wide ? 4 : 0;       ///< u and the normalisation together
     /// the exact backward's dW += duᵀ·q + hᵀ·dr (kernels/nmf_backward_unrolled.hpp): MR rows of dW divide the lanes
     static constexpr std::size_t mr_w = std::min<std::size_t>(wide ? 8 : 4, nmf_layout<T>::lanes), nb_w = 3;
     static constexpr std::size_t row_group = std::max({mr_r, mr_u, mr_fused});
@@ -277,13 +280,15 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
                                                                     xt + r0 * wts.ip, s.q.data() + r0 * wts.ip, c0);
                     });
             }
-            if (wts.hp <= tiles::nb_fused * lay::lanes) {  // a whole row of h in registers: fused normalisation
-                for (std::size_t r0 = 0; r0 < active; r0 += tiles::mr_fused)
-                    for_column_blocks<T, tiles::mr_fused, tiles::nb_fused>(wts.hp, [&](auto nb, std::size_t) {
-                        update_normalise_rows<T, tiles::mr_fused, decltype(nb)::value>(
-                            wts, s.h.data() + r0 * wts.hp, s.q.data() + r0 * wts.ip, eps);
-                    });
-                continue;
+            if constexpr (tiles::nb_fused > 0) {
+                if (wts.hp <= tiles::nb_fused * lay::lanes) {  // a whole row of h in registers: fused normalisation
+                    for (std::size_t r0 = 0; r0 < active; r0 += tiles::mr_fused)
+                        for_column_blocks<T, tiles::mr_fused, tiles::nb_fused>(wts.hp, [&](auto nb, std::size_t) {
+                            update_normalise_rows<T, tiles::mr_fused, decltype(nb)::value>(
+                                wts, s.h.data() + r0 * wts.hp, s.q.data() + r0 * wts.ip, eps);
+                        });
+                    continue;
+                }
             }
             for (std::size_t r0 = 0; r0 < active; r0 += MRU)
                 for_column_blocks<T, MRU, tiles::nb_u>(wts.hp, [&](auto nb, std::size_t c0) {
@@ -310,7 +315,7 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
             iterate.template operator()<tiles::mr_r, tiles::mr_u>(xt, (valid + tiles::row_group - 1) /
                                                                           tiles::row_group * tiles::row_group);
         for (std::size_t r = 0; r < valid; ++r)
-            std::copy(s.h.data() + r * wts.hp, s.h.data() + r * wts.hp + wts.h, h_out + (t0 + r) * wts.h);
+            copy_short_row(s.h.data() + r * wts.hp, wts.h, h_out + (t0 + r) * wts.h);
     }
 }
 } // namespace detail

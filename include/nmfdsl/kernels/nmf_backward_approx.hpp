@@ -22,6 +22,7 @@
 #include "../core/parallel.hpp"
 #include "gemm.hpp"
 #include "nmf.hpp"
+#include "simd.hpp"
 #include "reduce.hpp"
 
 namespace nmfdsl::kernels {
@@ -205,10 +206,17 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, row_sour
             T* gr = hgp + r * Hq;
             const T* hs = h + (b0 + r) * H;
             const T* gs = g + (b0 + r) * H;
-            for (std::size_t k = 0; k < H; ++k) {
-                hr[k] = hs[k];
-                gr[k] = hs[k] * gs[k];
-            }
+            for_short_row<T>(
+                H,
+                [&](std::size_t k) {
+                    const batch hv = batch::load_unaligned(hs + k);
+                    hv.store_unaligned(hr + k);
+                    (hv * batch::load_unaligned(gs + k)).store_unaligned(gr + k);
+                },
+                [&](std::size_t k) {
+                    hr[k] = hs[k];
+                    gr[k] = hs[k] * gs[k];
+                });
         }
         // rows in groups of MRg: r = hW and (h⊙G)W for the group, then its patch-L1 backward
         auto row_group = [&]<std::size_t MRg, std::size_t NBg>(std::size_t r0) {
@@ -269,24 +277,26 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, row_sour
         };
         if (transposed) {
             // GWᵀ tiles of up to MRT x̂ columns × up to NBT vectors of H: 13 × 2 with 32 registers (26
-            // accumulators), 4 × 3 with 16
-            constexpr std::size_t MRT = gemm_config<T>::wide_registers ? 13 : 4;
-            constexpr std::size_t NBT = gemm_config<T>::wide_registers ? 2 : 3;
+            // accumulators), 6 × 2 with 16 (12 accumulators; 4 × 3 left H = 32's fourth vector to 4 × 1 tiles, whose
+            // 4 accumulators wait on the FMA latency)
+            constexpr std::size_t MRT = gemm_config<T>::wide_registers ? 13 : 6;
+            constexpr std::size_t NBT = 2;
             const std::size_t I = wts.i, Hp = wts.hp;
             auto columns = [&]<std::size_t MRc>(std::size_t i0) {  // x̂ columns broadcast, vectors along H
                 gw_tile.template operator()<MRc, NBT>(s.qz.data() + i0, Ip, s.at.data(), Hq, Hp, gw_acc + i0 * Hp, Hp);
             };
             std::size_t i0 = 0;
             if constexpr (MRT > 4) {
-                // ⌈I/MRT⌉ tiles of nearly equal height (I = 25: 13 + 12), so no thin leftover tile wastes loads;
-                // heights below MRT/2 happen only for I < MRT and fall through to the tiles of 4 and 1
+                // ⌈I/MRT⌉ tiles of nearly equal height (I = 25: 13 + 12), so no thin leftover tile wastes loads.
+                // For I ≥ MRT the heights lie in [⌈MRT/2⌉, MRT] (the lowest at I = MRT + 1), the ⌊MRT/2⌋ + 1
+                // instantiations below; I < MRT falls through to the tiles of 4 and 1
                 if (I >= MRT) {
                     const std::size_t tiles = (I + MRT - 1) / MRT;
                     for (std::size_t t = 0; t < tiles; ++t) {
                         const std::size_t height = I / tiles + (t < I % tiles ? 1 : 0);
                         [&]<std::size_t... M>(std::index_sequence<M...>) {
                             ((height == MRT - M ? (columns.template operator()<MRT - M>(i0), 0) : 0), ...);
-                        }(std::make_index_sequence<MRT - MRT / 2>{});
+                        }(std::make_index_sequence<MRT / 2 + 1>{});
                         i0 += height;
                     }
                 }
