@@ -12,6 +12,7 @@
 #include <nmfdsl/io.hpp>
 #include <nmfdsl/testing/compare.hpp>
 #include <nmfdsl/testing/replicas.hpp>
+#include <xtensor/xview.hpp>
 
 namespace nd = nmfdsl;
 namespace fs = std::filesystem;
@@ -866,6 +867,43 @@ TEST_CASE("data-parallel replicas train as one process: batch statistics, the Ha
               Approx(one[0].second.back().local_costs[0].value).epsilon(1e-5));
         CHECK(two[0].second.back().train_loss == Approx(one[0].second.back().train_loss).epsilon(1e-5));
     }
+}
+
+TEST_CASE("BatchNorm over replicas: the global batch's statistics and gradient, in three collectives",
+          "[layers][batchnorm][replicas]")
+{
+    // 6 images of 3 features; replica r of 2 holds images [3r, 3r + 3)
+    using M = nd::Model<nd::BatchNorm, nd::Shape<3>, double>;
+    xt::xtensor<double, 2> x{{1, 2, -3}, {0.5, 7, 1}, {-2, 3, 3}, {4, -1, 0}, {2, 2, 2}, {0, 5, -4}};
+    xt::xtensor<double, 2> dy{{1, 0, -1}, {0.3, 2, 1}, {-1, 1, 0.5}, {0.2, -2, 1}, {1, 1, -1}, {0.7, 0, 2}};
+    M whole;
+    const xt::xtensor<double, 2> y_whole = whole.forward(x);
+    const xt::xtensor<double, 2> dx_whole = whole.backward(dy);
+
+    const std::size_t threads_before = nd::threads();
+    nd::set_threads(1);  // the kernels' pool is shared by the replicas' threads: keep it serial
+    nd::testing::thread_replicas group(2);
+    std::vector<xt::xtensor<double, 2>> y(2), dx(2);
+    auto run = [&](std::size_t r) {
+        const nd::replica_scope scope(&group.member(r));
+        M model;
+        const xt::xtensor<double, 2> xs = xt::view(x, xt::range(3 * r, 3 * r + 3), xt::all());
+        const xt::xtensor<double, 2> dys = xt::view(dy, xt::range(3 * r, 3 * r + 3), xt::all());
+        y[r] = model.forward(xs);
+        dx[r] = model.backward(dys);
+    };
+    std::thread other(run, 1);
+    run(0);
+    other.join();
+    nd::set_threads(threads_before);
+    // forward: Σx then Σ(x − μ)²; backward: Σdy and Σdy·x̂ together
+    CHECK(group.sums() == 3);
+    for (std::size_t r = 0; r < 2; ++r)
+        for (std::size_t i = 0; i < 3; ++i)
+            for (std::size_t f = 0; f < 3; ++f) {
+                CHECK(y[r](i, f) == Approx(y_whole(3 * r + i, f)).epsilon(1e-12).margin(1e-12));
+                CHECK(dx[r](i, f) == Approx(dx_whole(3 * r + i, f)).epsilon(1e-12).margin(1e-12));
+            }
 }
 
 TEST_CASE("data-parallel replicas: the batch split and its bad input", "[trainer][replicas]")

@@ -13,6 +13,8 @@
 /// Under data-parallel training (core/replicas.hpp) the batch is the global one: μ, σ², M and the two sums in dx are
 /// summed over the replicas, while dγ, dβ take this replica's share only (the Trainer sums the gradients).
 #include <cmath>
+#include <initializer_list>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -72,14 +74,14 @@ struct BatchNorm : layer_base {
         } else {
             aligned_vector<T> var(C, T(0));
             column_sums<C>(rows, c.mean.data(), [&](std::size_t r, std::size_t ch) { return a.x[r * C + ch]; });
-            const T all_rows = T(sum_over_replicas(c.mean.data(), C, rows));
+            const T all_rows = T(sum_over_replicas({c.mean.data()}, C, rows));
             for (std::size_t ch = 0; ch < C; ++ch)
                 c.mean[ch] /= all_rows;
             column_sums<C>(rows, var.data(), [&](std::size_t r, std::size_t ch) {
                 const T d = a.x[r * C + ch] - c.mean[ch];
                 return d * d;
             });
-            sum_over_replicas(var.data(), C, rows);
+            sum_over_replicas({var.data()}, C, rows);
             for (std::size_t ch = 0; ch < C; ++ch) {
                 var[ch] /= all_rows;
                 c.inv_std[ch] = T(1) / std::sqrt(var[ch] + T(o.eps));
@@ -121,8 +123,7 @@ struct BatchNorm : layer_base {
         }
         T m = T(rows);
         if (!c.used_running) {  // dx depends on the whole (global) batch
-            m = T(sum_over_replicas(sum_dy.data(), C, rows));
-            sum_over_replicas(sum_dy_xhat.data(), C, rows);
+            m = T(sum_over_replicas({sum_dy.data(), sum_dy_xhat.data()}, C, rows));
         }
         const bool running = c.used_running;
         parallel_chunks(rows, detail::row_chunk<C>(), [&](std::size_t rb, std::size_t re) {
@@ -140,22 +141,28 @@ struct BatchNorm : layer_base {
     }
 
 private:
-    /// Adds the other replicas' column sums to sums[0 … C) (core/replicas.hpp) and returns the number of rows they
-    /// cover; without replicas it leaves sums as they are and returns rows.
+    /// Adds the other replicas' column sums to each of `sums` (C values each; core/replicas.hpp), all in one
+    /// collective, and returns the number of rows they cover; without replicas it leaves the sums as they are and
+    /// returns rows.
     template <class T>
-    static double sum_over_replicas(T* sums, std::size_t C, std::size_t rows)
+    static double sum_over_replicas(std::initializer_list<T*> sums, std::size_t C, std::size_t rows)
     {
         replica_group* g = active_replicas();
         if (!g || g->size() == 1)
             return double(rows);
-        std::vector<double> v(C + 1);
-        for (std::size_t ch = 0; ch < C; ++ch)
-            v[ch] = double(sums[ch]);
-        v[C] = double(rows);
-        g->sum(v);
-        for (std::size_t ch = 0; ch < C; ++ch)
-            sums[ch] = T(v[ch]);
-        return v[C];
+        thread_local std::vector<double> v;  // reused: no allocation per call once it has grown
+        v.resize(sums.size() * C + 1);
+        std::size_t at = 0;
+        for (const T* s : sums)
+            for (std::size_t ch = 0; ch < C; ++ch)
+                v[at++] = double(s[ch]);
+        v[at] = double(rows);
+        g->sum(std::span<double>(v));
+        at = 0;
+        for (T* s : sums)
+            for (std::size_t ch = 0; ch < C; ++ch)
+                s[ch] = T(v[at++]);
+        return v[at];
     }
 
     /// out[ch] = Σ_r value(r, ch) over `rows` rows: partial sums over fixed row chunks, added in chunk order (the
