@@ -25,26 +25,28 @@ train=$build/examples/nmfdsl-train
 for f in "$bench" "$train"; do
   [[ -x $f ]] || { echo "epoch_vs_peak: $f not found (build it first, see the header of this script)" >&2; exit 2; }
 done
+# peak_fma before and after the epoch, as Google Benchmark JSON; one Python step below reads everything
 measure_peak() {
   "$bench" --benchmark_filter='^peak_fma$' --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
-    --benchmark_format=json 2>/dev/null |
-    /usr/bin/python3 -c 'import json,sys
-for b in json.load(sys.stdin)["benchmarks"]:
-    if b.get("aggregate_name") == "median": print(b["GFLOPS"], b["label"].replace(" ", "_"))'
+    --benchmark_format=json 2>/dev/null >"$1"
 }
-peak=$(measure_peak)
-read -r peak_gflops isa <<<"$peak"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-"$train" --model cnmf1x1 --data fashion-mnist --epochs 1 --threads "$threads" --quiet --out "$out" >/dev/null
+measure_peak "$out/peak_before.json"
+"$train" --model cnmf1x1 --data fashion-mnist --epochs 1 --threads "$threads" --quiet --out "$out/run" >/dev/null
+measure_peak "$out/peak_after.json"
+/usr/bin/python3 - "$out" "$threads" <<'EOF'
+import csv, json, sys
+out, threads = sys.argv[1], int(sys.argv[2])
+def peak(name):  # (GFLOP/s, label) of peak_fma's median
+    for b in json.load(open(f"{out}/{name}"))["benchmarks"]:
+        if b.get("aggregate_name") == "median":
+            return b["GFLOPS"], b["label"]
+    sys.exit(f"epoch_vs_peak: no peak_fma median in {name}")
+(before, isa), (after, _) = peak("peak_before.json"), peak("peak_after.json")
+peak1 = max(before, after)
 # the epoch's "seconds" column, found by its name (later columns hold the activation statistics)
-seconds=$(/usr/bin/python3 -c 'import csv, sys
-print(list(csv.DictReader(open(sys.argv[1])))[-1]["seconds"])' "$out/metrics.csv")
-read -r peak_after _ <<<"$(measure_peak)"
-peak_gflops=$(/usr/bin/python3 -c "print(max($peak_gflops, $peak_after))")
-/usr/bin/python3 - "$peak_gflops" "$isa" "$threads" "$seconds" <<'EOF'
-import sys
-peak1, isa, threads, seconds = float(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+seconds = float(list(csv.DictReader(open(f"{out}/run/metrics.csv")))[-1]["seconds"])
 layers = [(576, 25, 32), (64, 800, 64), (1, 1024, 96), (1, 96, 10)]          # P, I, H of the CNMF layers
 mixes = [(576, 32), (64, 64), (1, 96), (1, 10)]                                 # P, H of the 1x1 mixing layers
 nmf_fwd = sum(4 * p * i * h * 20 for p, i, h in layers)
@@ -55,7 +57,7 @@ test_image = nmf_fwd + mix_fwd
 total = 60000 * train_image + 10000 * test_image
 peak = peak1 * threads
 ideal = total / (peak * 1e9)
-print(f"ISA {isa.replace('_', ' ')}; peak_fma {peak1:.1f} GFLOP/s per core, {peak:.1f} on {threads} threads")
+print(f"ISA {isa}; peak_fma {peak1:.1f} GFLOP/s per core, {peak:.1f} on {threads} threads")
 print(f"arithmetic of one epoch: {total / 1e12:.2f} TFLOP -> {ideal:.1f} s at that peak")
 print(f"measured epoch (train + evaluation): {seconds:.1f} s = {seconds / ideal:.2f}x the arithmetic at peak")
 EOF
