@@ -178,7 +178,13 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
 {
     using T = TestType;
     nd::rng g(nd::seed{11});
-    const std::size_t shapes[][3] = {{7, 3, 1}, {13, 10, 13}, {75, 17, 25}, {33, 33, 12}, {5, 97, 7}, {130, 2, 3}};
+    // rows in lanes (I or H not whole vectors) and the row layout (64 × 16, 32 × 48: whole vectors for 2 to 16
+    // lanes); 50 and 61 rows span two tasks, the second partly filled
+    const std::size_t shapes[][3] = {{7, 3, 1},  {13, 10, 13}, {75, 17, 25}, {33, 33, 12}, {5, 97, 7},
+                                     {130, 2, 3}, {64, 16, 29}, {32, 48, 61}, {25, 32, 50}};
+    CHECK(!k::nmf_rows_in_lanes<T>(64, 16));
+    CHECK(!k::nmf_rows_in_lanes<T>(32, 48));
+    CHECK(k::nmf_rows_in_lanes<T>(25, 32));
     for (const auto& sh : shapes) {
         const std::size_t I = sh[0], H = sh[1], rows = sh[2];
         std::vector<T> W(H * I), x(rows * I);
@@ -224,6 +230,55 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
                 worst = std::max(worst, std::abs(double(fast[i]) - double(slow[i])));
             INFO("I=" << I << " H=" << H << " rows=" << rows << " eps=" << (eps ? double(*eps) : -1.0));
             CHECK(worst < (std::is_same_v<T, float> ? 1e-5 : 1e-13));
+        }
+    }
+}
+
+TEMPLATE_TEST_CASE("the two layouts of the NMF kernel agree, each on the other's shapes", "[cnmf][kernels]", float,
+                   double)
+{
+    // every task of the public entry points runs one layout (nmf_rows_in_lanes); here both run on the same rows, on
+    // a shape each would not be chosen for, and agree to rounding (only the normalising sum is added in another order)
+    using T = TestType;
+    nd::rng g(nd::seed{12});
+    const std::size_t shapes[][2] = {{64, 16}, {25, 32}, {11, 3}};
+    for (const auto& sh : shapes) {
+        const std::size_t I = sh[0], H = sh[1], rows = 2 * k::nmf_tiles_per_task * k::nmf_layout<T>::tile_rows - 5;
+        std::vector<T> W(H * I);
+        for (std::size_t r = 0; r < H; ++r) {
+            T s = 0;
+            for (std::size_t i = 0; i < I; ++i)
+                s += W[r * I + i] = g.uniform01<T>();
+            for (std::size_t i = 0; i < I; ++i)
+                W[r * I + i] /= s;
+        }
+        k::nmf_weights<T> wts;
+        wts.assign(W.data(), H, I);
+        nd::aligned_vector<T> xp(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0));
+        for (std::size_t n = 0; n < rows; ++n) {
+            T s = 0;
+            for (std::size_t i = 0; i < I; ++i)
+                s += xp[n * wts.ip + i] = g.uniform01<T>();
+            for (std::size_t i = 0; i < I; ++i)
+                xp[n * wts.ip + i] /= s;
+        }
+        const std::size_t tiles = k::nmf_layout<T>::pad_rows(rows) / k::nmf_layout<T>::tile_rows;
+        auto tile_rows = [&](std::size_t t0, std::size_t) { return static_cast<const T*>(xp.data() + t0 * wts.ip); };
+        for (std::optional<T> eps : {std::optional<T>{}, std::optional<T>(T(0.3))}) {
+            std::vector<T> by_rows(rows * H, T(-1)), in_lanes(rows * H, T(-1));
+            for (std::size_t first = 0; first < tiles; first += k::nmf_tiles_per_task) {
+                const std::size_t last = std::min(tiles, first + k::nmf_tiles_per_task);
+                k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, first, last, 7, eps, by_rows.data());
+                k::detail::nmf_forward_lanes<T>(wts, tile_rows, rows, first, last, 7, eps, in_lanes.data());
+            }
+            double worst = 0, total = 0;
+            for (std::size_t i = 0; i < rows * H; ++i) {
+                worst = std::max(worst, std::abs(double(by_rows[i]) - double(in_lanes[i])));
+                total += in_lanes[i];
+            }
+            INFO("I=" << I << " H=" << H << " eps=" << (eps ? double(*eps) : -1.0));
+            CHECK(worst < (std::is_same_v<T, float> ? 1e-6 : 1e-14));
+            CHECK(std::abs(total - double(rows)) < 1e-3);  // every row written, each summing to one
         }
     }
 }
