@@ -25,6 +25,7 @@ train=$build/examples/nmfdsl-train
 for f in "$bench" "$train"; do
   [[ -x $f ]] || { echo "epoch_vs_peak: $f not found (build it first, see the header of this script)" >&2; exit 2; }
 done
+[[ $threads =~ ^[1-9][0-9]*$ ]] || { echo "epoch_vs_peak: THREADS must be a positive integer, got '$threads'" >&2; exit 2; }
 # peak_fma before and after the epoch, as Google Benchmark JSON; one Python step below reads everything
 measure_peak() {
   "$bench" --benchmark_filter='^peak_fma$' --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \

@@ -152,7 +152,7 @@ void reverse_tile(const nmf_weights<T>& wts, const T* x, const T* g, std::size_t
     const std::size_t H = wts.h, Hp = wts.hp, Ip = wts.ip;
     std::fill(s.gh.begin(), s.gh.end(), T(0));
     for (std::size_t r = 0; r < valid; ++r)
-        std::copy(g + r * H, g + (r + 1) * H, s.gh.data() + r * Hp);
+        copy_short_row(g + r * H, H, s.gh.data() + r * Hp);  // no memmove call per row
     std::fill(s.gx.begin(), s.gx.end(), T(0));
     const batch one(T(1)), e(eps ? *eps : T(0)), zero(T(0));
     for (std::size_t it = iterations; it-- > 0;) {
