@@ -3,6 +3,7 @@
 //   cnmf_backward/<layer>/<batch>          the approximate backward (eq. (1), (2) + chain to V, L1, col2im)
 //   cnmf_backward_unrolled/<layer>/<batch> the exact backward through all 20 iterations (recomputed tile by tile)
 //   cnmf_T/<pass>/L2/32/<T>                 the same passes on L2 at batch 32 with T = 1 … 40 iterations
+//   nmf_layout/<rows|lanes>/<I>/<H>        the NMF forward kernel alone in each of its two layouts
 // Layers are the paper's: L1 (I=75, H=32, 24×24 positions), L1g (I=25, one input channel), L2 (I=800, H=64, 8×8),
 // L3 (I=1024, H=96, 1×1), L4 (I=96, H=10, 1×1). GFLOPS counts 4·N·I·H per iteration for the forward
 // (N = batch × positions), 8·N·I·H for the approximate backward (four GEMMs) and 12·N·I·H·T for the unrolled one
@@ -87,8 +88,67 @@ void register_iteration_scaling()
             ->Unit(benchmark::kMillisecond);
 }
 
+/// nmf_layout/<rows|lanes>/<I>/<H>: the NMF forward kernel alone (T = 20, one thread, about 0.3 GFLOP of rows of
+/// random x̂ on the simplex) in each layout, whichever nmf_rows_in_lanes would choose, so the rule can be checked
+/// against measurement. The kernel is called through a pointer the compiler cannot see through, as the library
+/// calls it through function_ref (inlined into the benchmark loop the code generated differs).
+void register_layouts()
+{
+    using T = float;
+    using task_kernel = void (*)(const nd::kernels::nmf_weights<T>&, nd::function_ref<const T*(std::size_t, std::size_t)>,
+                                 std::size_t, std::size_t, std::size_t, std::size_t, const std::optional<T>&, T*);
+    const std::pair<const char*, task_kernel> layouts[] = {{"rows", &nd::kernels::detail::nmf_forward_tiles<T>},
+                                                           {"lanes", &nd::kernels::detail::nmf_forward_lanes<T>}};
+    const std::size_t shapes[][2] = {{25, 32}, {75, 32}, {27, 16}, {100, 48}, {147, 64}, {290, 64}, {800, 64}, {801, 64},
+                                     {96, 10}};
+    for (const auto& [name, kernel] : layouts)
+        for (const auto& sh : shapes) {
+            const std::size_t I = sh[0], H = sh[1];
+            benchmark::RegisterBenchmark(
+                (std::string("nmf_layout/") + name + "/" + std::to_string(I) + "/" + std::to_string(H)).c_str(),
+                [I, H, kernel = kernel](benchmark::State& state) {
+                    namespace k = nd::kernels;
+                    const std::size_t rows = std::max<std::size_t>(48, 300'000'000 / (80 * I * H) / 48 * 48);
+                    nd::rng g(nd::seed{3});
+                    std::vector<T> W(H * I);
+                    for (std::size_t r = 0; r < H; ++r) {
+                        T sum = 0;
+                        for (std::size_t i = 0; i < I; ++i)
+                            sum += W[r * I + i] = g.uniform01<T>();
+                        for (std::size_t i = 0; i < I; ++i)
+                            W[r * I + i] /= sum;
+                    }
+                    k::nmf_weights<T> wts;
+                    wts.assign(W.data(), H, I);
+                    nd::aligned_vector<T> x(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0)), h(rows * H);
+                    for (std::size_t n = 0; n < rows; ++n) {
+                        T sum = 0;
+                        for (std::size_t i = 0; i < I; ++i)
+                            sum += x[n * wts.ip + i] = g.uniform01<T>();
+                        for (std::size_t i = 0; i < I; ++i)
+                            x[n * wts.ip + i] /= sum;
+                    }
+                    auto tile_rows = [&](std::size_t t0, std::size_t) { return static_cast<const T*>(x.data() + t0 * wts.ip); };
+                    const std::size_t tiles = k::nmf_layout<T>::pad_rows(rows) / k::nmf_layout<T>::tile_rows;
+                    task_kernel run = kernel;
+                    for (auto _ : state) {
+                        benchmark::DoNotOptimize(run);
+                        for (std::size_t first = 0; first < tiles; first += k::nmf_tiles_per_task)
+                            run(wts, tile_rows, rows, first, std::min(tiles, first + k::nmf_tiles_per_task), 20,
+                                std::nullopt, h.data());
+                        benchmark::ClobberMemory();
+                    }
+                    state.counters["GFLOPS"] = benchmark::Counter(4.0 * double(rows) * I * H * 20 * 1e-9,
+                                                                  benchmark::Counter::kIsIterationInvariantRate);
+                    state.SetLabel(k::nmf_rows_in_lanes<T>(I, H) ? "rule: lanes" : "rule: rows");
+                })
+                ->Unit(benchmark::kMillisecond);
+        }
+}
+
 const bool registered = [] {
     register_iteration_scaling();
+    register_layouts();
     register_layer<nd::CNMFCore<32, 5>, nd::Shape<3, 28, 28>>("L1");
     register_layer<nd::CNMFCore<32, 5>, nd::Shape<1, 28, 28>>("L1g");
     register_layer<nd::CNMFCore<64, 5>, nd::Shape<32, 12, 12>>("L2");
