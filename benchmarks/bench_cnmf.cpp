@@ -12,6 +12,7 @@
 #include <benchmark/benchmark.h>
 
 #include <nmfdsl/nmfdsl.hpp>
+#include <nmfdsl/testing/naive.hpp>
 
 #include "bench_args.hpp"
 
@@ -111,23 +112,11 @@ void register_layouts()
                     const std::size_t rows = std::max<std::size_t>(48, 300'000'000 / (80 * I * H) / 48 * 48);
                     nd::rng g(nd::seed{3});
                     std::vector<T> W(H * I);
-                    for (std::size_t r = 0; r < H; ++r) {
-                        T sum = 0;
-                        for (std::size_t i = 0; i < I; ++i)
-                            sum += W[r * I + i] = g.uniform01<T>();
-                        for (std::size_t i = 0; i < I; ++i)
-                            W[r * I + i] /= sum;
-                    }
+                    nd::testing::random_simplex_rows(g, W.data(), H, I, I);
                     k::nmf_weights<T> wts;
                     wts.assign(W.data(), H, I);
                     nd::aligned_vector<T> x(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0)), h(rows * H);
-                    for (std::size_t n = 0; n < rows; ++n) {
-                        T sum = 0;
-                        for (std::size_t i = 0; i < I; ++i)
-                            sum += x[n * wts.ip + i] = g.uniform01<T>();
-                        for (std::size_t i = 0; i < I; ++i)
-                            x[n * wts.ip + i] /= sum;
-                    }
+                    nd::testing::random_simplex_rows(g, x.data(), rows, I, wts.ip);
                     auto tile_rows = [&](std::size_t t0, std::size_t) { return static_cast<const T*>(x.data() + t0 * wts.ip); };
                     const std::size_t tiles = k::nmf_layout<T>::pad_rows(rows) / k::nmf_layout<T>::tile_rows;
                     task_kernel run = kernel;

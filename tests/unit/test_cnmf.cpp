@@ -188,23 +188,13 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
     for (const auto& sh : shapes) {
         const std::size_t I = sh[0], H = sh[1], rows = sh[2];
         std::vector<T> W(H * I), x(rows * I);
-        for (std::size_t r = 0; r < H; ++r) {
-            T s = 0;
-            for (std::size_t i = 0; i < I; ++i)
-                s += W[r * I + i] = g.uniform01<T>();
-            for (std::size_t i = 0; i < I; ++i)
-                W[r * I + i] /= s;
-        }
+        nd::testing::random_simplex_rows(g, W.data(), H, I, I);
         k::nmf_weights<T> wts;
         wts.assign(W.data(), H, I);
+        nd::testing::random_simplex_rows(g, x.data(), rows, I, I);
         nd::aligned_vector<T> xp(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0));
-        for (std::size_t n = 0; n < rows; ++n) {
-            T s = 0;
-            for (std::size_t i = 0; i < I; ++i)
-                s += x[n * I + i] = g.uniform01<T>();
-            for (std::size_t i = 0; i < I; ++i)
-                xp[n * wts.ip + i] = x[n * I + i] /= s;
-        }
+        for (std::size_t n = 0; n < rows; ++n)
+            std::copy(x.begin() + n * I, x.begin() + (n + 1) * I, xp.begin() + n * wts.ip);
         for (std::optional<T> eps : {std::optional<T>{}, std::optional<T>(T(0.3))}) {
             std::vector<T> fast(rows * H), slow(rows * H);
             k::nmf_forward(wts, xp.data(), rows, 9, eps, fast.data());
@@ -245,23 +235,11 @@ TEMPLATE_TEST_CASE("the two layouts of the NMF kernel agree, each on the other's
     for (const auto& sh : shapes) {
         const std::size_t I = sh[0], H = sh[1], rows = 2 * k::nmf_tiles_per_task * k::nmf_layout<T>::tile_rows - 5;
         std::vector<T> W(H * I);
-        for (std::size_t r = 0; r < H; ++r) {
-            T s = 0;
-            for (std::size_t i = 0; i < I; ++i)
-                s += W[r * I + i] = g.uniform01<T>();
-            for (std::size_t i = 0; i < I; ++i)
-                W[r * I + i] /= s;
-        }
+        nd::testing::random_simplex_rows(g, W.data(), H, I, I);
         k::nmf_weights<T> wts;
         wts.assign(W.data(), H, I);
         nd::aligned_vector<T> xp(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0));
-        for (std::size_t n = 0; n < rows; ++n) {
-            T s = 0;
-            for (std::size_t i = 0; i < I; ++i)
-                s += xp[n * wts.ip + i] = g.uniform01<T>();
-            for (std::size_t i = 0; i < I; ++i)
-                xp[n * wts.ip + i] /= s;
-        }
+        nd::testing::random_simplex_rows(g, xp.data(), rows, I, wts.ip);
         const std::size_t tiles = k::nmf_layout<T>::pad_rows(rows) / k::nmf_layout<T>::tile_rows;
         auto tile_rows = [&](std::size_t t0, std::size_t) { return static_cast<const T*>(xp.data() + t0 * wts.ip); };
         for (std::optional<T> eps : {std::optional<T>{}, std::optional<T>(T(0.3))}) {

@@ -5,9 +5,25 @@
 #include <cstddef>
 #include <vector>
 
+#include "../core/rng.hpp"
 #include "../kernels/im2col.hpp"
 
 namespace nmfdsl::testing {
+
+/// Random rows on the simplex, as the NMF kernels expect them (a row-normalised W, rows of x̂): rows × cols uniform
+/// values in [0, 1) at row stride `stride` (entries past cols untouched), each row then divided by its sum.
+template <class T>
+void random_simplex_rows(rng& g, T* a, std::size_t rows, std::size_t cols, std::size_t stride)
+{
+    for (std::size_t r = 0; r < rows; ++r) {
+        T* row = a + r * stride;
+        T sum = 0;
+        for (std::size_t i = 0; i < cols; ++i)
+            sum += row[i] = g.uniform01<T>();
+        for (std::size_t i = 0; i < cols; ++i)
+            row[i] /= sum;
+    }
+}
 
 /// C = alpha · op(A) · op(B) + beta · C, triple loop in double accumulation.
 template <class T>
