@@ -261,6 +261,36 @@ TEMPLATE_TEST_CASE("the two layouts of the NMF kernel agree, each on the other's
     }
 }
 
+TEST_CASE("a row's NMF result does not depend on its batch, its lane or the thread count", "[cnmf][kernels][threads]")
+{
+    // rows in lanes (I = 25) and the row layout (I = 64, H = 16): 101 rows (three tasks) with 1 and 3 threads, and
+    // the rows from 13 on as a batch of their own, which puts every row in another lane, group and task
+    using T = float;
+    const std::size_t before = nd::threads();
+    nd::rng g(nd::seed{13});
+    for (const auto [I, H] : {std::pair<std::size_t, std::size_t>{25, 32}, {64, 16}}) {
+        const std::size_t rows = 101, skip = 13;
+        std::vector<T> W(H * I);
+        nd::testing::random_simplex_rows(g, W.data(), H, I, I);
+        k::nmf_weights<T> wts;
+        wts.assign(W.data(), H, I);
+        nd::aligned_vector<T> xp(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0));
+        nd::testing::random_simplex_rows(g, xp.data(), rows, I, wts.ip);
+        nd::aligned_vector<T> tail(k::nmf_layout<T>::pad_rows(rows - skip) * wts.ip, T(0));
+        std::copy(xp.begin() + skip * wts.ip, xp.begin() + rows * wts.ip, tail.begin());
+        std::vector<T> one(rows * H), three(rows * H), alone((rows - skip) * H);
+        nd::set_threads(1);
+        k::nmf_forward(wts, xp.data(), rows, 20, std::nullopt, one.data());
+        k::nmf_forward(wts, tail.data(), rows - skip, 20, std::nullopt, alone.data());
+        nd::set_threads(3);
+        k::nmf_forward(wts, xp.data(), rows, 20, std::nullopt, three.data());
+        INFO("I=" << I << " H=" << H << " rows in lanes: " << k::nmf_rows_in_lanes<T>(I, H));
+        CHECK(one == three);
+        CHECK(std::equal(alone.begin(), alone.end(), one.begin() + skip * H));
+    }
+    nd::set_threads(before);
+}
+
 namespace {
 /// A small random problem in double: x̂ on the simplex, W row-normalised.
 struct problem {
