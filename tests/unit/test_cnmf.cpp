@@ -224,6 +224,24 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
     }
 }
 
+namespace {
+/// Random NMF weights (rows of W on the simplex) and `rows` random x̂ rows on the simplex, padded as the kernels
+/// take them (row stride ip, zero padding columns and rows).
+template <class T>
+struct random_nmf_problem {
+    k::nmf_weights<T> wts;
+    nd::aligned_vector<T> xp;
+    random_nmf_problem(nd::rng& g, std::size_t I, std::size_t H, std::size_t rows)
+    {
+        std::vector<T> W(H * I);
+        nd::testing::random_simplex_rows(g, W.data(), H, I, I);
+        wts.assign(W.data(), H, I);
+        xp.assign(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0));
+        nd::testing::random_simplex_rows(g, xp.data(), rows, I, wts.ip);
+    }
+};
+} // namespace
+
 TEMPLATE_TEST_CASE("the two layouts of the NMF kernel agree, each on the other's shapes", "[cnmf][kernels]", float,
                    double)
 {
@@ -234,12 +252,9 @@ TEMPLATE_TEST_CASE("the two layouts of the NMF kernel agree, each on the other's
     const std::size_t shapes[][2] = {{64, 16}, {25, 32}, {11, 3}};
     for (const auto& sh : shapes) {
         const std::size_t I = sh[0], H = sh[1], rows = 2 * k::nmf_tiles_per_task * k::nmf_layout<T>::tile_rows - 5;
-        std::vector<T> W(H * I);
-        nd::testing::random_simplex_rows(g, W.data(), H, I, I);
-        k::nmf_weights<T> wts;
-        wts.assign(W.data(), H, I);
-        nd::aligned_vector<T> xp(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0));
-        nd::testing::random_simplex_rows(g, xp.data(), rows, I, wts.ip);
+        const random_nmf_problem<T> p(g, I, H, rows);
+        const auto& wts = p.wts;
+        const auto& xp = p.xp;
         const std::size_t tiles = k::nmf_layout<T>::pad_rows(rows) / k::nmf_layout<T>::tile_rows;
         auto tile_rows = [&](std::size_t t0, std::size_t) { return static_cast<const T*>(xp.data() + t0 * wts.ip); };
         for (std::optional<T> eps : {std::optional<T>{}, std::optional<T>(T(0.3))}) {
@@ -270,12 +285,9 @@ TEST_CASE("a row's NMF result does not depend on its batch, its lane or the thre
     nd::rng g(nd::seed{13});
     for (const auto [I, H] : {std::pair<std::size_t, std::size_t>{25, 32}, {64, 16}}) {
         const std::size_t rows = 101, skip = 13;
-        std::vector<T> W(H * I);
-        nd::testing::random_simplex_rows(g, W.data(), H, I, I);
-        k::nmf_weights<T> wts;
-        wts.assign(W.data(), H, I);
-        nd::aligned_vector<T> xp(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0));
-        nd::testing::random_simplex_rows(g, xp.data(), rows, I, wts.ip);
+        const random_nmf_problem<T> p(g, I, H, rows);
+        const auto& wts = p.wts;
+        const auto& xp = p.xp;
         nd::aligned_vector<T> tail(k::nmf_layout<T>::pad_rows(rows - skip) * wts.ip, T(0));
         std::copy(xp.begin() + skip * wts.ip, xp.begin() + rows * wts.ip, tail.begin());
         std::vector<T> one(rows * H), three(rows * H), alone((rows - skip) * H);

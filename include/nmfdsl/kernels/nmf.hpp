@@ -391,8 +391,12 @@ void nmf_forward_lanes(const nmf_weights<T>& wts, function_ref<const T*(std::siz
     const std::size_t t0 = first_tile * NT, valid = std::min(rows, last_tile * NT) - t0;
     auto& s = thread_scratch<T>();
     first_divisor(wts, s.inv_r0);
-    // the task's x̂ rows, transposed: x_lanes[i·span + n]; rows past `valid` are zero
-    s.x_lanes.assign(I * span, T(0));
+    // the task's x̂ rows, transposed: x_lanes[i·span + n]; the rows [valid, end of the last group) are zero (only
+    // the last task has such rows; nothing past that group is read)
+    s.x_lanes.resize(I * span);
+    const std::size_t end = (valid + G - 1) / G * G;
+    for (std::size_t i = 0; i < I; ++i)
+        std::fill(s.x_lanes.begin() + i * span + valid, s.x_lanes.begin() + i * span + end, T(0));
     for (std::size_t tile = first_tile; tile < last_tile && tile * NT < rows; ++tile) {
         const std::size_t n0 = (tile - first_tile) * NT, in_tile = std::min(NT, rows - tile * NT);
         const T* xt = tile_rows(tile * NT, in_tile);
