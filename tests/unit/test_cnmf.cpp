@@ -744,6 +744,46 @@ TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formula
     }
 }
 
+TEMPLATE_TEST_CASE("the approximate backward's patch-normalisation step equals l1_backward_rows after it",
+                   "[cnmf][kernels]", float, double)
+{
+    // with patch sums given, gx comes back already through the patch L1 normalisation: in registers when a row fits
+    // one column block of the kernel (I = 5 with 4 lanes; I ≤ 32 with 16), else in a second pass over the rows.
+    // Either way it must equal the plain gradient taken through l1_backward_rows, the other modes' route
+    using T = TestType;
+    nd::rng g(nd::seed{14});
+    const std::size_t shapes[][3] = {{5, 13, 50}, {12, 13, 50}, {25, 32, 97}, {75, 32, 30}};
+    for (const auto& sh : shapes) {
+        const std::size_t I = sh[0], H = sh[1], rows = sh[2];
+        std::vector<T> W(H * I), h(rows * H), G(rows * H), patch_sum(rows);
+        for (auto& v : W)
+            v = g.uniform01<T>() / T(I);
+        for (auto& v : h)
+            v = g.uniform01<T>();
+        for (auto& v : G)
+            v = g.uniform<T>(T(-1), T(1));
+        for (auto& v : patch_sum)
+            v = T(0.5) + T(3) * g.uniform01<T>();
+        k::nmf_weights<T> wts;
+        wts.assign(W.data(), H, I);
+        const std::size_t padded = k::nmf_layout<T>::pad_rows(rows);
+        nd::aligned_vector<T> x(padded * wts.ip, T(0));
+        nd::testing::random_simplex_rows(g, x.data(), rows, I, wts.ip);
+        std::vector<T> fused(padded * wts.ip), plain(padded * wts.ip), gw1(H * wts.ip), gw2(H * wts.ip);
+        k::nmf_backward_scratch<T> s;
+        k::nmf_backward_approx(wts, x.data(), h.data(), G.data(), rows, fused.data(), gw1.data(), s, patch_sum.data());
+        k::nmf_backward_approx(wts, x.data(), h.data(), G.data(), rows, plain.data(), gw2.data(), s);
+        nd::detail::l1_backward_rows(plain.data(), x.data(), patch_sum.data(), rows, I, wts.ip);
+        double worst = 0;
+        for (std::size_t n = 0; n < rows; ++n)
+            for (std::size_t i = 0; i < I; ++i)
+                worst = std::max(worst, std::abs(double(fused[n * wts.ip + i]) - double(plain[n * wts.ip + i])));
+        INFO("I=" << I << " H=" << H << " rows=" << rows);
+        CHECK(worst < (std::is_same_v<T, float> ? 1e-5 : 1e-13));  // only the dot product is summed in another order
+        CHECK(gw1 == gw2);  // the patch sums do not enter GW
+    }
+}
+
 TEST_CASE("streamed approximate backward (x̂ remade, col2im fused) equals the matrix route", "[cnmf][kernels]")
 {
     // 11 samples of a 9×8×2 map, 3×2 windows: 49 positions per sample, 539 rows, so several tasks of whole samples

@@ -74,9 +74,11 @@ namespace detail {
 /// For MR rows and NB vectors of columns starting at c0: r = h·W and y = (h⊙G)·W in one pass over W, then
 /// P = 1 ⊘ (r + 1e-20), gx = y ⊙ P, q = x̂ ⊙ P, z = −q ⊙ gx (negated for the GW update). dot[r] collects gx ⊙ x̂ of row r over the column
 /// blocks (set at c0 = 0): its sum is the dot product the patch normalisation's backward needs.
-template <class T, std::size_t MR, std::size_t NB>
+/// WithPatchNorm: the call covers whole rows (c0 = 0, NB·L = Ip) and gx is stored already taken back through the
+/// patch normalisation, gx ← (gx − Σ gx⊙x̂) / (patch_sum[r] + 1e-19), without a second pass over it.
+template <class T, std::size_t MR, std::size_t NB, bool WithPatchNorm = false>
 inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, std::size_t Hp, const T* xhat, T* gx,
-                          T* q, T* z, std::size_t c0, xsimd::batch<T>* dot)
+                          T* q, T* z, std::size_t c0, xsimd::batch<T>* dot, const T* patch_sum = nullptr)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t L = batch::size;
@@ -102,18 +104,28 @@ inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, 
     }
     const batch eps(T(1e-20));
 #pragma GCC unroll 16
-    for (std::size_t r = 0; r < MR; ++r)
+    for (std::size_t r = 0; r < MR; ++r) {
 #pragma GCC unroll 8
         for (std::size_t j = 0; j < NB; ++j) {
             const std::size_t at = r * Ip + c0 + j * L;
             const batch p = refined_reciprocal(ar[r][j] + eps);
             const batch g = ag[r][j] * p;
             const batch xv = batch::load_unaligned(xhat + at), qv = xv * p;
-            g.store_unaligned(gx + at);
+            if constexpr (WithPatchNorm)
+                ag[r][j] = g;
+            else
+                g.store_unaligned(gx + at);
             qv.store_aligned(q + at);
             xsimd::fnma(qv, g, batch(T(0))).store_aligned(z + at);
             dot[r] = (c0 == 0 && j == 0) ? g * xv : xsimd::fma(g, xv, dot[r]);
         }
+        if constexpr (WithPatchNorm) {
+            const batch d(horizontal_sum(dot[r])), inv(T(1) / (patch_sum[r] + T(1e-19)));
+#pragma GCC unroll 8
+            for (std::size_t j = 0; j < NB; ++j)
+                ((ag[r][j] - d) * inv).store_unaligned(gx + r * Ip + j * L);
+        }
+    }
 }
 
 } // namespace detail
@@ -201,23 +213,25 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, row_sour
         const T* xb = xhat != nullptr ? xhat + b0 * Ip : s.xb.data();
         if (xhat == nullptr)
             source(b0, in_block, s.xb.data());
-        for (std::size_t r = 0; r < in_block; ++r) {
-            T* hr = hp + r * Hq;
-            T* gr = hgp + r * Hq;
-            const T* hs = h + (b0 + r) * H;
-            const T* gs = g + (b0 + r) * H;
-            for_short_row<T>(
-                H,
-                [&](std::size_t k) {
-                    const batch hv = batch::load_unaligned(hs + k);
-                    hv.store_unaligned(hr + k);
-                    (hv * batch::load_unaligned(gs + k)).store_unaligned(gr + k);
-                },
-                [&](std::size_t k) {
-                    hr[k] = hs[k];
-                    gr[k] = hs[k] * gs[k];
-                });
-        }
+        // h and h⊙G of the block's rows into at: one pass over all of them when at's rows are packed (Hq = H,
+        // e.g. H = 32), else row by row (a per-row loop with a remainder cost 8 % of a 5×5 single-channel backward)
+        auto copy_h = [&](const T* hs, const T* gs, T* hr, T* gr, std::size_t n) {
+            std::size_t k = 0;
+            for (; k + L <= n; k += L) {
+                const batch hv = batch::load_unaligned(hs + k);
+                hv.store_unaligned(hr + k);
+                (hv * batch::load_unaligned(gs + k)).store_unaligned(gr + k);
+            }
+            for (; k < n; ++k) {
+                hr[k] = hs[k];
+                gr[k] = hs[k] * gs[k];
+            }
+        };
+        if (Hq == H)
+            copy_h(h + b0 * H, g + b0 * H, hp, hgp, in_block * H);
+        else
+            for (std::size_t r = 0; r < in_block; ++r)
+                copy_h(h + (b0 + r) * H, g + (b0 + r) * H, hp + r * Hq, hgp + r * Hq, H);
         // rows in groups of MRg: r = hW and (h⊙G)W for the group, then its patch-L1 backward
         auto row_group = [&]<std::size_t MRg, std::size_t NBg>(std::size_t r0) {
             // the matching rows of the next block are requested from memory while this block computes: a few lines
@@ -232,13 +246,21 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, row_sour
             batch dot[MRg];
             for (auto& d : dot)
                 d = batch(T(0));
+            // rows that fit one column block are taken back through the patch normalisation in registers
+            const bool fused = patch_sum != nullptr && Ip <= NBg * L;
             detail::for_column_blocks<T, MRg, NBg>(Ip, [&](auto nbc, std::size_t c0) {
-                detail::backward_rows<T, MRg, decltype(nbc)::value>(wts, hp + r0 * Hq, hgp + r0 * Hq, Hq,
-                                                                    xb + r0 * Ip, gxr + r0 * Ip, q + r0 * Ip,
-                                                                    z + r0 * Ip, c0, dot);
+                constexpr std::size_t nb = decltype(nbc)::value;
+                const T* rows_h = hp + r0 * Hq;
+                const T* rows_hg = hgp + r0 * Hq;
+                if (fused)
+                    detail::backward_rows<T, MRg, nb, true>(wts, rows_h, rows_hg, Hq, xb + r0 * Ip, gxr + r0 * Ip,
+                                                            q + r0 * Ip, z + r0 * Ip, c0, dot, patch_sum + b0 + r0);
+                else
+                    detail::backward_rows<T, MRg, nb>(wts, rows_h, rows_hg, Hq, xb + r0 * Ip, gxr + r0 * Ip,
+                                                      q + r0 * Ip, z + r0 * Ip, c0, dot);
             });
             // back through the patch normalisation while the rows are in cache: gx ← (gx − Σ gx⊙x̂) / Σ_raw
-            if (patch_sum != nullptr)
+            if (patch_sum != nullptr && !fused)
                 for (std::size_t r = 0; r < MRg; ++r) {
                     T* gr = gxr + (r0 + r) * Ip;
                     const batch d(horizontal_sum(dot[r])), inv(T(1) / (patch_sum[b0 + r0 + r] + T(1e-19)));
