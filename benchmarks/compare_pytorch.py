@@ -21,7 +21,9 @@ run this script) and a native build of nmfdsl_bench:
 
 PyTorch's CPU speed on this machine depends several-fold on OpenBLAS's core type, so every PyTorch measurement is
 repeated in subprocesses with OPENBLAS_CORETYPE unset and set to each of CORETYPES (and, with several threads,
-with OPENBLAS_NUM_THREADS unset and 1), and the fastest is reported with the setting that gave it. A second table
+with OPENBLAS_NUM_THREADS unset and 1), and the fastest is reported with the setting that gave it. With one thread
+OpenBLAS is held to one thread too (OPENBLAS_NUM_THREADS=1): left unset it starts one thread per core whatever
+torch.set_num_threads says, so PyTorch's "one thread" would use every core in its matrix products. A second table
 compares nmfdsl with PyTorch's fastest over all thread counts tried.
 
 --isa avx2 compares on AVX2 + FMA alone, as on a machine without AVX-512: PyTorch's own kernels are limited to AVX2
@@ -236,10 +238,11 @@ def hah_train_step(threads):
 
 def pytorch_best(threads, repeats, isa):
     """Fastest time per benchmark over OPENBLAS_CORETYPE (unset or each of CORETYPES) and, with several threads,
-    OPENBLAS_NUM_THREADS unset or 1 (OpenBLAS's own threads can fight PyTorch's); returns name -> (ms, setting).
+    OPENBLAS_NUM_THREADS unset or 1 (OpenBLAS's own threads can fight PyTorch's; with one thread it is always 1, so
+    that one thread is one core); returns name -> (ms, setting).
     isa == "avx2": PyTorch's kernels and OpenBLAS's core types limited to AVX2."""
     best = {}
-    blas_threads = [""] if threads == 1 else ["", "1"]
+    blas_threads = ["1"] if threads == 1 else ["", "1"]
     for core in AVX2_CORETYPES if isa == "avx2" else CORETYPES:
         for blas in blas_threads:
             env = dict(os.environ)
