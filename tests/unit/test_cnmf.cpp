@@ -283,7 +283,7 @@ TEST_CASE("a row's NMF result does not depend on its batch, its lane or the thre
     using T = float;
     const std::size_t before = nd::threads();
     nd::rng g(nd::seed{13});
-    for (const auto [I, H] : {std::pair<std::size_t, std::size_t>{25, 32}, {64, 16}}) {
+    for (const auto& [I, H] : {std::pair<std::size_t, std::size_t>{25, 32}, {64, 16}}) {
         const std::size_t rows = 101, skip = 13;
         const random_nmf_problem<T> p(g, I, H, rows);
         const auto& wts = p.wts;
@@ -692,6 +692,27 @@ TEST_CASE("unrolled mode keeps x̂ between the passes, the approximate mode one 
     CHECK(unrolled == approx + xhat_bytes);
 }
 
+namespace {
+/// The inputs of an approximate backward: W with rows of scale 1/I, h in [0, 1) and an upstream gradient G in
+/// [−1, 1), all random.
+template <class T>
+struct random_backward_inputs {
+    k::nmf_weights<T> wts;
+    std::vector<T> h, G;
+    random_backward_inputs(nd::rng& g, std::size_t I, std::size_t H, std::size_t rows) : h(rows * H), G(rows * H)
+    {
+        std::vector<T> W(H * I);
+        for (auto& v : W)
+            v = g.uniform01<T>() / T(I);
+        for (auto& v : h)
+            v = g.uniform01<T>();
+        for (auto& v : G)
+            v = g.uniform<T>(T(-1), T(1));
+        wts.assign(W.data(), H, I);
+    }
+};
+} // namespace
+
 TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formulation on odd sizes", "[cnmf][kernels]",
                    float, double)
 {
@@ -705,15 +726,7 @@ TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formula
                                      {25, 32, 1001}, {26, 20, 30}, {14, 40, 17}, {64, 16, 9}};
     for (const auto& sh : shapes) {
         const std::size_t I = sh[0], H = sh[1], rows = sh[2];
-        std::vector<T> W(H * I), h(rows * H), G(rows * H);
-        for (auto& v : W)
-            v = g.uniform01<T>() / T(I);
-        for (auto& v : h)
-            v = g.uniform01<T>();
-        for (auto& v : G)
-            v = g.uniform<T>(T(-1), T(1));
-        k::nmf_weights<T> wts;
-        wts.assign(W.data(), H, I);
+        const auto& [wts, h, G] = random_backward_inputs<T>(g, I, H, rows);
         if (I == 64 && H == 16)
             CHECK_FALSE(k::detail::backward_gw_transposed(wts));
         if (I == 5 && H == 97)
@@ -755,17 +768,10 @@ TEMPLATE_TEST_CASE("the approximate backward's patch-normalisation step equals l
     const std::size_t shapes[][3] = {{5, 13, 50}, {12, 13, 50}, {25, 32, 97}, {75, 32, 30}};
     for (const auto& sh : shapes) {
         const std::size_t I = sh[0], H = sh[1], rows = sh[2];
-        std::vector<T> W(H * I), h(rows * H), G(rows * H), patch_sum(rows);
-        for (auto& v : W)
-            v = g.uniform01<T>() / T(I);
-        for (auto& v : h)
-            v = g.uniform01<T>();
-        for (auto& v : G)
-            v = g.uniform<T>(T(-1), T(1));
+        const auto& [wts, h, G] = random_backward_inputs<T>(g, I, H, rows);
+        std::vector<T> patch_sum(rows);
         for (auto& v : patch_sum)
             v = T(0.5) + T(3) * g.uniform01<T>();
-        k::nmf_weights<T> wts;
-        wts.assign(W.data(), H, I);
         const std::size_t padded = k::nmf_layout<T>::pad_rows(rows);
         nd::aligned_vector<T> x(padded * wts.ip, T(0));
         nd::testing::random_simplex_rows(g, x.data(), rows, I, wts.ip);
