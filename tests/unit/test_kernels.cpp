@@ -116,16 +116,73 @@ void check_fixed_col2im(std::size_t chunk, std::size_t stride, nd::rng& g)
 }
 } // namespace
 
+namespace {
+/// im2col_rows with a compile-time window, in calls of `chunk` rows into rows of `stride` values whose padding
+/// holds `pad`, against the naive twin. The input is allocated to its exact size, so a read past the last sample
+/// (the whole-vector path reads up to L − KW·C values beyond a run) shows under AddressSanitizer; the rows too.
+template <class T, nd::kernels::window G>
+void check_fixed_im2col(std::size_t chunk, std::size_t stride, T pad, nd::rng& g)
+{
+    constexpr std::size_t L = xsimd::batch<T>::size, run = G.kw * G.c;
+    const std::size_t batch = 2, rows = batch * G.oh() * G.ow();
+    const auto x = random_vector<T>(batch * G.h * G.w * G.c, g);
+    std::vector<T> cols(rows * stride, pad), dense(rows * G.patch());
+    for (std::size_t first = 0; first < rows; first += chunk)
+        nd::kernels::im2col_rows(x.data(), first, std::min(chunk, rows - first), nd::kernels::fixed_window<G>{},
+                                 cols.data() + first * stride, stride);
+    nd::testing::naive_im2col(x.data(), batch, G, dense.data());
+    INFO("window " << G.h << "x" << G.w << "x" << G.c << ", kernel " << G.kh << "x" << G.kw << ", row stride "
+                   << stride << ", calls of " << chunk << " rows, " << L << " lanes");
+    std::size_t wrong_values = 0, wrong_padding = 0;
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t i = 0; i < stride; ++i) {
+            const T v = cols[r * stride + i];
+            if (i < G.patch())
+                wrong_values += v != dense[r * G.patch() + i];
+            else  // left as it was, or zero in the L − run columns after the patch
+                wrong_padding += !(v == pad || (v == T(0) && i < G.patch() + L - std::min(run, L)));
+        }
+    CHECK(wrong_values == 0);
+    CHECK(wrong_padding == 0);
+}
+} // namespace
+
+TEMPLATE_TEST_CASE("im2col over row ranges with a compile-time window matches the naive twin", "[kernels][im2col]",
+                   float, double)
+{
+    // Runs of at most one vector are copied as whole vectors (AVX2 and NEON/SSE for short runs; AVX-512 floats use
+    // masked runs), value by value where the vector would read past the last sample or the row is too short for
+    // the last run's vector (the row strides below are both). Calls end inside output lines and samples; the
+    // padding is zero (as the CNMF layer keeps it) or a marker that must survive outside the zeroed columns.
+    using T = TestType;
+    nd::rng g(nd::seed{12});
+    for (std::size_t chunk : {1u, 7u, 48u, 1000u})
+        for (T pad : {T(0), T(7)}) {
+            check_fixed_im2col<T, nd::kernels::window{28, 28, 1, 5, 5, 1}>(chunk, 32, pad, g);
+            check_fixed_im2col<T, nd::kernels::window{28, 28, 1, 5, 5, 1}>(chunk, 25, pad, g);
+            check_fixed_im2col<T, nd::kernels::window{9, 10, 1, 3, 3, 1}>(chunk, 16, pad, g);
+            check_fixed_im2col<T, nd::kernels::window{9, 10, 1, 3, 3, 1}>(chunk, 12, pad, g);
+            check_fixed_im2col<T, nd::kernels::window{11, 9, 2, 3, 2, 2}>(chunk, 12, pad, g);
+            check_fixed_im2col<T, nd::kernels::window{7, 12, 3, 3, 3, 1}>(chunk, 27, pad, g);
+        }
+}
+
 TEST_CASE("col2im over row ranges with a compile-time window matches the naive twin", "[kernels][im2col]")
 {
-    // with AVX-512 the first three take the line-accumulator path (input lines and patches of at most 32 floats):
-    // the Fashion-MNIST first layer, a 2-channel window with stride 2, and a line of exactly 16 floats; calls that
-    // start and stop inside output lines and samples. The last window's lines are too long and take the row path.
+    // With AVX-512 the first three take the line-accumulator path (input lines and patches of at most 32 floats):
+    // the Fashion-MNIST first layer, a 2-channel window with stride 2, and a line of exactly 16 floats. With AVX2
+    // the single-channel stride-1 windows take the transposed path: the Fashion-MNIST layer, a line of 16, output
+    // lines of 28 and 32 rows (three and four blocks of 8, one partial), and rows too short to be read in blocks of
+    // 8 columns (stride 25: the row path). Calls start and stop inside output lines and samples. The last window's
+    // lines are too long for either and take the row path.
     nd::rng g(nd::seed{10});
     for (std::size_t chunk : {1u, 7u, 48u, 1000u}) {
         check_fixed_col2im<nd::kernels::window{28, 28, 1, 5, 5, 1}>(chunk, 32, g);
+        check_fixed_col2im<nd::kernels::window{28, 28, 1, 5, 5, 1}>(chunk, 25, g);
         check_fixed_col2im<nd::kernels::window{11, 9, 2, 3, 2, 2}>(chunk, 12, g);
         check_fixed_col2im<nd::kernels::window{6, 16, 1, 2, 4, 1}>(chunk, 8, g);
+        check_fixed_col2im<nd::kernels::window{10, 30, 1, 4, 3, 1}>(chunk, 16, g);
+        check_fixed_col2im<nd::kernels::window{9, 32, 1, 3, 1, 1}>(chunk, 8, g);
         check_fixed_col2im<nd::kernels::window{7, 12, 3, 3, 3, 1}>(chunk, 27, g);
     }
 }

@@ -5,13 +5,16 @@
 /// feature order (ky, kx, c) — channel fastest — so each (sample, ky) copies one contiguous run of KW·C values.
 /// The naive twins are nmfdsl::testing::naive_im2col / naive_col2im.
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
-#if defined(__AVX512F__)
+#if defined(__AVX__)
 #include <immintrin.h>
 #endif
+
+#include <xsimd/xsimd.hpp>
 
 #include "../core/parallel.hpp"
 #include "../core/shape.hpp"
@@ -114,10 +117,68 @@ inline void for_patch_rows(const Geometry& geo, T* cols, std::size_t first, std:
     }
 }
 
+/// Whether im2col_rows copies the runs of a compile-time window as whole vectors: each run is at most one vector
+/// (KW·C ≤ L) and there is no masked store to copy it exactly (AVX-512 floats have one, see run_op). A run of 5
+/// floats is then one load and one store of 8 instead of 5 of each (AVX2: the x̂ rows that a 5×5 single-channel
+/// layer's approximate backward remakes took 8 % of it, copied value by value; 5 % with whole vectors).
+template <class Geometry, class T>
+constexpr bool whole_vector_runs()
+{
+    if constexpr (std::is_same_v<Geometry, window>) {
+        return false;
+    } else {
+#if defined(__AVX512F__)
+        if constexpr (std::is_same_v<T, float>)
+            return false;
+#endif
+        return Geometry::value.kw * Geometry::value.c <= xsimd::batch<T>::size;
+    }
+}
+
+/// im2col_rows by whole vectors (whole_vector_runs): run ky is stored as L values at its place in the row, in
+/// increasing ky, so the L − run values it carries past its end are overwritten by run ky + 1; the last run's extra
+/// lanes are set to zero. Reading L values where the run has fewer stays inside the image unless a run ends near
+/// the end of the last sample the rows touch: those rows are copied value by value. Returns false, copying
+/// nothing, when the last run's vector would pass the end of a row (row_stride < (KH − 1)·run + L).
+template <window G, class T>
+inline bool im2col_rows_by_vectors(const T* x, std::size_t first, std::size_t count, T* cols, std::size_t row_stride)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t L = batch::size, run = G.kw * G.c, line = G.w * G.c, last = (G.kh - 1) * run;
+    const std::size_t patch = row_stride ? row_stride : G.patch();
+    if (count == 0 || last + L > patch)
+        return false;
+    constexpr std::size_t positions = G.oh() * G.ow(), map = G.h * line;
+    const T* readable_end = x + ((first + count - 1) / positions + 1) * map;  // the end of the last sample's map
+    alignas(64) static constexpr auto lane_index = [] {
+        std::array<T, L> a{};
+        for (std::size_t l = 0; l < L; ++l)
+            a[l] = T(l);
+        return a;
+    }();
+    const auto in_run = batch::load_aligned(lane_index.data()) < batch(T(run));
+    for_patch_rows(fixed_window<G>{}, cols, first, count, x, row_stride, [&](T* row, const T* corner) {
+        if (corner + (G.kh - 1) * line + L <= readable_end) {
+#pragma GCC unroll 16
+            for (std::size_t ky = 0; ky + 1 < G.kh; ++ky)
+                batch::load_unaligned(corner + ky * line).store_unaligned(row + ky * run);
+            xsimd::select(in_run, batch::load_unaligned(corner + (G.kh - 1) * line), batch(T(0)))
+                .store_unaligned(row + last);
+        } else {
+            for (std::size_t ky = 0; ky < G.kh; ++ky)
+                run_op<false>(row + ky * run, corner + ky * line, run);
+        }
+    });
+    return true;
+}
+
 template <class Geometry, class T>
 inline void im2col_rows(const Geometry& geo, const T* x, std::size_t first, std::size_t count, T* cols,
                         std::size_t row_stride)
 {
+    if constexpr (whole_vector_runs<Geometry, T>())
+        if (im2col_rows_by_vectors<Geometry::value>(x, first, count, cols, row_stride))
+            return;
     const auto e = runs_of(geo);
     for_patch_rows(geo, cols, first, count, x, row_stride, [&](T* row, const T* corner) {
         for (std::size_t ky = 0; ky < e.kh; ++ky)
@@ -193,6 +254,105 @@ inline void col2im_rows_in_lines(const float* cols, std::size_t first, std::size
 }
 #endif
 
+#if defined(__AVX__) && !defined(__AVX512F__)
+/// Whether col2im_rows_transposed serves a window: one channel, stride 1, input lines of at most 32 floats and
+/// patches of at most 32 (the 28×28 maps of Fashion-MNIST with 5×5 windows are the case it is for). The rows must
+/// also be readable up to the next multiple of 8 columns (checked by the caller).
+template <window G>
+inline constexpr bool col2im_transposed = G.c == 1 && G.stride == 1 && G.w <= 32 && G.patch() <= 32;
+
+/// out[c·ld_out + r] = in[r·ld_in + c] for r, c < 8: an 8 × 8 block of floats transposed in registers.
+inline void transpose_8x8(const float* in, std::size_t ld_in, float* out, std::size_t ld_out)
+{
+    __m256 r[8], t[8], q[8];
+    for (std::size_t i = 0; i < 8; ++i)
+        r[i] = _mm256_loadu_ps(in + i * ld_in);
+    // pairs of rows interleaved: t[2p] = r2p[0] r2p+1[0] r2p[1] r2p+1[1] | the same of elements 4, 5; t[2p+1] 2, 3 | 6, 7
+    for (std::size_t p = 0; p < 4; ++p) {
+        t[2 * p] = _mm256_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+        t[2 * p + 1] = _mm256_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+    }
+    // four rows' element c in each half: q[c] of rows 0–3 and q[4 + c] of rows 4–7 hold columns c | c + 4
+    for (std::size_t h = 0; h < 2; ++h) {
+        const __m256* u = t + 4 * h;
+        q[4 * h + 0] = _mm256_shuffle_ps(u[0], u[2], 0x44);
+        q[4 * h + 1] = _mm256_shuffle_ps(u[0], u[2], 0xee);
+        q[4 * h + 2] = _mm256_shuffle_ps(u[1], u[3], 0x44);
+        q[4 * h + 3] = _mm256_shuffle_ps(u[1], u[3], 0xee);
+    }
+    for (std::size_t c = 0; c < 4; ++c) {
+        _mm256_storeu_ps(out + c * ld_out, _mm256_permute2f128_ps(q[c], q[4 + c], 0x20));
+        _mm256_storeu_ps(out + (c + 4) * ld_out, _mm256_permute2f128_ps(q[c], q[4 + c], 0x31));
+    }
+}
+
+/// col2im_rows for such windows, float, AVX / AVX2, where the row-by-row form adds every value to dx on its own (a
+/// scalar read-modify-write; neighbouring positions overlap in dx, so whole vectors would stall on stores that
+/// forward only in part). The rows of one output line (same sample and oy, consecutive ox from ox0) are transposed
+/// by 8 × 8 blocks into columns colT[i][8 + j] = row j's value i, with zeros around; then input line oy + ky gets,
+/// at ox0 + t,  Σ_kx colT[ky·KW + kx][8 + t − kx]  — vectors along t, one addition to dx per vector. The sums per
+/// output line are added in line order, so the rounding differs from the row-by-row form.
+template <window G>
+inline void col2im_rows_transposed(const float* cols, std::size_t first, std::size_t count, float* dx,
+                                   std::size_t stride)
+{
+    constexpr std::size_t ow = G.ow(), oh = G.oh(), positions = oh * ow, W = G.w, KW = G.kw, patch = G.patch();
+    constexpr std::size_t groups = (patch + 7) / 8;  // blocks of 8 columns transposed
+    constexpr std::size_t span = 8 + 32;             // a column: 8 zeros, then up to 32 rows (ow ≤ W ≤ 32)
+    alignas(32) float colT[groups * 8][span];
+    alignas(32) float part[8][groups * 8];  // the last rows of a line when fewer than 8 remain, zero padded
+    for (std::size_t i = 0; i < patch; ++i)
+        _mm256_store_ps(colT[i], _mm256_setzero_ps());
+    std::size_t n = first / positions, oy = first % positions / ow, ox = first % ow;
+    std::size_t zeroed_from = span;  // colT[i][zeroed_from, span) is zero for i < patch
+    for (std::size_t r0 = 0; r0 < count;) {
+        const std::size_t rows = std::min(count - r0, ow - ox);  // the rest of this output line
+        const std::size_t blocks = (rows + 7) / 8;
+        for (std::size_t b = 0; b < blocks; ++b) {
+            const float* src = cols + (r0 + 8 * b) * stride;
+            std::size_t ld = stride;
+            if (8 * b + 8 > rows) {
+                const std::size_t have = rows - 8 * b;
+                for (std::size_t j = 0; j < 8; ++j)
+                    for (std::size_t i = 0; i < groups * 8; ++i)
+                        part[j][i] = j < have ? src[j * stride + i] : 0.f;
+                src = part[0];
+                ld = groups * 8;
+            }
+            for (std::size_t gcol = 0; gcol < groups; ++gcol)
+                transpose_8x8(src + 8 * gcol, ld, &colT[8 * gcol][8 + 8 * b], span);
+        }
+        for (std::size_t i = 0; i < patch; ++i)  // rows this line does not have: zero (once, or set by a longer line)
+            for (std::size_t j = 8 + 8 * blocks; j < zeroed_from; j += 8)
+                _mm256_store_ps(&colT[i][j], _mm256_setzero_ps());
+        zeroed_from = 8 + 8 * blocks;
+        const std::size_t extent = rows + KW - 1;  // input columns ox .. ox + extent − 1 receive values
+        float* top = dx + (n * G.h + oy) * W + ox;
+        for (std::size_t ky = 0; ky < G.kh; ++ky)
+            for (std::size_t t = 0; t < extent; t += 8) {
+                __m256 acc = _mm256_loadu_ps(&colT[ky * KW][8 + t]);
+                for (std::size_t kx = 1; kx < KW; ++kx)
+                    acc = _mm256_add_ps(acc, _mm256_loadu_ps(&colT[ky * KW + kx][8 + t - kx]));
+                float* d = top + ky * W + t;
+                if (t + 8 <= extent) {
+                    _mm256_storeu_ps(d, _mm256_add_ps(acc, _mm256_loadu_ps(d)));
+                } else {  // the line's last values: dx past them may belong to another sample
+                    alignas(32) float a[8];
+                    _mm256_store_ps(a, acc);
+                    for (std::size_t l = 0; l < extent - t; ++l)
+                        d[l] += a[l];
+                }
+            }
+        r0 += rows;
+        ox = 0;
+        if (++oy == oh) {
+            oy = 0;
+            ++n;
+        }
+    }
+}
+#endif
+
 template <class Geometry, class T>
 inline void col2im_rows(const Geometry& geo, const T* cols, std::size_t first, std::size_t count, T* dx,
                         std::size_t row_stride)
@@ -203,6 +363,15 @@ inline void col2im_rows(const Geometry& geo, const T* cols, std::size_t first, s
             col2im_rows_in_lines<Geometry::value>(cols, first, count, dx, row_stride);
             return;
         }
+#endif
+#if defined(__AVX__) && !defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float> && !std::is_same_v<Geometry, window>)
+        if constexpr (col2im_transposed<Geometry::value>)
+            if ((row_stride ? row_stride : Geometry::value.patch()) >= (Geometry::value.patch() + 7) / 8 * 8) {
+                col2im_rows_transposed<Geometry::value>(cols, first, count, dx,
+                                                        row_stride ? row_stride : Geometry::value.patch());
+                return;
+            }
 #endif
     const auto e = runs_of(geo);
     for_patch_rows(geo, cols, first, count, dx, row_stride, [&](const T* row, T* corner) {
@@ -215,7 +384,8 @@ inline void col2im_rows(const Geometry& geo, const T* cols, std::size_t first, s
 /// The column rows [first, first + count) of im2col (row = n·OH·OW + oy·OW + ox), written from `cols` on (which
 /// points at row `first`): cols[row][(ky·KW + kx)·C + c] = x[n][oy·S + ky][ox·S + kx][c]. `g` is a `window` or a
 /// `fixed_window<G>{}`. `row_stride` (≥ patch, default patch) lets callers pad each row; the padding is left
-/// untouched.
+/// untouched, except that with a compile-time window whose runs fit a vector of L values
+/// (detail::whole_vector_runs) the L − KW·C columns after the patch may be set to zero.
 template <class Geometry, class T>
 void im2col_rows(const T* x, std::size_t first, std::size_t count, const Geometry& g, T* cols,
                  std::size_t row_stride = 0)
@@ -247,7 +417,8 @@ void im2col(const T* x, std::size_t batch, const Geometry& g, T* cols, std::size
 
 /// The adjoint of im2col for the column rows [first, first + count) only (row = n·OH·OW + oy·OW + ox):
 /// dx[n][y][x][c] += their entries, in an order fixed by (first, count) — row by row, or for small compile-time
-/// windows with AVX-512 summed per output line first (detail::col2im_rows_in_lines). `cols` points at row
+/// windows summed per output line first (AVX-512: detail::col2im_rows_in_lines; AVX / AVX2:
+/// detail::col2im_rows_transposed). `cols` points at row
 /// `first`; `g` is a `window` or a `fixed_window<G>{}`.
 template <class Geometry, class T>
 void col2im_add_rows(const T* cols, std::size_t first, std::size_t count, const Geometry& g, T* dx,
