@@ -71,6 +71,18 @@ void nmf_backward_approx_gemm(const nmf_weights<T>& wts, const T* xhat, const T*
 
 namespace detail {
 
+/// The patch L1 normalisation's backward for one row, gx ← (gx − d) / (s + 1e-19), with d = Σ gx ⊙ x̂ over the row
+/// and s its raw patch sum: the formula of l1_backward_rows (layers/conv.hpp), applied a vector at a time.
+template <class T>
+struct patch_norm_backward {
+    xsimd::batch<T> d, inv;
+    patch_norm_backward(const xsimd::batch<T>& dot, T patch_sum)
+        : d(horizontal_sum(dot)), inv(T(1) / (patch_sum + T(1e-19)))
+    {
+    }
+    xsimd::batch<T> operator()(const xsimd::batch<T>& gx) const { return (gx - d) * inv; }
+};
+
 /// For MR rows and NB vectors of columns starting at c0: r = h·W and y = (h⊙G)·W in one pass over W, then
 /// P = 1 ⊘ (r + 1e-20), gx = y ⊙ P, q = x̂ ⊙ P, z = −q ⊙ gx (negated for the GW update). dot[r] collects gx ⊙ x̂ of row r over the column
 /// blocks (set at c0 = 0): its sum is the dot product the patch normalisation's backward needs.
@@ -120,10 +132,10 @@ inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, 
             dot[r] = (c0 == 0 && j == 0) ? g * xv : xsimd::fma(g, xv, dot[r]);
         }
         if constexpr (WithPatchNorm) {
-            const batch d(horizontal_sum(dot[r])), inv(T(1) / (patch_sum[r] + T(1e-19)));
+            const patch_norm_backward<T> back(dot[r], patch_sum[r]);
 #pragma GCC unroll 8
             for (std::size_t j = 0; j < NB; ++j)
-                ((ag[r][j] - d) * inv).store_unaligned(gx + r * Ip + j * L);
+                back(ag[r][j]).store_unaligned(gx + r * Ip + j * L);
         }
     }
 }
@@ -263,9 +275,9 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, row_sour
             if (patch_sum != nullptr && !fused)
                 for (std::size_t r = 0; r < MRg; ++r) {
                     T* gr = gxr + (r0 + r) * Ip;
-                    const batch d(horizontal_sum(dot[r])), inv(T(1) / (patch_sum[b0 + r0 + r] + T(1e-19)));
+                    const detail::patch_norm_backward<T> back(dot[r], patch_sum[b0 + r0 + r]);
                     for (std::size_t i = 0; i < Ip; i += L)
-                        ((batch::load_unaligned(gr + i) - d) * inv).store_unaligned(gr + i);
+                        back(batch::load_unaligned(gr + i)).store_unaligned(gr + i);
                 }
         };
         std::size_t r0 = 0;
