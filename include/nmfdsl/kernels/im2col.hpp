@@ -120,7 +120,7 @@ inline void for_patch_rows(const Geometry& geo, T* cols, std::size_t first, std:
 /// Whether im2col_rows copies the runs of a compile-time window as whole vectors: each run is at most one vector
 /// (KW·C ≤ L) and there is no masked store to copy it exactly (AVX-512 floats have one, see run_op). A run of 5
 /// floats is then one load and one store of 8 instead of 5 of each (AVX2: the x̂ rows that a 5×5 single-channel
-/// layer's approximate backward remakes took 8 % of it, copied value by value; 5 % with whole vectors).
+/// layer's approximate backward remakes took 8 % of it, copied value by value; 4 % with whole vectors).
 template <class Geometry, class T>
 constexpr bool whole_vector_runs()
 {
