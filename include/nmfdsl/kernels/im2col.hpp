@@ -117,6 +117,25 @@ inline void for_patch_rows(const Geometry& geo, T* cols, std::size_t first, std:
     }
 }
 
+/// Calls f(r, rows, n, oy, ox) for each output line that the column rows [first, first + count) reach, in order:
+/// rows [r, r + rows) of the range are the positions ox … ox + rows − 1 of output line oy of sample n.
+template <window G, class F>
+inline void for_output_lines(std::size_t first, std::size_t count, F&& f)
+{
+    constexpr std::size_t ow = G.ow(), oh = G.oh(), positions = oh * ow;
+    std::size_t n = first / positions, oy = first % positions / ow, ox = first % ow;
+    for (std::size_t r = 0; r < count;) {
+        const std::size_t rows = std::min(count - r, ow - ox);  // the rest of this output line
+        f(r, rows, n, oy, ox);
+        r += rows;
+        ox = 0;
+        if (++oy == oh) {
+            oy = 0;
+            ++n;
+        }
+    }
+}
+
 /// Whether im2col_rows copies the runs of a compile-time window as whole vectors: each run is at most one vector
 /// (KW·C ≤ L) and there is no masked store to copy it exactly (AVX-512 floats have one, see run_op). A run of 5
 /// floats is then one load and one store of 8 instead of 5 of each (AVX2: the x̂ rows that a 5×5 single-channel
@@ -203,7 +222,7 @@ template <window G>
 inline void col2im_rows_in_lines(const float* cols, std::size_t first, std::size_t count, float* dx,
                                  std::size_t row_stride)
 {
-    constexpr std::size_t ow = G.ow(), oh = G.oh(), positions = oh * ow, run = G.kw * G.c, line = G.w * G.c;
+    constexpr std::size_t run = G.kw * G.c, line = G.w * G.c;
     const std::size_t patch = row_stride ? row_stride : G.patch();
     constexpr auto low_lanes = [](std::size_t n) { return static_cast<__mmask16>(n >= 16 ? 0xffffu : (1u << n) - 1u); };
     constexpr __mmask16 patch_lo = low_lanes(G.patch()), patch_hi = low_lanes(G.patch() > 16 ? G.patch() - 16 : 0);
@@ -211,9 +230,8 @@ inline void col2im_rows_in_lines(const float* cols, std::size_t first, std::size
     constexpr std::uint64_t run_mask = (std::uint64_t(1) << run) - 1;
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i sixteen = _mm512_set1_epi32(16);
-    std::size_t n = first / positions, oy = first % positions / ow, ox = first % ow;
-    for (std::size_t i = 0; i < count;) {
-        const std::size_t rows = std::min(count - i, ow - ox);  // the rest of this output line
+    for_output_lines<G>(first, count, [&](std::size_t i, std::size_t rows, std::size_t n, std::size_t oy,
+                                          std::size_t ox) {
         __m512 lo[G.kh], hi[G.kh];
         for (std::size_t ky = 0; ky < G.kh; ++ky)
             lo[ky] = hi[ky] = _mm512_setzero_ps();
@@ -244,13 +262,7 @@ inline void col2im_rows_in_lines(const float* cols, std::size_t first, std::size
             if constexpr (line > 16)
                 _mm512_mask_storeu_ps(d + 16, line_hi, _mm512_add_ps(hi[ky], _mm512_maskz_loadu_ps(line_hi, d + 16)));
         }
-        i += rows;
-        ox = 0;
-        if (++oy == oh) {
-            oy = 0;
-            ++n;
-        }
-    }
+    });
 }
 #endif
 
@@ -296,17 +308,16 @@ template <window G>
 inline void col2im_rows_transposed(const float* cols, std::size_t first, std::size_t count, float* dx,
                                    std::size_t stride)
 {
-    constexpr std::size_t ow = G.ow(), oh = G.oh(), positions = oh * ow, W = G.w, KW = G.kw, patch = G.patch();
+    constexpr std::size_t W = G.w, KW = G.kw, patch = G.patch();
     constexpr std::size_t groups = (patch + 7) / 8;  // blocks of 8 columns transposed
     constexpr std::size_t span = 8 + 32;             // a column: 8 zeros, then up to 32 rows (ow ≤ W ≤ 32)
     alignas(32) float colT[groups * 8][span];
     alignas(32) float part[8][groups * 8];  // the last rows of a line when fewer than 8 remain, zero padded
     for (std::size_t i = 0; i < patch; ++i)
         _mm256_store_ps(colT[i], _mm256_setzero_ps());
-    std::size_t n = first / positions, oy = first % positions / ow, ox = first % ow;
     std::size_t zeroed_from = span;  // colT[i][zeroed_from, span) is zero for i < patch
-    for (std::size_t r0 = 0; r0 < count;) {
-        const std::size_t rows = std::min(count - r0, ow - ox);  // the rest of this output line
+    for_output_lines<G>(first, count, [&](std::size_t r0, std::size_t rows, std::size_t n, std::size_t oy,
+                                          std::size_t ox) {
         const std::size_t blocks = (rows + 7) / 8;
         for (std::size_t b = 0; b < blocks; ++b) {
             const float* src = cols + (r0 + 8 * b) * stride;
@@ -343,13 +354,7 @@ inline void col2im_rows_transposed(const float* cols, std::size_t first, std::si
                         d[l] += a[l];
                 }
             }
-        r0 += rows;
-        ox = 0;
-        if (++oy == oh) {
-            oy = 0;
-            ++n;
-        }
-    }
+    });
 }
 #endif
 
