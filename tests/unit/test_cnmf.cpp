@@ -178,10 +178,12 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
 {
     using T = TestType;
     nd::rng g(nd::seed{11});
-    // rows in lanes (I or H not whole vectors) and the row layout (64 × 16, 32 × 48: whole vectors for 2 to 16
-    // lanes); 50 and 61 rows span two tasks, the second partly filled
-    const std::size_t shapes[][3] = {{7, 3, 1},  {13, 10, 13}, {75, 17, 25}, {33, 33, 12}, {5, 97, 7},
-                                     {130, 2, 3}, {64, 16, 29}, {32, 48, 61}, {25, 32, 50}};
+    // rows in lanes (I or H not whole vectors) and the row layout (64 × 16, 32 × 48, 128 × 128: whole vectors for 2
+    // to 16 lanes); 50 and 61 rows span two tasks, the second partly filled; 8, 29 and 61 rows end in a short tile.
+    // I or H of 125 or 128 pad the weights' row stride by a cache line in both layouts (unaliased_stride).
+    const std::size_t shapes[][3] = {{7, 3, 1},    {13, 10, 13}, {75, 17, 25},   {33, 33, 12}, {5, 97, 7},
+                                     {130, 2, 3},  {64, 16, 29}, {32, 48, 61},   {25, 32, 50}, {128, 128, 8},
+                                     {125, 64, 29}, {20, 125, 9}};
     CHECK(!k::nmf_rows_in_lanes<T>(64, 16));
     CHECK(!k::nmf_rows_in_lanes<T>(32, 48));
     CHECK(k::nmf_rows_in_lanes<T>(25, 32));
@@ -191,6 +193,16 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
         nd::testing::random_simplex_rows(g, W.data(), H, I, I);
         k::nmf_weights<T> wts;
         wts.assign(W.data(), H, I);
+        // rows of a multiple of 512 bytes get one more cache line; 125 and 128 pad to 128 on every instruction set
+        auto stride = [](std::size_t padded) {
+            return (padded * sizeof(T)) % 512 == 0 ? padded + 64 / sizeof(T) : padded;
+        };
+        CHECK(wts.ldw == stride(wts.ip));
+        CHECK(wts.ldwt == stride(wts.hp));
+        if (I == 125 || I == 128)
+            CHECK(wts.ldw > wts.ip);
+        if (H == 125 || H == 128)
+            CHECK(wts.ldwt > wts.hp);
         nd::testing::random_simplex_rows(g, x.data(), rows, I, I);
         nd::aligned_vector<T> xp(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0));
         for (std::size_t n = 0; n < rows; ++n)
@@ -399,7 +411,9 @@ TEMPLATE_TEST_CASE("the fused unrolled backward matches its naive twin on odd si
     using T = TestType;
     nd::rng g(nd::seed{12});
     // (I, H, rows): one and two rows alone, a part tile, H past one register block, several tasks of tiles
-    const std::size_t shapes[][3] = {{7, 3, 1}, {13, 10, 2}, {75, 17, 25}, {33, 33, 12}, {5, 70, 7}, {20, 8, 203}};
+    // I = 128 and H = 128 (float), 64 (double) pad the weights' row strides by a cache line (unaliased_stride)
+    const std::size_t shapes[][3] = {{7, 3, 1},   {13, 10, 2},  {75, 17, 25},  {33, 33, 12},
+                                     {5, 70, 7},  {20, 8, 203}, {128, 64, 13}, {9, 128, 4}};
     const std::size_t before = nd::threads();
     for (const auto& sh : shapes)
         for (std::optional<T> eps : {std::optional<T>{}, std::optional<T>(T(0.3))}) {
@@ -502,8 +516,10 @@ TEST_CASE("approximate gradient matches finite differences of one update with h 
 TEST_CASE("implicit gradient matches finite differences of a converged forward", "[cnmf][gradients]")
 {
     // x̂ is an exact mixture of W's rows, so the iteration converges to an interior fixed point.
-    for (std::uint64_t seed : {7, 8}) {
-        problem p(6, 3, seed);
+    // I = 64: in double the weights' row stride is padded by a cache line (unaliased_stride)
+    const std::pair<std::size_t, std::uint64_t> cases[] = {{6, 7}, {6, 8}, {64, 9}};
+    for (const auto& [inputs, seed] : cases) {
+        problem p(inputs, 3, seed);
         const double mix[3] = {0.5, 0.3, 0.2};
         for (std::size_t i = 0; i < p.I; ++i) {
             p.x[i] = 0;
@@ -722,8 +738,9 @@ TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formula
     // when the padding columns of short patches would waste lanes, e.g. {5, 97, 7}; the transposed tiles are split
     // into nearly equal heights: with 32 registers tiles of up to 13 (I = 25: 13 + 12; 26: 13 + 13; 14: 7 + 7;
     // 75: 13·3 + 12·3; 7: 4 + 1 + 1 + 1), with 16 of up to 6 (I = 7: 4 + 3, the lowest height; 13: 5 + 4 + 4)
+    // {128, 64, 20}: the weights' row stride padded by a cache line (unaliased_stride)
     const std::size_t shapes[][3] = {{7, 3, 1},    {13, 10, 13},  {75, 32, 25}, {33, 17, 12}, {5, 97, 7},
-                                     {25, 32, 1001}, {26, 20, 30}, {14, 40, 17}, {64, 16, 9}};
+                                     {25, 32, 1001}, {26, 20, 30}, {14, 40, 17}, {64, 16, 9}, {128, 64, 20}};
     for (const auto& sh : shapes) {
         const std::size_t I = sh[0], H = sh[1], rows = sh[2];
         const auto& [wts, h, G] = random_backward_inputs<T>(g, I, H, rows);

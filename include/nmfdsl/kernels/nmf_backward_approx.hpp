@@ -54,8 +54,8 @@ void nmf_backward_approx_gemm(const nmf_weights<T>& wts, const T* xhat, const T*
     s.z.resize(rows * Ip);
     for (std::size_t i = 0; i < rows * H; ++i)
         s.hg[i] = h[i] * g[i];
-    gemm<T>(false, false, rows, Ip, H, T(1), h, H, wts.w.data(), Ip, T(0), s.r.data(), Ip);
-    gemm<T>(false, false, rows, Ip, H, T(1), s.hg.data(), H, wts.w.data(), Ip, T(0), s.hg_w.data(), Ip);
+    gemm<T>(false, false, rows, Ip, H, T(1), h, H, wts.w.data(), wts.ldw, T(0), s.r.data(), Ip);
+    gemm<T>(false, false, rows, Ip, H, T(1), s.hg.data(), H, wts.w.data(), wts.ldw, T(0), s.hg_w.data(), Ip);
     for (std::size_t n = 0; n < rows; ++n)
         for (std::size_t i = 0; i < Ip; ++i) {
             const std::size_t at = n * Ip + i;
@@ -103,7 +103,7 @@ inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, 
         batch b[NB];
 #pragma GCC unroll 8
         for (std::size_t j = 0; j < NB; ++j)
-            b[j] = batch::load_aligned(wts.w.data() + k * Ip + c0 + j * L);
+            b[j] = batch::load_aligned(wts.w.data() + k * wts.ldw + c0 + j * L);
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < MR; ++r) {
             const batch hv(hp[r * Hp + k]), gv(hgp[r * Hp + k]);

@@ -41,10 +41,10 @@ void nmf_backward_implicit(const nmf_weights<T>& wts, const T* xhat, const T* h,
         for (std::size_t i = 0; i < I; ++i) {
             double r = 1e-20;
             for (std::size_t k = 0; k < H; ++k)
-                r += double(hn[k]) * double(wts.w[k * Ip + i]);
+                r += double(hn[k]) * double(wts.w[k * wts.ldw + i]);
             c[i] = double(x[i]) / (r * r);
             for (std::size_t k = 0; k < H; ++k)
-                u[k] += double(wts.w[k * Ip + i]) * double(x[i]) / r;
+                u[k] += double(wts.w[k * wts.ldw + i]) * double(x[i]) / r;
         }
         double sum = 1e-19;
         for (std::size_t k = 0; k < H; ++k)
@@ -61,7 +61,7 @@ void nmf_backward_implicit(const nmf_weights<T>& wts, const T* xhat, const T* h,
             for (std::size_t m = 0; m < H; ++m) {
                 double b = 0;
                 for (std::size_t i = 0; i < I; ++i)
-                    b += double(wts.w[k * Ip + i]) * double(wts.w[m * Ip + i]) * c[i];
+                    b += double(wts.w[k * wts.ldw + i]) * double(wts.w[m * wts.ldw + i]) * c[i];
                 Jt[k * H + m] = (k == m ? u[k] : 0.0) - double(hn[k]) * b;
             }
         std::vector<double> colsum(H, 0.0);

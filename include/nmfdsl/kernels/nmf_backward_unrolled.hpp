@@ -96,7 +96,7 @@ void record_tile(const nmf_weights<T>& wts, const T* x, std::size_t active, std:
                 for_column_blocks<T, MRR, tiles::nb_r>(Ip, [&](auto nb, std::size_t c0) {
                     constexpr std::size_t NB = decltype(nb)::value;
                     batch acc[MRR][NB];
-                    bcast_tile<T, MRR, NB>(wts.h, h + r0 * Hp, Hp, wts.w.data() + c0, Ip, acc);
+                    bcast_tile<T, MRR, NB>(wts.h, h + r0 * Hp, Hp, wts.w.data() + c0, wts.ldw, acc);
 #pragma GCC unroll 16
                     for (std::size_t r = 0; r < MRR; ++r)
 #pragma GCC unroll 8
@@ -113,7 +113,7 @@ void record_tile(const nmf_weights<T>& wts, const T* x, std::size_t active, std:
             for_column_blocks<T, MRU, tiles::nb_u>(Hp, [&](auto nb, std::size_t c0) {
                 constexpr std::size_t NB = decltype(nb)::value;
                 batch acc[MRU][NB];
-                bcast_tile<T, MRU, NB>(wts.i, s.q.data() + r0 * Ip, Ip, wts.wt.data() + c0, Hp, acc);
+                bcast_tile<T, MRU, NB>(wts.i, s.q.data() + r0 * Ip, Ip, wts.wt.data() + c0, wts.ldwt, acc);
 #pragma GCC unroll 16
                 for (std::size_t r = 0; r < MRU; ++r)
 #pragma GCC unroll 8
@@ -183,7 +183,7 @@ void reverse_tile(const nmf_weights<T>& wts, const T* x, const T* g, std::size_t
             for_column_blocks<T, MRR, tiles::nb_r>(Ip, [&](auto nb, std::size_t c0) {
                 constexpr std::size_t NB = decltype(nb)::value;
                 batch acc[MRR][NB];
-                bcast_tile<T, MRR, NB>(H, s.du.data() + r0 * Hp, Hp, wts.w.data() + c0, Ip, acc);
+                bcast_tile<T, MRR, NB>(H, s.du.data() + r0 * Hp, Hp, wts.w.data() + c0, wts.ldw, acc);
 #pragma GCC unroll 16
                 for (std::size_t r = 0; r < MRR; ++r)
 #pragma GCC unroll 8
@@ -203,7 +203,7 @@ void reverse_tile(const nmf_weights<T>& wts, const T* x, const T* g, std::size_t
             for_column_blocks<T, MRU, tiles::nb_u>(Hp, [&](auto nb, std::size_t c0) {
                 constexpr std::size_t NB = decltype(nb)::value;
                 batch acc[MRU][NB];
-                bcast_tile<T, MRU, NB>(wts.i, s.dr.data() + r0 * Ip, Ip, wts.wt.data() + c0, Hp, acc);
+                bcast_tile<T, MRU, NB>(wts.i, s.dr.data() + r0 * Ip, Ip, wts.wt.data() + c0, wts.ldwt, acc);
 #pragma GCC unroll 16
                 for (std::size_t r = 0; r < MRU; ++r)
 #pragma GCC unroll 8
@@ -262,7 +262,7 @@ void nmf_backward_unrolled(const nmf_weights<T>& wts, const T* xhat, std::size_t
         for (std::size_t c = 0; c < Ip; c += lay::lanes) {
             batch acc(T(0));
             for (std::size_t k = 0; k < H; ++k)
-                acc = xsimd::fma(batch(h0), batch::load_aligned(wts.w.data() + k * Ip + c), acc);
+                acc = xsimd::fma(batch(h0), batch::load_aligned(wts.w.data() + k * wts.ldw + c), acc);
             refined_reciprocal(acc + batch(T(1e-20))).store_aligned(inv_r0.data() + c);
         }
     }
