@@ -94,6 +94,12 @@ inline void run_op(T* __restrict dst, const T* __restrict src, std::size_t n)
     }
 }
 
+/// The distance between consecutive column rows: row_stride, or the patch when row_stride is 0 (the default).
+inline std::size_t row_length(std::size_t row_stride, std::size_t patch)
+{
+    return row_stride ? row_stride : patch;
+}
+
 /// Calls f(pointer to the row in cols, pointer to the window's top-left [y][x][0] in image) for the column rows
 /// [first, first + count) in order; cols points at row `first`.
 template <class Geometry, class T, class U, class F>
@@ -102,7 +108,7 @@ inline void for_patch_rows(const Geometry& geo, T* cols, std::size_t first, std:
 {
     const window& w = window_of(geo);
     const std::size_t ow = w.ow(), oh = w.oh(), positions = oh * ow;
-    const std::size_t patch = row_stride ? row_stride : w.patch();
+    const std::size_t patch = row_length(row_stride, w.patch());
     // (sample, oy, ox) of the first row, then stepped along
     std::size_t n = first / positions, oy = first % positions / ow, ox = first % ow;
     for (std::size_t i = 0; i < count; ++i) {
@@ -164,7 +170,7 @@ inline bool im2col_rows_by_vectors(const T* x, std::size_t first, std::size_t co
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t L = batch::size, run = G.kw * G.c, line = G.w * G.c, last = (G.kh - 1) * run;
-    const std::size_t patch = row_stride ? row_stride : G.patch();
+    const std::size_t patch = row_length(row_stride, G.patch());
     if (count == 0 || last + L > patch)
         return false;
     constexpr std::size_t positions = G.oh() * G.ow(), map = G.h * line;
@@ -223,7 +229,7 @@ inline void col2im_rows_in_lines(const float* cols, std::size_t first, std::size
                                  std::size_t row_stride)
 {
     constexpr std::size_t run = G.kw * G.c, line = G.w * G.c;
-    const std::size_t patch = row_stride ? row_stride : G.patch();
+    const std::size_t patch = row_length(row_stride, G.patch());
     constexpr auto low_lanes = [](std::size_t n) { return static_cast<__mmask16>(n >= 16 ? 0xffffu : (1u << n) - 1u); };
     constexpr __mmask16 patch_lo = low_lanes(G.patch()), patch_hi = low_lanes(G.patch() > 16 ? G.patch() - 16 : 0);
     constexpr __mmask16 line_lo = low_lanes(line), line_hi = low_lanes(line > 16 ? line - 16 : 0);
@@ -268,8 +274,7 @@ inline void col2im_rows_in_lines(const float* cols, std::size_t first, std::size
 
 #if defined(__AVX__) && !defined(__AVX512F__)
 /// Whether col2im_rows_transposed serves a window: one channel, stride 1, input lines of at most 32 floats and
-/// patches of at most 32 (the 28×28 maps of Fashion-MNIST with 5×5 windows are the case it is for). The rows must
-/// also be readable up to the next multiple of 8 columns (checked by the caller).
+/// patches of at most 32 (the 28×28 maps of Fashion-MNIST with 5×5 windows are the case it is for).
 template <window G>
 inline constexpr bool col2im_transposed = G.c == 1 && G.stride == 1 && G.w <= 32 && G.patch() <= 32;
 
@@ -303,13 +308,17 @@ inline void transpose_8x8(const float* in, std::size_t ld_in, float* out, std::s
 /// forward only in part). The rows of one output line (same sample and oy, consecutive ox from ox0) are transposed
 /// by 8 × 8 blocks into columns colT[i][8 + j] = row j's value i, with zeros around; then input line oy + ky gets,
 /// at ox0 + t,  Σ_kx colT[ky·KW + kx][8 + t − kx]  — vectors along t, one addition to dx per vector. The sums per
-/// output line are added in line order, so the rounding differs from the row-by-row form.
+/// output line are added in line order, so the rounding differs from the row-by-row form. Returns false, adding
+/// nothing, when the rows are not readable up to the next multiple of 8 columns (row_stride < that multiple).
 template <window G>
-inline void col2im_rows_transposed(const float* cols, std::size_t first, std::size_t count, float* dx,
-                                   std::size_t stride)
+inline bool col2im_rows_transposed(const float* cols, std::size_t first, std::size_t count, float* dx,
+                                   std::size_t row_stride)
 {
     constexpr std::size_t W = G.w, KW = G.kw, patch = G.patch();
     constexpr std::size_t groups = (patch + 7) / 8;  // blocks of 8 columns transposed
+    const std::size_t stride = row_length(row_stride, patch);
+    if (stride < groups * 8)
+        return false;
     constexpr std::size_t span = 8 + 32;             // a column: 8 zeros, then up to 32 rows (ow ≤ W ≤ 32)
     alignas(32) float colT[groups * 8][span];
     alignas(32) float part[8][groups * 8];  // the last rows of a line when fewer than 8 remain, zero padded
@@ -355,6 +364,7 @@ inline void col2im_rows_transposed(const float* cols, std::size_t first, std::si
                 }
             }
     });
+    return true;
 }
 #endif
 
@@ -372,11 +382,8 @@ inline void col2im_rows(const Geometry& geo, const T* cols, std::size_t first, s
 #if defined(__AVX__) && !defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float> && !std::is_same_v<Geometry, window>)
         if constexpr (col2im_transposed<Geometry::value>)
-            if ((row_stride ? row_stride : Geometry::value.patch()) >= (Geometry::value.patch() + 7) / 8 * 8) {
-                col2im_rows_transposed<Geometry::value>(cols, first, count, dx,
-                                                        row_stride ? row_stride : Geometry::value.patch());
+            if (col2im_rows_transposed<Geometry::value>(cols, first, count, dx, row_stride))
                 return;
-            }
 #endif
     const auto e = runs_of(geo);
     for_patch_rows(geo, cols, first, count, dx, row_stride, [&](const T* row, T* corner) {
@@ -405,7 +412,7 @@ template <class Geometry, class F>
 void for_each_sample(const Geometry& g, std::size_t batch, std::size_t row_stride, F&& f)
 {
     const window& w = window_of(g);
-    const std::size_t positions = w.oh() * w.ow(), patch = row_stride ? row_stride : w.patch();
+    const std::size_t positions = w.oh() * w.ow(), patch = row_length(row_stride, w.patch());
     parallel_for(batch, [&](std::size_t n) { f(n * positions, positions, n * positions * patch); });
 }
 } // namespace detail

@@ -280,7 +280,8 @@ void nmf_backward_unrolled(const nmf_weights<T>& wts, const T* xhat, std::size_t
         for (std::size_t tile = task * nmf_unrolled_tiles_per_task; tile < last; ++tile) {
             const std::size_t t0 = tile * NT, valid = std::min(NT, rows - t0);
             const T* x = xhat + t0 * Ip;
-            // as in nmf_forward: one or two rows run alone, otherwise whole row groups
+            // one or two rows run alone, otherwise whole row groups (a short tile's padding rows are computed too:
+            // unlike nmf_forward, whose short tiles run in balanced row blocks, this mode is not tuned for it)
             auto run = [&]<std::size_t MRR, std::size_t MRU>(std::size_t active) {
                 detail::record_tile<T, MRR, MRU>(wts, x, active, iterations, eps, inv_r0.data(), s);
                 detail::reverse_tile<T, MRR, MRU>(wts, x, g + t0 * H, valid, active, iterations, eps, s, gw_acc);
