@@ -180,10 +180,10 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
     nd::rng g(nd::seed{11});
     // rows in lanes (I or H not whole vectors) and the row layout (64 × 16, 32 × 48, 128 × 128: whole vectors for 2
     // to 16 lanes); 50 and 61 rows span two tasks, the second partly filled; 8, 29 and 61 rows end in a short tile.
-    // I or H of 125 or 128 pad the weights' row stride by a cache line in both layouts (unaliased_stride).
+    // I or H of 127 or 128 pad the weights' row stride by a cache line in both layouts (unaliased_stride).
     const std::size_t shapes[][3] = {{7, 3, 1},    {13, 10, 13}, {75, 17, 25},   {33, 33, 12}, {5, 97, 7},
                                      {130, 2, 3},  {64, 16, 29}, {32, 48, 61},   {25, 32, 50}, {128, 128, 8},
-                                     {125, 64, 29}, {20, 125, 9}};
+                                     {127, 64, 29}, {20, 127, 9}};
     CHECK(!k::nmf_rows_in_lanes<T>(64, 16));
     CHECK(!k::nmf_rows_in_lanes<T>(32, 48));
     CHECK(k::nmf_rows_in_lanes<T>(25, 32));
@@ -193,15 +193,15 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
         nd::testing::random_simplex_rows(g, W.data(), H, I, I);
         k::nmf_weights<T> wts;
         wts.assign(W.data(), H, I);
-        // rows of a multiple of 512 bytes get one more cache line; 125 and 128 pad to 128 on every instruction set
+        // rows of a multiple of 512 bytes get one more cache line; 127 and 128 pad to 128 on every instruction set
         auto stride = [](std::size_t padded) {
             return (padded * sizeof(T)) % 512 == 0 ? padded + 64 / sizeof(T) : padded;
         };
         CHECK(wts.ldw == stride(wts.ip));
         CHECK(wts.ldwt == stride(wts.hp));
-        if (I == 125 || I == 128)
+        if (I == 127 || I == 128)
             CHECK(wts.ldw > wts.ip);
-        if (H == 125 || H == 128)
+        if (H == 127 || H == 128)
             CHECK(wts.ldwt > wts.hp);
         nd::testing::random_simplex_rows(g, x.data(), rows, I, I);
         nd::aligned_vector<T> xp(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0));
