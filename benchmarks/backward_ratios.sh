@@ -9,18 +9,10 @@
 # BUILD_DIR holds benchmarks/nmfdsl_bench (see benchmarks/peak_fractions.sh for the native and AVX2 builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/rounds.sh
 build=${1:-build/native}
 rounds=${2:-3}
-bench=$build/benchmarks/nmfdsl_bench
-[[ -x $bench ]] || { echo "backward_ratios: $bench not found (build it first)" >&2; exit 2; }
-[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "backward_ratios: ROUNDS must be a positive integer, got '$rounds'" >&2; exit 2; }
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-filter='^(peak_fma|cnmf_(forward|backward)/(L1|L1g|L2|L3|L4)/(1|32|128))$'
-for i in $(seq "$rounds"); do
-  NMFDSL_THREADS=1 "$bench" --benchmark_filter="$filter" --benchmark_min_time=0.2 --benchmark_repetitions=5 \
-    --benchmark_report_aggregates_only=true --benchmark_format=json 2>/dev/null >"$out/round_$i.json"
-done
+run_rounds backward_ratios "$build" "$rounds" '^(peak_fma|cnmf_(forward|backward)/(L1|L1g|L2|L3|L4)/(1|32|128))$' 0.2
 /usr/bin/python3 - "$out" "$rounds" <<'EOF'
 import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])

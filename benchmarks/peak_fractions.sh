@@ -14,18 +14,10 @@
 # backward <= 15 % of the same layer's forward time; gemm/512/512/512 >= 0.80.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/rounds.sh
 build=${1:-build/native}
 rounds=${2:-3}
-bench=$build/benchmarks/nmfdsl_bench
-[[ -x $bench ]] || { echo "peak_fractions: $bench not found (build it first, see the header of this script)" >&2; exit 2; }
-[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "peak_fractions: ROUNDS must be a positive integer, got '$rounds'" >&2; exit 2; }
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-filter='^(peak_fma|gemm/512/512/512|cnmf_(forward|backward)/(L1|L1g|L2|L3)/32)$'
-for i in $(seq "$rounds"); do
-  NMFDSL_THREADS=1 "$bench" --benchmark_filter="$filter" --benchmark_min_time=0.3 --benchmark_repetitions=5 \
-    --benchmark_report_aggregates_only=true --benchmark_format=json 2>/dev/null >"$out/round_$i.json"
-done
+run_rounds peak_fractions "$build" "$rounds" '^(peak_fma|gemm/512/512/512|cnmf_(forward|backward)/(L1|L1g|L2|L3)/32)$' 0.3
 /usr/bin/python3 - "$out" "$rounds" <<'EOF'
 import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
