@@ -738,9 +738,12 @@ TEMPLATE_TEST_CASE("the fused approximate backward matches the four-GEMM formula
     // when the padding columns of short patches would waste lanes, e.g. {5, 97, 7}; the transposed tiles are split
     // into nearly equal heights: with 32 registers tiles of up to 13 (I = 25: 13 + 12; 26: 13 + 13; 14: 7 + 7;
     // 75: 13·3 + 12·3; 7: 4 + 1 + 1 + 1), with 16 of up to 6 (I = 7: 4 + 3, the lowest height; 13: 5 + 4 + 4)
-    // {128, 64, 20}: the weights' row stride padded by a cache line (unaliased_stride)
-    const std::size_t shapes[][3] = {{7, 3, 1},    {13, 10, 13},  {75, 32, 25}, {33, 17, 12}, {5, 97, 7},
-                                     {25, 32, 1001}, {26, 20, 30}, {14, 40, 17}, {64, 16, 9}, {128, 64, 20}};
+    // {128, 64, 20}: the weights' row stride padded by a cache line (unaliased_stride). Direct GW rows come in
+    // tiles of nearly equal height (H = 10: 5 + 5; 17: 6 + 6 + 5 with 32 registers). Rows left over after the groups
+    // of 4 run in wider column blocks: {200, 24, 7} is 4 + 2 + 1 rows over 13 vectors (16 lanes) or 25 (8 lanes)
+    const std::size_t shapes[][3] = {{7, 3, 1},     {13, 10, 13},   {75, 32, 25}, {33, 17, 12},
+                                     {5, 97, 7},    {25, 32, 1001}, {26, 20, 30}, {14, 40, 17},
+                                     {64, 16, 9},   {128, 64, 20},  {200, 24, 7}};
     for (const auto& sh : shapes) {
         const std::size_t I = sh[0], H = sh[1], rows = sh[2];
         const auto& [wts, h, G] = random_backward_inputs<T>(g, I, H, rows);
@@ -779,10 +782,11 @@ TEMPLATE_TEST_CASE("the approximate backward's patch-normalisation step equals l
 {
     // with patch sums given, gx comes back already through the patch L1 normalisation: in registers when a row fits
     // one column block of the kernel (I = 5 with 4 lanes; I ≤ 32 with 16), else in a second pass over the rows.
-    // Either way it must equal the plain gradient taken through l1_backward_rows, the other modes' route
+    // A last single row has wider blocks: {100, 13, 49} takes rows 0-47 in the second pass, row 48 in registers
+    // with 16 lanes. Either way it must equal the plain gradient taken through l1_backward_rows, the other modes' route
     using T = TestType;
     nd::rng g(nd::seed{14});
-    const std::size_t shapes[][3] = {{5, 13, 50}, {12, 13, 50}, {25, 32, 97}, {75, 32, 30}};
+    const std::size_t shapes[][3] = {{5, 13, 50}, {12, 13, 50}, {25, 32, 97}, {75, 32, 30}, {100, 13, 49}};
     for (const auto& sh : shapes) {
         const std::size_t I = sh[0], H = sh[1], rows = sh[2];
         const auto& [wts, h, G] = random_backward_inputs<T>(g, I, H, rows);

@@ -232,7 +232,8 @@ inline void col2im_rows_in_lines(const float* cols, std::size_t first, std::size
     const std::size_t patch = row_length(row_stride, G.patch());
     constexpr auto low_lanes = [](std::size_t n) { return static_cast<__mmask16>(n >= 16 ? 0xffffu : (1u << n) - 1u); };
     constexpr __mmask16 patch_lo = low_lanes(G.patch()), patch_hi = low_lanes(G.patch() > 16 ? G.patch() - 16 : 0);
-    constexpr __mmask16 line_lo = low_lanes(line), line_hi = low_lanes(line > 16 ? line - 16 : 0);
+    constexpr __mmask16 line_lo = low_lanes(line);
+    [[maybe_unused]] constexpr __mmask16 line_hi = low_lanes(line > 16 ? line - 16 : 0);  // lines over 16 only
     constexpr std::uint64_t run_mask = (std::uint64_t(1) << run) - 1;
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i sixteen = _mm512_set1_epi32(16);

@@ -195,7 +195,9 @@ inline void update_block(const nmf_weights<T>& wts, const T* h, const T* q, T* h
     bcast_tile<T, MR, NB>(wts.i, q, wts.ip, wts.wt.data() + c0, wts.ldwt, acc);
     if (eps) {
         const batch e(*eps), one(T(1));
+#pragma GCC unroll 16
         for (std::size_t r = 0; r < MR; ++r)
+#pragma GCC unroll 8
             for (std::size_t j = 0; j < NB; ++j) {
                 const std::size_t at = r * wts.hp + c0 + j * L;
                 (batch::load_aligned(h + at) * xsimd::fma(e, acc[r][j], one)).store_aligned(hn + at);

@@ -143,25 +143,22 @@ inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, 
 } // namespace detail
 
 namespace detail {
-/// Rows of the per-task GW accumulators: H rounded up to the GW micro-tile height (8).
-inline std::size_t backward_gw_rows(std::size_t h) { return (h + 7) / 8 * 8; }
-
 /// Whether GW is accumulated transposed, as GWᵀ [I × Hp] with vectors along H and the x̂ columns broadcast, rather
-/// than as [Hr × Ip] with vectors along the x̂ columns. Short patches waste lanes in the padding columns (I = 25 is
+/// than as [H × Ip] with vectors along the x̂ columns. Short patches waste lanes in the padding columns (I = 25 is
 /// two vectors of 16, 32 columns) that the transposed form never multiplies, so it is taken when it needs fewer
-/// vector FMAs: I·⌈H/L⌉ < Hr·⌈I/L⌉. Equal counts (I and H multiples of the lanes) keep the direct form.
+/// vector FMAs: I·⌈H/L⌉ < H·⌈I/L⌉. Equal counts (I and H multiples of the lanes) keep the direct form.
 template <class T>
 bool backward_gw_transposed(const nmf_weights<T>& wts)
 {
     constexpr std::size_t L = xsimd::batch<T>::size;
-    return wts.i * (wts.hp / L) < backward_gw_rows(wts.h) * (wts.ip / L);
+    return wts.i * (wts.hp / L) < wts.h * (wts.ip / L);
 }
 
-/// Size of one GW accumulator: [Hr × Ip], or [I × Hp] when transposed.
+/// Size of one GW accumulator: [H × Ip], or [I × Hp] when transposed.
 template <class T>
 std::size_t backward_gw_size(const nmf_weights<T>& wts)
 {
-    return backward_gw_transposed(wts) ? wts.i * wts.hp : backward_gw_rows(wts.h) * wts.ip;
+    return backward_gw_transposed(wts) ? wts.i * wts.hp : wts.h * wts.ip;
 }
 
 /// Asks for the cache lines of [p, p + count) to be loaded (a hint; no effect on results).
@@ -173,7 +170,7 @@ inline void prefetch_lines(const T* p, std::size_t count)
         __builtin_prefetch(p + i);
 }
 
-/// The rows [first, last) (first a multiple of 4) of nmf_backward_approx; GW of these rows is written to gw_acc: [Hr × Ip] (rows < H are meaningful), or GWᵀ [I × Hp] (columns < H are meaningful) if
+/// The rows [first, last) (first a multiple of 4) of nmf_backward_approx; GW of these rows is written to gw_acc: [H × Ip], or GWᵀ [I × Hp] (columns < H are meaningful) if
 /// backward_gw_transposed(wts). x̂ rows come from the matrix `xhat` if it is given, else block by block from
 /// `source(first_row, count, dst)` (see nmf_forward_streamed). gx rows go to `gx` when it is given, else to a
 /// per-thread block buffer; either way `sink(first_row, count, gx_rows)` is called once per block for the block's
@@ -192,8 +189,7 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, row_sour
     constexpr std::size_t block_rows = 4 * lay::tile_rows;  // rows per GW update (K = 2·block_rows)
     static_assert(block_rows % MR == 0);
     const std::size_t H = wts.h, Ip = wts.ip;
-    const std::size_t Hr = backward_gw_rows(H);  // GW rows, padded to the micro-kernel height
-    const std::size_t Hq = std::max(Hr, wts.hp);        // row stride of the h blocks; columns ≥ H stay zero
+    const std::size_t Hq = wts.hp;  // row stride of the h blocks; columns ≥ H stay zero
     const bool transposed = backward_gw_transposed(wts);
     // at = [h⊙G; h] for the block (2·block_rows × Hq): the h half feeds backward_rows, and read transposed the
     // whole is the A operand of the GW update, whose B operand [Qx; −Z] carries the minus sign of eq. (2)
@@ -289,10 +285,14 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, row_sour
                     row_group.template operator()<6, 2>(r0);
         for (; r0 + MR <= in_block; r0 += MR)
             row_group.template operator()<MR, NB>(r0);
-        for (; r0 + 2 <= in_block; r0 += 2)  // the rest of a short block
-            row_group.template operator()<2, NB>(r0);
+        // the rest of a short block, in wider column blocks: fewer rows leave registers for more columns, and a
+        // single row sweeps W in longer runs (Zen 4, AVX-512, I = 1024, H = 96 at batch 1: the whole backward in
+        // 0.96 of the time)
+        constexpr std::size_t NB2 = gemm_config<T>::wide_registers ? 5 : 2, NB1 = gemm_config<T>::wide_registers ? 8 : 4;
+        for (; r0 + 2 <= in_block; r0 += 2)
+            row_group.template operator()<2, NB2>(r0);
         if (r0 < in_block)
-            row_group.template operator()<1, NB>(r0);
+            row_group.template operator()<1, NB1>(r0);
         sink(b0, in_block, static_cast<const T*>(gxr));
         // GW update on one tile: acc = Σ_k A[r + k·ak] · B[k·ldb + c0 …] over the block's K = 2·in_block rows of
         // [h⊙G; h] and [Qx; −Z], written to rows of `dst` (row stride ld) by the task's first block, added after
@@ -302,7 +302,10 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, row_sour
                 constexpr std::size_t nb = decltype(nbc)::value;
                 batch acc[MRg][nb];
                 detail::bcast_tile<T, MRg, nb>(2 * in_block, A, 1, B + c0, ldb, acc, ak);
+                // fully unrolled, as every loop over acc: an index the compiler cannot fold keeps acc in memory
+#pragma GCC unroll 16
                 for (std::size_t r = 0; r < MRg; ++r)
+#pragma GCC unroll 8
                     for (std::size_t j = 0; j < nb; ++j) {
                         T* d = dst + r * ld + c0 + j * L;
                         (b0 == first ? acc[r][j] : batch::load_aligned(d) + acc[r][j]).store_aligned(d);
@@ -341,11 +344,19 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, row_sour
                 columns.template operator()<1>(i0);
             continue;
         }
-        // GW tiles of 8 rows × up to 3 vectors with AVX-512's 32 registers (24 accumulators: each pass over [Qx; Z]
-        // serves 8 rows of GW), 4 × 3 with 16 registers
+        // GW tiles of up to 8 rows × 3 vectors with AVX-512's 32 registers (24 accumulators: each pass over [Qx; Z]
+        // serves 8 rows of GW), 4 × 3 with 16 registers; H rows in tiles of nearly equal height (H = 10: 5 + 5),
+        // so GW has no padding rows and no thin last tile
         constexpr std::size_t MRW = gemm_config<T>::wide_registers ? 8 : 4, NBW = 3;
-        for (std::size_t k0 = 0; k0 < H; k0 += MRW)  // h columns broadcast, vectors along x̂ columns
-            gw_tile.template operator()<MRW, NBW>(s.at.data() + k0, Hq, s.qz.data(), Ip, Ip, gw_acc + k0 * Ip, Ip);
+        auto rows_of_gw = [&](auto height, std::size_t k0) {  // h columns broadcast, vectors along x̂ columns
+            gw_tile.template operator()<decltype(height)::value, NBW>(s.at.data() + k0, Hq, s.qz.data(), Ip, Ip,
+                                                                      gw_acc + k0 * Ip, Ip);
+        };
+        if (H % MRW == 0)
+            for (std::size_t k0 = 0; k0 < H; k0 += MRW)
+                rows_of_gw(std::integral_constant<std::size_t, MRW>{}, k0);
+        else
+            detail::for_balanced_blocks<MRW>(H, rows_of_gw);
     }
 }
 
@@ -368,8 +379,8 @@ void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, row_sou
     const std::size_t task_rows = backward_task_rows(group_rows);
     const std::size_t tasks = (rows + task_rows - 1) / task_rows;
     const bool transposed = backward_gw_transposed(wts);
-    // one task, the direct layout and an aligned gw with no padding rows: GW straight into gw
-    if (tasks == 1 && !transposed && backward_gw_rows(H) == H && reinterpret_cast<std::uintptr_t>(gw) % 64 == 0) {
+    // one task, the direct layout and an aligned gw: GW straight into gw
+    if (tasks == 1 && !transposed && reinterpret_cast<std::uintptr_t>(gw) % 64 == 0) {
         nmf_backward_approx_rows<T>(wts, xhat, source, h, g, rows, 0, rows, gx, gw, patch_sum, sink);
         return;
     }
@@ -383,16 +394,15 @@ void nmf_backward_approx_tasks(const nmf_weights<T>& wts, const T* xhat, row_sou
     });
     // partial GWs summed in task order: the result does not depend on the thread count
     if (transposed) {
+        // summed in place in the first, a whole buffer at a time (element by element, the reads strided across the
+        // tasks' buffers — 192 at batch 128 of a 28×28 map — missed L1), then transposed into gw
+        T* sum = s.partials[0].data();
+        for (std::size_t t = 1; t < tasks; ++t)
+            for (std::size_t i = 0; i < I * Hp; ++i)
+                sum[i] += s.partials[t][i];
         for (std::size_t k = 0; k < H; ++k)
-            for (std::size_t i = 0; i < Ip; ++i) {
-                T sum = T(0);  // padding columns of gw are zero
-                if (i < I) {
-                    sum = s.partials[0][i * Hp + k];
-                    for (std::size_t t = 1; t < tasks; ++t)
-                        sum += s.partials[t][i * Hp + k];
-                }
-                gw[k * Ip + i] = sum;
-            }
+            for (std::size_t i = 0; i < Ip; ++i)
+                gw[k * Ip + i] = i < I ? sum[i * Hp + k] : T(0);  // padding columns of gw are zero
         return;
     }
     std::copy(s.partials[0].begin(), s.partials[0].begin() + H * Ip, gw);
