@@ -82,7 +82,7 @@ struct nmf_lanes_tiling {
 /// of vectors. Measured on AMD Zen 4 (one thread, batch 32, AVX2 build): the 5×5 single-channel layer (I = 25,
 /// H = 32; the row layout pads I to 32) takes 0.71 of the row layout's time, L1 (I = 75 → 80) 0.94. With I and H
 /// whole vectors the row layout is as fast (L2, I = 800, H = 64: lanes 1.01) and better for few rows (L3, one row per
-/// image: the lanes round 32 rows up to 48).
+/// image: the lanes compute a whole vector of rows for one).
 template <class T>
 constexpr bool nmf_rows_in_lanes(std::size_t in, std::size_t out)
 {
@@ -402,6 +402,74 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
             copy_short_row(s.h.data() + r * wts.hp, wts.h, h_out + (t0 + r) * wts.h);
     }
 }
+/// One group of rows of nmf_forward_lanes, in NB ≤ nmf_lanes_tiling::nbr vectors of rows (a last group with fewer
+/// rows computes only the vectors that hold them): all T iterations for x̂ᵀ at x (row stride span, rows in the
+/// lanes), with q and h [· × G] as scratch; writes the first `count` rows of h to h_out [count × H].
+/// Flattened: its tiles are inlined into it (left to the inliner, with three widths in a translation unit, the
+/// tile loops were outlined and the full groups ran up to 9 % slower with AVX2).
+template <class T, std::size_t NB>
+__attribute__((flatten)) void nmf_lanes_group(const nmf_weights<T>& wts, const T* x, std::size_t span, const T* inv_r0, T* q, T* h,
+                     std::size_t iterations, const std::optional<T>& eps, std::size_t count, T* h_out)
+{
+    using batch = xsimd::batch<T>;
+    using lt = nmf_lanes_tiling<T>;
+    constexpr std::size_t L = batch::size, G = lt::group;
+    static_assert(NB >= 1 && NB <= lt::nbr);
+    const std::size_t I = wts.i, H = wts.h;
+    const batch eps_r(T(1e-20)), one(T(1)), damping(eps ? *eps : T(0));
+    std::fill(h, h + H * G, T(1) / T(H));
+    for (std::size_t it = 0; it < iterations; ++it) {
+        if (it == 0) {  // qᵀ = x̂ᵀ ⊘ r⁰, r⁰ one value per column i
+            for (std::size_t i = 0; i < I; ++i) {
+                const batch inv(inv_r0[i]);
+                for (std::size_t v = 0; v < NB * L; v += L)
+                    (batch::load_aligned(x + i * span + v) * inv).store_aligned(q + i * G + v);
+            }
+        } else {  // qᵀ[i] = x̂ᵀ[i] / (Σ_k W[k,i] hᵀ[k] + 1e-20): W's row k broadcast along i
+            for_balanced_blocks<lt::mr>(I, [&](auto height, std::size_t i0) {
+                constexpr std::size_t M = decltype(height)::value;
+                batch acc[M][NB];
+                bcast_tile<T, M, NB>(H, wts.w.data() + i0, 1, h, G, acc, wts.ldw);
+#pragma GCC unroll 16
+                for (std::size_t m = 0; m < M; ++m)
+#pragma GCC unroll 4
+                    for (std::size_t v = 0; v < NB; ++v)
+                        (batch::load_aligned(x + (i0 + m) * span + v * L) * refined_reciprocal(acc[m][v] + eps_r))
+                            .store_aligned(q + (i0 + m) * G + v * L);
+            });
+        }
+        // h̃ᵀ[k] = hᵀ[k] ⊙ Σ_i W[k,i] qᵀ[i] (in place: only row k of hᵀ is read for it), and Σ_k h̃ᵀ[k]
+        batch sum[NB];
+        for (std::size_t v = 0; v < NB; ++v)
+            sum[v] = batch(T(0));
+        for_balanced_blocks<lt::mr>(H, [&](auto height, std::size_t k0) {
+            constexpr std::size_t M = decltype(height)::value;
+            batch acc[M][NB];
+            bcast_tile<T, M, NB>(I, wts.wt.data() + k0, 1, q, G, acc, wts.ldwt);
+#pragma GCC unroll 16
+            for (std::size_t m = 0; m < M; ++m)
+#pragma GCC unroll 4
+                for (std::size_t v = 0; v < NB; ++v) {
+                    T* at = h + (k0 + m) * G + v * L;
+                    const batch hv = batch::load_aligned(at);
+                    const batch ht = eps ? hv * xsimd::fma(damping, acc[m][v], one) : hv * acc[m][v];
+                    ht.store_aligned(at);
+                    sum[v] += ht;
+                }
+        });
+        batch inv[NB];
+        for (std::size_t v = 0; v < NB; ++v)
+            inv[v] = one / (sum[v] + batch(T(1e-19)));
+        for (std::size_t k = 0; k < H; ++k)
+#pragma GCC unroll 4
+            for (std::size_t v = 0; v < NB; ++v)
+                (batch::load_aligned(h + k * G + v * L) * inv[v]).store_aligned(h + k * G + v * L);
+    }
+    for (std::size_t n = 0; n < count; ++n)
+        for (std::size_t k = 0; k < H; ++k)
+            h_out[n * H + k] = h[k * G + n];
+}
+
 /// The same T iterations on the tiles [first, last) (one task: whole groups of rows) with the rows in the SIMD
 /// lanes (nmf_lanes_tiling). Per group of G rows, transposed: qᵀ = x̂ᵀ ⊘ (Wᵀhᵀ + 1e-20) [I × G],
 /// h̃ᵀ = hᵀ ⊙ (W qᵀ) [H × G], hᵀ = h̃ᵀ · diag(1 / (Σ_k h̃ᵀ[k] + 1e-19)). Each row's arithmetic is the same in any lane
@@ -438,60 +506,20 @@ void nmf_forward_lanes(const nmf_weights<T>& wts, function_ref<const T*(std::siz
     s.h.resize(H * G);
     T* q = s.q.data();
     T* h = s.h.data();
-    const batch eps_r(T(1e-20)), one(T(1)), damping(eps ? *eps : T(0));
-    for (std::size_t g0 = 0; g0 < valid; g0 += G) {  // groups holding real rows
-        const T* x = s.x_lanes.data() + g0;           // row stride span
-        std::fill(h, h + H * G, T(1) / T(H));
-        for (std::size_t it = 0; it < iterations; ++it) {
-            if (it == 0) {  // qᵀ = x̂ᵀ ⊘ r⁰, r⁰ one value per column i
-                for (std::size_t i = 0; i < I; ++i) {
-                    const batch inv(s.inv_r0[i]);
-                    for (std::size_t v = 0; v < G; v += L)
-                        (batch::load_aligned(x + i * span + v) * inv).store_aligned(q + i * G + v);
-                }
-            } else {  // qᵀ[i] = x̂ᵀ[i] / (Σ_k W[k,i] hᵀ[k] + 1e-20): W's row k broadcast along i
-                for_balanced_blocks<lt::mr>(I, [&](auto height, std::size_t i0) {
-                    constexpr std::size_t M = decltype(height)::value;
-                    batch acc[M][NBR];
-                    bcast_tile<T, M, NBR>(H, wts.w.data() + i0, 1, h, G, acc, wts.ldw);
-#pragma GCC unroll 16
-                    for (std::size_t m = 0; m < M; ++m)
-#pragma GCC unroll 4
-                        for (std::size_t v = 0; v < NBR; ++v)
-                            (batch::load_aligned(x + (i0 + m) * span + v * L) * refined_reciprocal(acc[m][v] + eps_r))
-                                .store_aligned(q + (i0 + m) * G + v * L);
-                });
-            }
-            // h̃ᵀ[k] = hᵀ[k] ⊙ Σ_i W[k,i] qᵀ[i] (in place: only row k of hᵀ is read for it), and Σ_k h̃ᵀ[k]
-            batch sum[NBR];
-            for (std::size_t v = 0; v < NBR; ++v)
-                sum[v] = batch(T(0));
-            for_balanced_blocks<lt::mr>(H, [&](auto height, std::size_t k0) {
-                constexpr std::size_t M = decltype(height)::value;
-                batch acc[M][NBR];
-                bcast_tile<T, M, NBR>(I, wts.wt.data() + k0, 1, q, G, acc, wts.ldwt);
-#pragma GCC unroll 16
-                for (std::size_t m = 0; m < M; ++m)
-#pragma GCC unroll 4
-                    for (std::size_t v = 0; v < NBR; ++v) {
-                        T* at = h + (k0 + m) * G + v * L;
-                        const batch hv = batch::load_aligned(at);
-                        const batch ht = eps ? hv * xsimd::fma(damping, acc[m][v], one) : hv * acc[m][v];
-                        ht.store_aligned(at);
-                        sum[v] += ht;
-                    }
-            });
-            batch inv[NBR];
-            for (std::size_t v = 0; v < NBR; ++v)
-                inv[v] = one / (sum[v] + batch(T(1e-19)));
-            for (std::size_t k = 0; k < H; ++k)
-#pragma GCC unroll 4
-                for (std::size_t v = 0; v < NBR; ++v)
-                    (batch::load_aligned(h + k * G + v * L) * inv[v]).store_aligned(h + k * G + v * L);
-        }
-        for (std::size_t n = 0; n < std::min(G, valid - g0); ++n)
-            for (std::size_t k = 0; k < H; ++k)
-                h_out[(t0 + g0 + n) * H + k] = h[k * G + n];
+    // groups holding real rows; a last group with fewer rows computes only the vectors that hold them (one image
+    // through a 1×1 layer: one vector, not NBR)
+    auto group = [&]<std::size_t NB>(std::size_t g0) {
+        nmf_lanes_group<T, NB>(wts, s.x_lanes.data() + g0, span, s.inv_r0.data(), q, h, iterations, eps,
+                               std::min(G, valid - g0), h_out + (t0 + g0) * H);
+    };
+    std::size_t g0 = 0;
+    for (; g0 + G <= valid; g0 += G)
+        group.template operator()<NBR>(g0);
+    if (g0 < valid) {
+        const std::size_t vectors = (valid - g0 + L - 1) / L;
+        [&]<std::size_t... N>(std::index_sequence<N...>) {
+            ((vectors == N + 1 ? (group.template operator()<N + 1>(g0), 0) : 0), ...);
+        }(std::make_index_sequence<NBR>{});
     }
 }
 } // namespace detail
