@@ -402,14 +402,16 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
             copy_short_row(s.h.data() + r * wts.hp, wts.h, h_out + (t0 + r) * wts.h);
     }
 }
+
 /// One group of rows of nmf_forward_lanes, in NB ≤ nmf_lanes_tiling::nbr vectors of rows (a last group with fewer
 /// rows computes only the vectors that hold them): all T iterations for x̂ᵀ at x (row stride span, rows in the
 /// lanes), with q and h [· × G] as scratch; writes the first `count` rows of h to h_out [count × H].
 /// Flattened: its tiles are inlined into it (left to the inliner, with three widths in a translation unit, the
 /// tile loops were outlined and the full groups ran up to 9 % slower with AVX2).
 template <class T, std::size_t NB>
-__attribute__((flatten)) void nmf_lanes_group(const nmf_weights<T>& wts, const T* x, std::size_t span, const T* inv_r0, T* q, T* h,
-                     std::size_t iterations, const std::optional<T>& eps, std::size_t count, T* h_out)
+__attribute__((flatten)) void nmf_lanes_group(const nmf_weights<T>& wts, const T* x, std::size_t span,
+                                              const T* inv_r0, T* q, T* h, std::size_t iterations,
+                                              const std::optional<T>& eps, std::size_t count, T* h_out)
 {
     using batch = xsimd::batch<T>;
     using lt = nmf_lanes_tiling<T>;

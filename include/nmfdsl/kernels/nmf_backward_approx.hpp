@@ -170,11 +170,12 @@ inline void prefetch_lines(const T* p, std::size_t count)
         __builtin_prefetch(p + i);
 }
 
-/// The rows [first, last) (first a multiple of 4) of nmf_backward_approx; GW of these rows is written to gw_acc: [H × Ip], or GWᵀ [I × Hp] (columns < H are meaningful) if
-/// backward_gw_transposed(wts). x̂ rows come from the matrix `xhat` if it is given, else block by block from
-/// `source(first_row, count, dst)` (see nmf_forward_streamed). gx rows go to `gx` when it is given, else to a
-/// per-thread block buffer; either way `sink(first_row, count, gx_rows)` is called once per block for the block's
-/// rows (count ≥ 1), in row order, while they are still in cache.
+/// The rows [first, last) (first a multiple of 4) of nmf_backward_approx; GW of these rows is written to gw_acc:
+/// [H × Ip], or GWᵀ [I × Hp] (columns < H are meaningful) if backward_gw_transposed(wts). x̂ rows come from the
+/// matrix `xhat` if it is given, else block by block from `source(first_row, count, dst)` (see
+/// nmf_forward_streamed). gx rows go to `gx` when it is given, else to a per-thread block buffer; either way
+/// `sink(first_row, count, gx_rows)` is called once per block for the block's rows (count ≥ 1), in row order, while
+/// they are still in cache.
 template <class T>
 void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, row_source<T> source, const T* h, const T* g,
                               std::size_t rows, std::size_t first, std::size_t last, T* gx, T* gw_acc,
@@ -288,7 +289,8 @@ void nmf_backward_approx_rows(const nmf_weights<T>& wts, const T* xhat, row_sour
         // the rest of a short block, in wider column blocks: fewer rows leave registers for more columns, and a
         // single row sweeps W in longer runs (Zen 4, AVX-512, I = 1024, H = 96 at batch 1: the whole backward in
         // 0.96 of the time)
-        constexpr std::size_t NB2 = gemm_config<T>::wide_registers ? 5 : 2, NB1 = gemm_config<T>::wide_registers ? 8 : 4;
+        constexpr std::size_t NB2 = gemm_config<T>::wide_registers ? 5 : 2;
+        constexpr std::size_t NB1 = gemm_config<T>::wide_registers ? 8 : 4;
         for (; r0 + 2 <= in_block; r0 += 2)
             row_group.template operator()<2, NB2>(r0);
         if (r0 < in_block)
