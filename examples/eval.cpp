@@ -35,7 +35,8 @@ const char* usage = R"(usage: nmfdsl-eval --checkpoint FILE [--checkpoint FILE .
 
   --checkpoint F     a checkpoint of nmfdsl-train (any of its models); repeat to compare models
   --name N           the name of the preceding checkpoint's model in the outputs (default: its directory)
-  --data D           fashion-mnist, or a directory with the IDX files or CIFAR-10's batches (default fashion-mnist)
+  --data D           fashion-mnist, or a directory with the IDX files, CIFAR-10's batches or the four .npy files
+                     of nmfdsl-train --help                                      (default fashion-mnist)
   --eval LIST        evaluations, comma-separated: clean, noise, pgd, apgd, gradients, snr, sparsity
                                                                               (default clean,noise,pgd)
                      gradients: cosine between the approximate and the unrolled input gradients (NMF models);
@@ -962,8 +963,8 @@ int main(int argc, char** argv)
         if (o.threads)
             nd::set_threads(o.threads);
         const std::string dir = o.data == "fashion-mnist" ? nd::data::fashion_mnist_directory : o.data;
-        const bool cifar = nd::data::is_cifar10_directory(dir);
-        const auto data = cifar ? nd::data::load_cifar10_directory(dir) : nd::data::load_idx_directory(dir);
+        const auto data = nd::data::load_directory(dir);
+        const bool cifar = data.test.channels == 3;  // colour images (CIFAR-10, or .npy files of them)
         nd::data::check_unit_range(data.test);
         csv_writer csv(o.csv);
         std::vector<row> summary;

@@ -39,13 +39,16 @@ const char* usage = R"(usage: nmfdsl-train [options]
                   hah-vgg16 | vgg16: HaH-VGG16 and the standard VGG16, for CIFAR-10's
                   3x32x32 images (same recipe; augmentation: pad 4, random crop, flip)
   --data D        fashion-mnist, or a directory with the four IDX files
-                  (train-images-idx3-ubyte[.gz], ...) or CIFAR-10's binary batches
+                  (train-images-idx3-ubyte[.gz], ...), CIFAR-10's binary batches, or
+                  train_images.npy, train_labels.npy, test_images.npy, test_labels.npy
+                  (images [N,H,W] or [N,C,H,W], uint8 or float in [0,1]; labels [N])
                                                        (default fashion-mnist)
   --epochs N      maximum number of epochs (the lr-limit rule may stop earlier)   (default 3)
   --batch B       mini-batch size                                                (default 50)
   --seed S        seed of initialisation, shuffling and augmentation            (default 21)
   --threads T     worker threads (default: NMFDSL_THREADS, else all cores)
-  --out DIR       where metrics.csv, checkpoint.nmfd, basis.png and curves.png go (default runs/<model>)
+  --out DIR       where metrics.csv, checkpoint.nmfd, basis.png, basis.npy and curves.png go
+                                                           (default runs/<model>)
   --resume FILE   continue from a checkpoint of the same network
   --loss L        paper | cross-entropy   (default: paper; cross-entropy for hah, hah-baseline)
   --optimizer O   adam | sgd (momentum 0.9), with the rates of --lr-<group>   (default adam)
@@ -299,6 +302,7 @@ int train(const options& o, const nd::data::split& data, bool cifar, const proce
     }
     trainer.on_epoch_end = [&](const std::vector<nd::epoch_metrics>& h) {
         pictures::write_basis(model, o.out + "/basis.png");
+        pictures::write_basis_npy(model, o.out + "/basis.npy");
         pictures::write_curves(h, o.out + "/curves.png", o.model + " on " + o.data);
     };
     std::printf("%s on %s (%zu training, %zu test images), %zu parameters, %zu rank%s x %zu threads, batch %zu, up "
@@ -423,8 +427,8 @@ int main(int argc, char** argv)
         if (o.threads)
             nd::set_threads(o.threads);
         const std::string dir = o.data == "fashion-mnist" ? nd::data::fashion_mnist_directory : o.data;
-        cifar = nd::data::is_cifar10_directory(dir);
-        data = cifar ? nd::data::load_cifar10_directory(dir) : nd::data::load_idx_directory(dir);
+        data = nd::data::load_directory(dir);
+        cifar = data.train.channels == 3;  // colour images (CIFAR-10, or .npy files of them) take its recipe
         error.clear();
     } catch (const std::exception& e) {
         error = e.what();

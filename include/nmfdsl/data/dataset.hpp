@@ -1,10 +1,10 @@
 #pragma once
 /// @file dataset.hpp
-/// Labelled image data sets and the readers for the IDX format (MNIST / Fashion-MNIST, plain or gzip) and the
-/// CIFAR-10 binary format. Images are stored as float in [0, 1] (bytes / 255), channels-first [N, C, H, W], with no
-/// mean/std normalisation (docs/method.md §4). Every problem with a file throws nmfdsl::data_error naming the file
-/// and what is wrong: missing, truncated, wrong magic number, wrong counts, a label out of range, or images and
-/// labels of different lengths.
+/// Labelled image data sets and the readers for the IDX format (MNIST / Fashion-MNIST, plain or gzip), the
+/// CIFAR-10 binary format and pairs of NumPy .npy files (images and labels, io/npy.hpp). Images are stored as float
+/// in [0, 1] (bytes / 255), channels-first [N, C, H, W], with no mean/std normalisation (docs/method.md §4). Every
+/// problem with a file throws nmfdsl::data_error naming the file and what is wrong: missing, truncated, wrong magic
+/// number, wrong counts, a label out of range, or images and labels of different lengths.
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "../core/error.hpp"
+#include "../io/npy.hpp"
 
 namespace nmfdsl::data {
 
@@ -31,6 +32,16 @@ struct dataset {
 struct split {
     dataset train, test;
 };
+
+/// Throws data_error naming the data set's file and the first offending image when a value lies outside [0, 1] (or
+/// is not a number): the attacks' box constraint assumes images in [0, 1].
+inline void check_unit_range(const dataset& d)
+{
+    for (std::size_t i = 0; i < d.images.size(); ++i)
+        if (!(d.images[i] >= 0.f && d.images[i] <= 1.f))
+            throw data_error("nmfdsl: data set '" + d.source + "': image " + std::to_string(i / d.image_size()) +
+                             " has the value " + std::to_string(d.images[i]) + ", outside [0, 1]");
+}
 
 namespace detail {
 
@@ -214,23 +225,117 @@ inline split load_cifar10_directory(const std::string& dir)
     return s;
 }
 
+/// A data set from two .npy files (as np.save writes them): images of shape [N, H, W] (one channel) or [N, C, H, W],
+/// either uint8 (0–255, divided by 255) or float32 / float64 in [0, 1]; labels of shape [N], integers in
+/// [0, classes). Throws data_error naming the file for any other element type, rank or value, or for counts that
+/// differ (and as io::read_npy does for a bad file).
+inline dataset load_npy_dataset(const std::string& images_path, const std::string& labels_path,
+                                std::size_t classes = 10)
+{
+    const io::npy_header h = io::read_npy_header(images_path);
+    if (h.shape.size() != 3 && h.shape.size() != 4)
+        throw data_error("nmfdsl: .npy image file '" + images_path + "' has " + std::to_string(h.shape.size()) +
+                         " dimensions; images are [N, H, W] or [N, C, H, W]");
+    const bool bytes = h.kind == 'u' && h.item_size == 1;
+    if (!bytes && h.kind != 'f')
+        throw data_error("nmfdsl: .npy image file '" + images_path + "' holds '" + h.descr +
+                         "' elements; images are uint8 (0-255) or float32 / float64 in [0, 1]");
+    dataset d;
+    d.channels = h.shape.size() == 4 ? h.shape[1] : 1;
+    d.height = h.shape[h.shape.size() - 2];
+    d.width = h.shape[h.shape.size() - 1];
+    if (d.image_size() == 0)
+        throw data_error("nmfdsl: .npy image file '" + images_path + "' holds empty images (" +
+                         std::to_string(d.channels) + "x" + std::to_string(d.height) + "x" + std::to_string(d.width) +
+                         ")");
+    d.source = images_path;
+    if (bytes) {
+        const auto pixels = io::read_npy<std::uint8_t>(images_path);
+        d.images.resize(pixels.size());
+        for (std::size_t i = 0; i < pixels.size(); ++i)
+            d.images[i] = float(pixels.data()[i]) / 255.f;
+    } else {
+        const auto values = io::read_npy<float>(images_path);
+        d.images.assign(values.data(), values.data() + values.size());
+        check_unit_range(d);
+    }
+    const auto labels = io::read_npy<std::int64_t>(labels_path);
+    if (labels.dimension() != 1)
+        throw data_error("nmfdsl: .npy label file '" + labels_path + "' has " + std::to_string(labels.dimension()) +
+                         " dimensions; labels are [N]");
+    if (labels.size() != h.shape[0])
+        throw data_error("nmfdsl: '" + images_path + "' holds " + std::to_string(h.shape[0]) + " images but '" +
+                         labels_path + "' holds " + std::to_string(labels.size()) + " labels");
+    d.classes = classes;
+    d.labels.resize(labels.size());
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        const std::int64_t label = labels.data()[i];
+        if (label < 0 || std::uint64_t(label) >= classes || label > 255)
+            throw data_error("nmfdsl: .npy label file '" + labels_path + "': label " + std::to_string(label) +
+                             " at index " + std::to_string(i) + " is outside 0.." + std::to_string(classes - 1));
+        d.labels[i] = std::uint8_t(label);
+    }
+    return d;
+}
+
+/// The four file names of a .npy data directory.
+inline constexpr const char* npy_directory_files[4] = {"train_images.npy", "train_labels.npy", "test_images.npy",
+                                                       "test_labels.npy"};
+
+inline bool is_npy_directory(const std::string& dir)
+{
+    return std::filesystem::exists(std::filesystem::path(dir) / npy_directory_files[0]);
+}
+
+/// A directory with train_images.npy, train_labels.npy, test_images.npy and test_labels.npy (load_npy_dataset).
+inline split load_npy_directory(const std::string& dir, std::size_t classes = 10)
+{
+    const std::filesystem::path d(dir);
+    for (const char* name : npy_directory_files)
+        if (!std::filesystem::exists(d / name))
+            throw data_error("nmfdsl: data directory '" + dir + "' has no '" + name +
+                             "' (a .npy data directory holds train_images.npy, train_labels.npy, test_images.npy and "
+                             "test_labels.npy)");
+    split s;
+    s.train = load_npy_dataset((d / npy_directory_files[0]).string(), (d / npy_directory_files[1]).string(), classes);
+    s.test = load_npy_dataset((d / npy_directory_files[2]).string(), (d / npy_directory_files[3]).string(), classes);
+    if (s.train.channels != s.test.channels || s.train.height != s.test.height || s.train.width != s.test.width)
+        throw data_error("nmfdsl: data directory '" + dir + "': the training images are " +
+                         std::to_string(s.train.channels) + "x" + std::to_string(s.train.height) + "x" +
+                         std::to_string(s.train.width) + ", the test images " + std::to_string(s.test.channels) + "x" +
+                         std::to_string(s.test.height) + "x" + std::to_string(s.test.width));
+    return s;
+}
+
 inline bool is_cifar10_directory(const std::string& dir)
 {
     const std::filesystem::path d(dir);
     return std::filesystem::exists(d / "data_batch_1.bin") || std::filesystem::exists(d / "test_batch.bin");
 }
 
-/// Where the Debian package dataset-fashion-mnist puts the data.
-/// Throws data_error naming the data set's file and the first offending image when a value lies outside [0, 1] (or
-/// is not a number): the attacks' box constraint assumes images in [0, 1].
-inline void check_unit_range(const dataset& d)
+/// A data directory in any of the three formats, told apart by its file names: CIFAR-10 binary batches
+/// (data_batch_1.bin, ...), .npy files (train_images.npy, ...) or IDX files (train-images-idx3-ubyte[.gz], ...).
+/// Throws data_error naming the directory when it does not exist or holds none of them.
+inline split load_directory(const std::string& dir)
 {
-    for (std::size_t i = 0; i < d.images.size(); ++i)
-        if (!(d.images[i] >= 0.f && d.images[i] <= 1.f))
-            throw data_error("nmfdsl: data set '" + d.source + "': image " + std::to_string(i / d.image_size()) +
-                             " has the value " + std::to_string(d.images[i]) + ", outside [0, 1]");
+    if (!std::filesystem::is_directory(dir))
+        throw data_error("nmfdsl: data directory '" + dir + "' does not exist");
+    if (is_cifar10_directory(dir))
+        return load_cifar10_directory(dir);
+    if (is_npy_directory(dir))
+        return load_npy_directory(dir);
+    const std::filesystem::path d(dir);
+    if (!std::filesystem::exists(d / "train-images-idx3-ubyte") &&
+        !std::filesystem::exists(d / "train-images-idx3-ubyte.gz"))
+        throw data_error("nmfdsl: data directory '" + dir + "' holds no known data set: expected CIFAR-10 binary "
+                         "batches (data_batch_1.bin ... data_batch_5.bin, test_batch.bin), .npy files "
+                         "(train_images.npy, train_labels.npy, test_images.npy, test_labels.npy) or IDX files "
+                         "(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+                         "t10k-labels-idx1-ubyte, plain or .gz)");
+    return load_idx_directory(dir);
 }
 
+/// Where the Debian package dataset-fashion-mnist puts the data.
 inline const char* fashion_mnist_directory = "/usr/share/datasets/fashion-mnist";
 
 } // namespace nmfdsl::data

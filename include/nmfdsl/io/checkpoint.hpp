@@ -15,11 +15,10 @@
 #include <string>
 #include <vector>
 
-#include <fcntl.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include "../core/error.hpp"
+#include "file.hpp"
 
 namespace nmfdsl::io {
 
@@ -49,34 +48,6 @@ inline void put_section(std::vector<std::uint8_t>& out, const void* data, std::s
     put_u64(out, n);
     const auto* p = static_cast<const std::uint8_t*>(data);
     out.insert(out.end(), p, p + n);
-}
-
-/// Writes bytes to path atomically: path.tmp, fsync, rename.
-inline void write_atomically(const std::string& path, const std::vector<std::uint8_t>& bytes)
-{
-    const std::string tmp = path + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        throw io_error("nmfdsl: cannot write '" + tmp + "': " + std::strerror(errno));
-    std::size_t done = 0;
-    while (done < bytes.size()) {
-        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (n <= 0) {
-            const std::string why = std::strerror(errno);
-            ::close(fd);
-            std::remove(tmp.c_str());
-            throw io_error("nmfdsl: writing '" + tmp + "' failed (" + why + "); '" + path + "' is unchanged");
-        }
-        done += static_cast<std::size_t>(n);
-    }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
-        std::remove(tmp.c_str());
-        throw io_error("nmfdsl: flushing '" + tmp + "' failed; '" + path + "' is unchanged");
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw io_error("nmfdsl: cannot replace '" + path + "': " + std::strerror(errno));
-    }
 }
 
 class reader {
@@ -148,17 +119,7 @@ inline checkpoint read_checkpoint(const std::string& path, const std::string& ex
 {
     if (!std::filesystem::exists(path))
         throw io_error("nmfdsl: checkpoint '" + path + "' does not exist");
-    std::vector<std::uint8_t> b;
-    {
-        std::FILE* f = std::fopen(path.c_str(), "rb");
-        if (f == nullptr)
-            throw io_error("nmfdsl: cannot open checkpoint '" + path + "': " + std::strerror(errno));
-        std::uint8_t buf[1 << 16];
-        std::size_t n;
-        while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
-            b.insert(b.end(), buf, buf + n);
-        std::fclose(f);
-    }
+    const std::vector<std::uint8_t> b = detail::read_whole_file<io_error>(path, "checkpoint");
     if (b.size() < 12 || std::memcmp(b.data(), checkpoint_magic, 8) != 0)
         throw io_error("nmfdsl: '" + path + "' is not an nmfdsl checkpoint (bad magic number or too short)");
     if (b.size() < 16)
