@@ -60,3 +60,8 @@ static_assert(!nd::is_valid_v<TutorialNet, nd::Shape<1, 2, 2>>);
 static_assert(nd::parameter_count_v<nd::Conv<4, 3, 1, nd::patch_norm::none, nd::conv_bias::no_bias>,
                                     nd::Shape<2, 5, 4>> == 4 * 3 * 3 * 2);
 static_assert(nd::parameter_count_v<nd::Conv<4, 3>, nd::Shape<2, 5, 4>> == 4 * 3 * 3 * 2 + 4);
+
+// param_spec dims: all zeros mean one dimension; given dims must multiply to the size (layer_node asserts it)
+static_assert(nmfdsl::dims_match_sizes(std::array<nmfdsl::param_spec, 2>{
+    {{"w", nmfdsl::group::other, 6, {3, 2}}, {"b", nmfdsl::group::other, 5}}}));
+static_assert(!nmfdsl::dims_match_sizes(std::array<nmfdsl::param_spec, 1>{{{"w", nmfdsl::group::other, 6, {4, 2}}}}));

@@ -413,6 +413,64 @@ TEST_CASE("checkpoints: round trip, truncation, corruption, another network, fai
     CHECK(read_bytes(path) == good);  // ... and the previous checkpoint is intact
 }
 
+TEST_CASE("parameters to and from .npy files: shapes, round trip, nothing changed by a bad file", "[io][npy]")
+{
+    const auto dir = scratch("parameters_npy");
+    const ToyModel source{nd::seed{4}};
+    const auto files = nd::io::write_parameters_npy(source, (dir / "p").string());
+    const auto params = source.parameters();
+    REQUIRE(files.size() == params.size());
+    CHECK(params[0].shape == std::vector<std::size_t>{6, 3, 3, 1});  // CNMF<6, 3>'s V: [Out, K, K, C]
+    CHECK(files[0] == (dir / "p" / (params[0].path + ".V.npy")).string());
+    for (std::size_t k = 0; k < params.size(); ++k) {
+        const auto a = nd::io::read_npy<float>(files[k]);
+        CHECK(std::vector<std::size_t>(a.shape().begin(), a.shape().end()) == params[k].shape);
+        CHECK(std::equal(a.begin(), a.end(), params[k].value.begin(), params[k].value.end()));
+        CHECK(files[k].find('/' + nd::io::parameter_file_name(params[k].path, params[k].name)) != std::string::npos);
+    }
+    const std::vector<std::size_t> pointwise{6, 6}, gamma{6};  // Mix1x1<6>: Pointwise [Out, In] and BatchNorm's γ
+    CHECK(std::any_of(params.begin(), params.end(), [&](const auto& p) { return p.shape == pointwise; }));
+    CHECK(std::any_of(params.begin(), params.end(), [&](const auto& p) { return p.shape == gamma; }));
+    CHECK(nd::io::parameter_file_name("3/1/0", "weight") == "3-1-0.weight.npy");
+
+    ToyModel target{nd::seed{5}};
+    const std::vector<float> before(target.flat_parameters().begin(), target.flat_parameters().end());
+    auto unchanged = [&] {
+        return std::equal(before.begin(), before.end(), target.flat_parameters().begin(),
+                          target.flat_parameters().end());
+    };
+    // a bad file anywhere (here the last tensor's) throws before any tensor changes
+    const std::string last = files.back();
+    const auto last_good = read_bytes(last);
+    fs::remove(last);
+    CHECK_THROWS_WITH(nd::io::read_parameters_npy(target, (dir / "p").string()),
+                      Catch::Contains("'" + last + "' of tensor " + params.back().path) &&
+                          Catch::Contains("does not exist"));
+    CHECK(unchanged());
+    nd::io::write_npy(last, xt::xtensor<float, 2>::from_shape({1, params.back().value.size()}));
+    CHECK_THROWS_WITH(nd::io::read_parameters_npy(target, (dir / "p").string()),
+                      Catch::Contains("holds an array of shape (1, " + std::to_string(params.back().value.size()) +
+                                      "); tensor " + params.back().path) &&
+                          Catch::Contains("has shape (" + std::to_string(params.back().value.size()) + ",)"));
+    CHECK(unchanged());
+    xt::xarray<double> with_nan = xt::zeros<double>(params.back().shape);
+    with_nan.data()[1] = std::nan("");
+    nd::io::write_npy(last, with_nan);
+    CHECK_THROWS_WITH(nd::io::read_parameters_npy(target, (dir / "p").string()),
+                      Catch::Contains("element 1 is nan") && Catch::Contains("needs finite values"));
+    CHECK(unchanged());
+
+    write_bytes(last, last_good);
+    nd::io::read_parameters_npy(target, (dir / "p").string());
+    CHECK(std::equal(target.flat_parameters().begin(), target.flat_parameters().end(),
+                     source.flat_parameters().begin(), source.flat_parameters().end()));
+    const auto data = toy_data(8, 1);
+    xt::xtensor<float, 4> x = xt::zeros<float>({std::size_t(8), std::size_t(1), std::size_t(8), std::size_t(8)});
+    std::copy(data.train.images.begin(), data.train.images.end(), x.begin());
+    ToyModel source_copy = source;
+    CHECK((target.forward(x) == source_copy.forward(x)));
+}
+
 TEST_CASE("the trainer learns a toy problem and writes metrics, checkpoint and pictures", "[trainer]")
 {
     const auto dir = scratch("trainer");

@@ -36,6 +36,7 @@ struct parameter_ref {
     group grp;
     std::span<T> value;
     std::span<T> grad;
+    std::vector<std::size_t> shape;  ///< outermost first (param_spec::dims); its product is value.size()
 
     /// "3/1/0.weight": unique in the model, stable while the network type is.
     std::string qualified_name() const { return path + "." + std::string(name); }
@@ -402,7 +403,7 @@ private:
             if constexpr (!N::is_graph)
                 for (std::size_t k = 0; k < N::specs.size(); ++k)
                     out.push_back({top_level_index(node.path), node.path, N::name(), N::specs[k].name,
-                                   N::specs[k].grp, node.params(k), node.grads(k)});
+                                   N::specs[k].grp, node.params(k), node.grads(k), tensor_shape(N::specs[k])});
         };
         detail::walk_tree<entries>("", 0, opts, params, grads, visit);
         return out;

@@ -50,11 +50,44 @@ constexpr std::string_view group_name(group g)
     return parameter_groups[static_cast<std::size_t>(g)].name;
 }
 
+/// One tensor of a layer: its name, parameter group and element count, and optionally its shape as NumPy or
+/// PyTorch users see it, outermost first (a K×K convolution's weight: {Out, K, K, C}, the layer's patch order);
+/// entries after the last nonzero one are unused, and all zeros mean one dimension of `size` elements.
 struct param_spec {
     std::string_view name;
     group grp;
     std::size_t size;
+    std::array<std::size_t, 4> dims{};
 };
+
+/// The shape of a tensor: its dims, or {size} when none are given.
+inline std::vector<std::size_t> tensor_shape(const param_spec& p)
+{
+    std::vector<std::size_t> shape;
+    for (std::size_t d : p.dims)
+        if (d != 0)
+            shape.push_back(d);
+    if (shape.empty())
+        shape.push_back(p.size);
+    return shape;
+}
+
+/// True when every tensor's dims, if given, multiply to its size.
+template <std::size_t N>
+constexpr bool dims_match_sizes(const std::array<param_spec, N>& specs)
+{
+    for (const auto& p : specs) {
+        std::size_t product = 1, used = 0;
+        for (std::size_t d : p.dims)
+            if (d != 0) {
+                product *= d;
+                ++used;
+            }
+        if (used != 0 && product != p.size)
+            return false;
+    }
+    return true;
+}
 
 /// Every tensor starts on a 64-byte boundary (16 floats); sizes are padded to that granularity.
 inline constexpr std::size_t param_alignment_elements = 16;

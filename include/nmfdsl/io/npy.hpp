@@ -15,10 +15,13 @@
 /// Every problem with a file throws nmfdsl::data_error naming the file and what is wrong (missing, not .npy, an
 /// unknown version, a malformed header, an element type such as complex, strings or Python objects, truncated data
 /// or trailing bytes); failed writes throw io_error.
+/// write_parameters_npy / read_parameters_npy move a Model's trainable tensors to and from one file per tensor.
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <span>
 #include <string>
@@ -266,6 +269,15 @@ W npy_element(const std::uint8_t* data, std::size_t index, const npy_header& h)
     }
 }
 
+/// A shape as Python writes a tuple: "(2, 3)", "(5,)", "()".
+inline std::string shape_text(std::span<const std::size_t> shape)
+{
+    std::string s = "(";
+    for (std::size_t i = 0; i < shape.size(); ++i)
+        s += std::to_string(shape[i]) + (shape.size() == 1 ? "," : i + 1 < shape.size() ? ", " : "");
+    return s + ")";
+}
+
 /// The NumPy descr of the host's T: "<f4", "|u1", "<i8", ...
 template <class T>
 std::string npy_descr()
@@ -286,10 +298,8 @@ std::string npy_descr()
 template <class T>
 std::vector<std::uint8_t> encode_npy(std::span<const T> data, std::span<const std::size_t> shape)
 {
-    std::string dict = "{'descr': '" + npy_descr<T>() + "', 'fortran_order': False, 'shape': (";
-    for (std::size_t i = 0; i < shape.size(); ++i)
-        dict += std::to_string(shape[i]) + (shape.size() == 1 ? "," : i + 1 < shape.size() ? ", " : "");
-    dict += "), }";
+    std::string dict = "{'descr': '" + npy_descr<T>() + "', 'fortran_order': False, 'shape': " + shape_text(shape) +
+                       ", }";
     if (!shape.empty())
         dict.append(21 - std::min<std::size_t>(21, std::to_string(shape[0]).size()), ' ');
     auto padded = [&](std::size_t prefix) {  // the header's length once padded after a prefix of that many bytes
@@ -401,6 +411,67 @@ void write_npy(const std::string& path, const xt::xexpression<E>& expression)
     const xt::xarray<value_type, xt::layout_type::row_major> a = expression.derived_cast();
     const std::vector<std::size_t> shape(a.shape().begin(), a.shape().end());
     write_npy<value_type>(path, std::span<const value_type>(a.data(), a.size()), shape);
+}
+
+/// The file name of a trainable tensor: its qualified name with the path's '/' written '-', plus ".npy"
+/// ("3/1/0" and "weight" give "3-1-0.weight.npy").
+inline std::string parameter_file_name(const std::string& layer_path, std::string_view tensor)
+{
+    std::string name = layer_path;
+    std::replace(name.begin(), name.end(), '/', '-');
+    return name + "." + std::string(tensor) + ".npy";
+}
+
+/// Writes every trainable tensor of `model` (a Model) into `dir`, created if missing: one .npy file per tensor,
+/// named by parameter_file_name, in the tensor's shape (a K×K convolution or NMF weight is [Out, K, K, C], the
+/// patch in the order ky, kx, channel; a Dense or 1×1 weight [Out, In]). Returns the paths written, in the model's
+/// parameter order. Buffers (BatchNorm's running statistics) are not parameters: checkpoints keep them.
+template <class M>
+std::vector<std::string> write_parameters_npy(const M& model, const std::string& dir)
+{
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec)
+        throw io_error("nmfdsl: cannot create the directory '" + dir + "': " + ec.message());
+    std::vector<std::string> written;
+    for (const auto& p : model.parameters()) {
+        using T = std::remove_const_t<typename decltype(p.value)::element_type>;
+        const std::string path = (std::filesystem::path(dir) / parameter_file_name(p.path, p.name)).string();
+        write_npy<T>(path, std::span<const T>(p.value.data(), p.value.size()), p.shape);
+        written.push_back(path);
+    }
+    return written;
+}
+
+/// Sets every trainable tensor of `model` from the .npy files of `dir` that write_parameters_npy names (any element
+/// type read_npy converts to the model's scalar). All files are read and checked before any parameter changes, so
+/// a missing file, a shape other than the tensor's, a non-finite value or a bad file throws data_error naming the
+/// file and the tensor, and leaves the model as it was. Gradients and buffers are left alone.
+template <class M>
+void read_parameters_npy(M& model, const std::string& dir)
+{
+    auto params = model.parameters();
+    using T = typename decltype(params[0].value)::element_type;
+    std::vector<xt::xarray<T>> staged;
+    for (const auto& p : params) {
+        const std::string path = (std::filesystem::path(dir) / parameter_file_name(p.path, p.name)).string();
+        const std::string tensor = p.path + "." + std::string(p.name) + " (" + p.layer_name + ")";
+        if (!std::filesystem::exists(path))
+            throw data_error("nmfdsl: the parameter file '" + path + "' of tensor " + tensor + " does not exist");
+        xt::xarray<T> a = read_npy<T>(path);
+        const std::vector<std::size_t> shape(a.shape().begin(), a.shape().end());
+        if (shape != p.shape)
+            throw data_error("nmfdsl: parameter file '" + path + "' holds an array of shape " +
+                             detail::shape_text(shape) + "; tensor " + tensor + " has shape " +
+                             detail::shape_text(p.shape));
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (!std::isfinite(a.data()[i]))
+                throw data_error("nmfdsl: parameter file '" + path + "': element " + std::to_string(i) + " is " +
+                                 std::to_string(a.data()[i]) + "; tensor " + tensor + " needs finite values");
+        staged.push_back(std::move(a));
+    }
+    for (std::size_t k = 0; k < params.size(); ++k)
+        std::copy(staged[k].begin(), staged[k].end(), params[k].value.begin());
 }
 
 } // namespace nmfdsl::io

@@ -142,7 +142,8 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         return s + ">";
     }
     template <class In>
-    static constexpr std::array<param_spec, 1> param_tensors{{{"V", group::nmf, Out * patch<In>}}};
+    static constexpr std::array<param_spec, 1> param_tensors{
+        {{"V", group::nmf, Out * patch<In>, detail::patch_layer<Out, K, Stride>::template weight_dims<In>}}};
 
     template <class In, class T>
     struct cache {

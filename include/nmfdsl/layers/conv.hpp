@@ -39,6 +39,9 @@ struct patch_layer : layer_base {
     using output_shape = Shape<Out, valid_extent(In::h, kernel_h<In, K>, Stride), valid_extent(In::w, kernel_w<In, K>, Stride)>;
     template <class In>
     static constexpr std::size_t patch = kernel_h<In, K> * kernel_w<In, K> * In::c;
+    /// The shape of the weight [Out, KH, KW, C]: row o holds output o's patch in the order (ky, kx, c).
+    template <class In>
+    static constexpr std::array<std::size_t, 4> weight_dims{Out, kernel_h<In, K>, kernel_w<In, K>, In::c};
 };
 
 /// x̂ = x / (s + 1e-19) for one row of I values, s = Σx of the raw row. The one formula of the patch normalisation,
@@ -109,6 +112,8 @@ struct Conv : detail::patch_layer<Out, K, Stride> {
     using options = no_options;
     template <class In>
     static constexpr std::size_t patch = detail::patch_layer<Out, K, Stride>::template patch<In>;
+    template <class In>
+    static constexpr auto weight_dims = detail::patch_layer<Out, K, Stride>::template weight_dims<In>;
     static_assert(Out > 0, "nmfdsl: Conv<Out, K> needs Out > 0");
     static std::string name()
     {
@@ -124,9 +129,10 @@ struct Conv : detail::patch_layer<Out, K, Stride> {
     template <class In>
     static constexpr auto param_tensors = [] {
         if constexpr (has_bias)
-            return std::array<param_spec, 2>{{{"weight", group::conv, Out * patch<In>}, {"bias", group::conv, Out}}};
+            return std::array<param_spec, 2>{
+                {{"weight", group::conv, Out * patch<In>, weight_dims<In>}, {"bias", group::conv, Out}}};
         else
-            return std::array<param_spec, 1>{{{"weight", group::conv, Out * patch<In>}}};
+            return std::array<param_spec, 1>{{{"weight", group::conv, Out * patch<In>, weight_dims<In>}}};
     }();
 
     template <class In, class T>

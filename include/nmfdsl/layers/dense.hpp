@@ -62,7 +62,7 @@ struct Dense : layer_base {
     using output_shape = Shape<Out>;
     template <class In>
     static constexpr std::array<param_spec, 2> param_tensors{
-        {{"weight", group::dense, Out * In::size}, {"bias", group::dense, Out}}};
+        {{"weight", group::dense, Out * In::size, {Out, In::size}}, {"bias", group::dense, Out}}};
 
     template <class In, class T>
     static void init(T* p, T*, rng& g)
@@ -97,7 +97,7 @@ struct Pointwise : layer_base {
     using output_shape = Shape<Out, In::h, In::w>;
     template <class In>
     static constexpr std::array<param_spec, 2> param_tensors{
-        {{"weight", group::mix, Out * In::c}, {"bias", group::mix, Out}}};
+        {{"weight", group::mix, Out * In::c, {Out, In::c}}, {"bias", group::mix, Out}}};
 
     template <class In, class T>
     static void init(T* p, T*, rng& g)

@@ -123,7 +123,8 @@ struct WNConvCore : detail::patch_layer<Out, K, Stride> {
                (Stride != 1 ? "," + std::to_string(Stride) : std::string()) + ">";
     }
     template <class In>
-    static constexpr std::array<param_spec, 1> param_tensors{{{"weight", group::conv, Out * patch<In>}}};
+    static constexpr std::array<param_spec, 1> param_tensors{
+        {{"weight", group::conv, Out * patch<In>, detail::patch_layer<Out, K, Stride>::template weight_dims<In>}}};
 
     /// The `strong` largest values of v = max(y, 0) over one output row y[0..Out): the smallest of them
     /// (threshold), how many of them equal it (tied: of the values equal to the threshold, that many are strong,
