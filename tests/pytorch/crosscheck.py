@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Checks nmfdsl's CNMF+1x1 network against an independent PyTorch implementation of the same method.
+
+Reads what nmfdsl_pytorch_dump wrote into DIR (the parameters, a batch of images, a weighting R, nmfdsl's output and
+its gradients of L = sum(output * R)), rebuilds the network in PyTorch in float64 from the parameter files, and
+compares the output, every parameter gradient and the input gradient. The NMF layers' backward is the paper's
+approximation (a torch.autograd.Function of its own) or, for DIR/mode.txt = unrolled, autograd through all 20
+multiplicative updates. Prints one line per tensor with the largest difference relative to the tensor's largest
+magnitude, and exits with 1 when one exceeds TOLERANCE.
+
+    /usr/bin/python3 tests/pytorch/crosscheck.py DIR     (Debian's python3-torch and python3-numpy)
+"""
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+TOLERANCE = 1e-4  # float32 against float64 through four NMF layers of 20 updates, batch norms and the softmax
+ITERATIONS = 20
+
+
+class ApproximateNMF(torch.autograd.Function):
+    """h = NMF(x, W) by ITERATIONS multiplicative updates from h0 = 1/H; backward from the final state only."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        h = nmf_updates(x, w)
+        ctx.save_for_backward(x, w, h)
+        return h
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, h = ctx.saved_tensors
+        p = 1.0 / (h @ w + 1e-20)
+        hg = h * g
+        gx = (hg @ w) * p
+        qx = x * p
+        return gx, hg.t() @ qx - h.t() @ (qx * gx)
+
+
+def nmf_updates(x, w):
+    h = torch.full((x.shape[0], w.shape[0]), 1.0 / w.shape[0], dtype=x.dtype)
+    for _ in range(ITERATIONS):
+        h = h * ((x / (h @ w + 1e-20)) @ w.t())
+        h = h / (h.sum(1, keepdim=True) + 1e-19)
+    return h
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    d = sys.argv[1]
+    mode = open(f"{d}/mode.txt").read().strip()
+    manifest = [line.split(maxsplit=1) for line in open(f"{d}/manifest.txt").read().splitlines()]
+    params = [(name, layer, torch.tensor(np.load(f"{d}/params/{name}"), dtype=torch.float64, requires_grad=True))
+              for name, layer in manifest]
+    queue = list(params)
+
+    def take(layer_prefix):
+        name, layer, t = queue.pop(0)
+        if not layer.startswith(layer_prefix):
+            sys.exit(f"crosscheck: expected a {layer_prefix} tensor next, found {name} of {layer}")
+        return t
+
+    def next_is(layer_prefix):
+        return bool(queue) and queue[0][1].startswith(layer_prefix)
+
+    def batch_norm(h):  # batch statistics, biased variance, eps 1e-5
+        gamma, beta = take("BatchNorm"), take("BatchNorm")
+        return F.batch_norm(h, None, None, gamma, beta, training=True, eps=1e-5)
+
+    def cnmf(x):  # ReLU -> K x K patches -> L1 over each patch -> NMF -> BatchNorm (maps larger than 1 x 1)
+        v = take("CNMF")                                       # [Out, K, K, C], patch order (ky, kx, c)
+        out, k = v.shape[0], v.shape[1]
+        v = v.permute(0, 3, 1, 2).reshape(out, -1)              # PyTorch's unfold order (c, ky, kx)
+        n, side = x.shape[0], x.shape[2] - k + 1
+        cols = F.unfold(F.relu(x), k)
+        cols = cols / (cols.sum(1, keepdim=True) + 1e-19)
+        rows = cols.transpose(1, 2).reshape(n * side * side, -1)
+        a = v.abs()
+        w = a / (a.sum(1, keepdim=True) + 1e-19)
+        h = nmf_updates(rows, w) if mode == "unrolled" else ApproximateNMF.apply(rows, w)
+        h = h.reshape(n, side, side, out).permute(0, 3, 1, 2)
+        return batch_norm(h) if next_is("BatchNorm") else h
+
+    def mix(x):  # ReLU -> L1 over the channels -> 1x1 convolution -> BatchNorm (maps larger than 1 x 1)
+        x = F.relu(x)
+        x = x / (x.sum(1, keepdim=True) + 1e-19)
+        weight, bias = take("Pointwise"), take("Pointwise")
+        x = F.conv2d(x, weight[:, :, None, None], bias)
+        return batch_norm(x) if next_is("BatchNorm") else x
+
+    images = torch.tensor(np.load(f"{d}/images.npy"), dtype=torch.float64, requires_grad=True)
+    r = torch.tensor(np.load(f"{d}/r.npy"), dtype=torch.float64)
+    x = F.avg_pool2d(mix(cnmf(images)), 2)
+    x = F.avg_pool2d(mix(cnmf(x)), 2)
+    x = mix(cnmf(x))
+    x = mix(cnmf(x))
+    output = F.softmax(x, 1).flatten(1)
+    if queue:
+        sys.exit(f"crosscheck: {len(queue)} tensors of the manifest were not used, the first {queue[0][0]}")
+    (output * r).sum().backward()
+
+    worst = 0.0
+    # A bias followed by a batch norm has the exact gradient 0 (the norm subtracts the batch mean): PyTorch finds
+    # about 1e-15, float32 the rounding of thousands of cancelling terms. Such tensors are measured against the
+    # largest parameter gradient of the network instead of their own.
+    largest_gradient = max(float(t.grad.abs().max()) for _, _, t in params)
+    print(f"mode {mode}; largest |nmfdsl - PyTorch| / largest |PyTorch| per tensor (tolerance {TOLERANCE:g})")
+
+    def compare(what, ours, ref):
+        nonlocal worst
+        ref = ref.detach().numpy()
+        if ours.shape != ref.shape:
+            sys.exit(f"crosscheck: {what}: nmfdsl's shape {ours.shape}, PyTorch's {ref.shape}")
+        scale, note = float(np.abs(ref).max()), ""
+        if scale < 1e-9 * largest_gradient:
+            scale, note = largest_gradient, ", exactly 0: against the largest gradient"
+        err = float(np.abs(ours.astype(np.float64) - ref).max() / max(scale, 1e-30))
+        worst = max(worst, err)
+        print(f"  {what:34s} {err:.2e}  (scale {scale:.3g}{note})")
+
+    compare("output", np.load(f"{d}/output.npy"), output)
+    compare("input gradient", np.load(f"{d}/input_grad.npy"), images.grad)
+    for name, layer, t in params:
+        compare(f"grad {name} ({layer})", np.load(f"{d}/grads/{name}"), t.grad)
+    print(f"worst {worst:.2e}: {'agrees' if worst <= TOLERANCE else 'DISAGREES'}")
+    sys.exit(0 if worst <= TOLERANCE else 1)
+
+
+if __name__ == "__main__":
+    main()
