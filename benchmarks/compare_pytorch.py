@@ -51,36 +51,9 @@ def torch_worker(threads, repeats):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
 
-    class NNMF(torch.autograd.Function):
-        """The NMF inference with the paper's approximate backward, written independently of nmfdsl."""
-
-        @staticmethod
-        def forward(ctx, x, w, iterations):
-            h = torch.full((x.shape[0], w.shape[0]), 1.0 / w.shape[0], dtype=x.dtype)
-            for _ in range(iterations):
-                r = h @ w + 1e-20
-                h = h * ((x / r) @ w.t())
-                h = h / (h.sum(1, keepdim=True) + 1e-19)
-            ctx.save_for_backward(x, w, h)
-            return h
-
-        @staticmethod
-        def backward(ctx, g):
-            x, w, h = ctx.saved_tensors
-            p = 1.0 / (h @ w + 1e-20)
-            hg = h * g
-            gx = (hg @ w) * p
-            qx = x * p
-            gw = hg.t() @ qx - h.t() @ (qx * gx)
-            return gx, gw, None
-
-    def nmf_unrolled(x, w, iterations):
-        """The same inference with plain operations: autograd differentiates through every update (exact)."""
-        h = torch.full((x.shape[0], w.shape[0]), 1.0 / w.shape[0], dtype=x.dtype)
-        for _ in range(iterations):
-            h = h * ((x / (h @ w + 1e-20)) @ w.t())
-            h = h / (h.sum(1, keepdim=True) + 1e-19)
-        return h
+    # the paper's NMF in PyTorch, written independently of nmfdsl (also checked against it: tests/pytorch/)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "pytorch"))
+    from nmf_torch import ApproximateNMF, nmf_updates
 
     def nmf_layer(x, v, k, iterations=20, exact=False):
         n, c, s, _ = x.shape
@@ -90,7 +63,7 @@ def torch_worker(threads, repeats):
         rows = cols.transpose(1, 2).reshape(n * p, -1)
         a = v.abs()
         w = a / (a.sum(1, keepdim=True) + 1e-19)
-        h = nmf_unrolled(rows, w, iterations) if exact else NNMF.apply(rows, w, iterations)
+        h = nmf_updates(rows, w, iterations) if exact else ApproximateNMF.apply(rows, w, iterations)
         side = s - k + 1
         return h.reshape(n, side, side, -1).permute(0, 3, 1, 2)
 

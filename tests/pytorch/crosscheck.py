@@ -16,35 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nmf_torch import ApproximateNMF, nmf_updates
+
 TOLERANCE = 1e-4  # float32 against float64 through four NMF layers of 20 updates, batch norms and the softmax
 ITERATIONS = 20
-
-
-class ApproximateNMF(torch.autograd.Function):
-    """h = NMF(x, W) by ITERATIONS multiplicative updates from h0 = 1/H; backward from the final state only."""
-
-    @staticmethod
-    def forward(ctx, x, w):
-        h = nmf_updates(x, w)
-        ctx.save_for_backward(x, w, h)
-        return h
-
-    @staticmethod
-    def backward(ctx, g):
-        x, w, h = ctx.saved_tensors
-        p = 1.0 / (h @ w + 1e-20)
-        hg = h * g
-        gx = (hg @ w) * p
-        qx = x * p
-        return gx, hg.t() @ qx - h.t() @ (qx * gx)
-
-
-def nmf_updates(x, w):
-    h = torch.full((x.shape[0], w.shape[0]), 1.0 / w.shape[0], dtype=x.dtype)
-    for _ in range(ITERATIONS):
-        h = h * ((x / (h @ w + 1e-20)) @ w.t())
-        h = h / (h.sum(1, keepdim=True) + 1e-19)
-    return h
 
 
 def main():
@@ -80,7 +55,7 @@ def main():
         rows = cols.transpose(1, 2).reshape(n * side * side, -1)
         a = v.abs()
         w = a / (a.sum(1, keepdim=True) + 1e-19)
-        h = nmf_updates(rows, w) if mode == "unrolled" else ApproximateNMF.apply(rows, w)
+        h = nmf_updates(rows, w, ITERATIONS) if mode == "unrolled" else ApproximateNMF.apply(rows, w, ITERATIONS)
         h = h.reshape(n, side, side, out).permute(0, 3, 1, 2)
         return batch_norm(h) if next_is("BatchNorm") else h
 

@@ -11,17 +11,19 @@
 #include <xtensor/xmanipulation.hpp>
 #include <xtensor/xrandom.hpp>
 
+#include "files.hpp"
+
 namespace nd = nmfdsl;
 namespace fs = std::filesystem;
 
 namespace {
 
+using test_files::read_bytes;
+using test_files::write_bytes;
+
 fs::path scratch(const std::string& name)
 {
-    const fs::path p = fs::temp_directory_path() / ("nmfdsl_test_npy_" + name);
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
+    return test_files::scratch("npy_" + name);
 }
 
 std::vector<std::uint8_t> from_hex(const std::string& hex)
@@ -30,17 +32,6 @@ std::vector<std::uint8_t> from_hex(const std::string& hex)
     for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
         b.push_back(std::uint8_t(std::stoi(hex.substr(i, 2), nullptr, 16)));
     return b;
-}
-
-void write_bytes(const fs::path& p, const std::vector<std::uint8_t>& b)
-{
-    std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-}
-
-std::vector<std::uint8_t> read_bytes(const fs::path& p)
-{
-    std::ifstream f(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(f), {}};
 }
 
 /// Files written by NumPy 1.24.2 (np.save, or np.lib.format.write_array with version=(2, 0)), as hex.

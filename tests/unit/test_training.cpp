@@ -14,36 +14,16 @@
 #include <nmfdsl/testing/replicas.hpp>
 #include <xtensor/xview.hpp>
 
+#include "files.hpp"
+
 namespace nd = nmfdsl;
 namespace fs = std::filesystem;
 
 namespace {
 
-/// A fresh scratch directory per test.
-fs::path scratch(const std::string& name)
-{
-    const fs::path p = fs::temp_directory_path() / ("nmfdsl_test_" + name);
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-}
-
-void write_bytes(const fs::path& p, const std::vector<std::uint8_t>& b, bool gzip = false)
-{
-    if (gzip) {
-        gzFile f = gzopen(p.c_str(), "wb");
-        gzwrite(f, b.data(), static_cast<unsigned>(b.size()));
-        gzclose(f);
-    } else {
-        std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-    }
-}
-
-std::vector<std::uint8_t> read_bytes(const fs::path& p)
-{
-    std::ifstream f(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(f), {}};
-}
+using test_files::read_bytes;
+using test_files::scratch;
+using test_files::write_bytes;
 
 void put_be32(std::vector<std::uint8_t>& b, std::uint32_t v)
 {
