@@ -50,6 +50,8 @@ const char* usage = R"(usage: nmfdsl-train [options]
   --out DIR       where metrics.csv, checkpoint.nmfd, basis.png, basis.npy and curves.png go
                                                            (default runs/<model>)
   --resume FILE   continue from a checkpoint of the same network
+  --export-npy    after every epoch also write the trainable tensors as NumPy files,
+                  DIR/parameters/<layer path>.<tensor>.npy, each in its shape
   --loss L        paper | cross-entropy   (default: paper; cross-entropy for hah, hah-baseline)
   --optimizer O   adam | sgd (momentum 0.9), with the rates of --lr-<group>   (default adam)
   --augment A     none | paper (random crop, flip, colour jitter per batch)
@@ -71,7 +73,7 @@ struct options {
     std::uint64_t seed = 21;
     std::size_t threads = 0;
     double mpi_timeout = 300;
-    bool quiet = false;
+    bool quiet = false, export_npy = false;
     nd::optim::learning_rates lr = nd::optim::learning_rates::paper();
     std::array<bool, nd::optim::group_count> lr_given{};  ///< which --lr-<group> options were given
 };
@@ -161,6 +163,8 @@ options parse(int argc, char** argv)
             o.max_test = parse_number(a, value(), 1);
         else if (a == "--quiet")
             o.quiet = true;
+        else if (a == "--export-npy")
+            o.export_npy = true;
         else
             bad_usage("unknown option '" + a + "'");
     }
@@ -303,6 +307,8 @@ int train(const options& o, const nd::data::split& data, bool cifar, const proce
     trainer.on_epoch_end = [&](const std::vector<nd::epoch_metrics>& h) {
         pictures::write_basis(model, o.out + "/basis.png");
         pictures::write_basis_npy(model, o.out + "/basis.npy");
+        if (o.export_npy)
+            nd::io::write_parameters_npy(model, o.out + "/parameters");
         pictures::write_curves(h, o.out + "/curves.png", o.model + " on " + o.data);
     };
     std::printf("%s on %s (%zu training, %zu test images), %zu parameters, %zu rank%s x %zu threads, batch %zu, up "
