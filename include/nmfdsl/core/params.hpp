@@ -60,29 +60,28 @@ struct param_spec {
     std::array<std::size_t, 4> dims{};
 };
 
-/// The shape of a tensor: its dims, or {size} when none are given.
+/// The shape of a tensor: its dims up to the first zero, or {size} when none are given.
 inline std::vector<std::size_t> tensor_shape(const param_spec& p)
 {
     std::vector<std::size_t> shape;
-    for (std::size_t d : p.dims)
-        if (d != 0)
-            shape.push_back(d);
+    for (std::size_t k = 0; k < p.dims.size() && p.dims[k] != 0; ++k)
+        shape.push_back(p.dims[k]);
     if (shape.empty())
         shape.push_back(p.size);
     return shape;
 }
 
-/// True when every tensor's dims, if given, multiply to its size.
+/// True when every tensor's dims, if given, are nonzero up to the unused tail and multiply to its size.
 template <std::size_t N>
 constexpr bool dims_match_sizes(const std::array<param_spec, N>& specs)
 {
     for (const auto& p : specs) {
         std::size_t product = 1, used = 0;
-        for (std::size_t d : p.dims)
-            if (d != 0) {
-                product *= d;
-                ++used;
-            }
+        while (used < p.dims.size() && p.dims[used] != 0)
+            product *= p.dims[used++];
+        for (std::size_t k = used; k < p.dims.size(); ++k)
+            if (p.dims[k] != 0)
+                return false;  // a zero inside the shape
         if (used != 0 && product != p.size)
             return false;
     }

@@ -33,7 +33,7 @@ struct layer_node {
     static constexpr auto& specs = layer_type::template param_tensors<in_shape>;
     /// A graph layer's tensors are its branches' tensors; they are listed (and named) at the branches' layers.
     static constexpr bool is_graph = detail::has_branches<layer_type, in_shape>;
-    static_assert(dims_match_sizes(specs), "nmfdsl: a param_spec's dims must multiply to its size");
+    static_assert(dims_match_sizes(specs), "nmfdsl: a param_spec's dims must be nonzero and multiply to its size");
 
     std::string path;   ///< "3/1/0"
     std::size_t depth;  ///< 0 for the network's own layers, 1 inside a branch, ...
