@@ -203,6 +203,7 @@ TEST_CASE("npy: every bad file gets a data_error naming the file and the problem
     CHECK_THROWS_WITH(nd::io::read_npy<float>((dir / "none.npy").string()),
                       Catch::Contains("cannot open .npy file") && Catch::Contains("none.npy"));
     expect({'P', 'K', 3, 4, 0, 0, 0, 0, 0, 0, 0, 0}, "is not a .npy file");
+    CHECK_THROWS_WITH(nd::io::read_npy_header(path), Catch::Contains(path) && Catch::Contains("is not a .npy file"));
     expect({0x93, 'N', 'U'}, "is not a .npy file");
     const auto good = from_hex(numpy::f4_2x3);
     auto v4 = good;

@@ -412,6 +412,10 @@ TEST_CASE("parameters to and from .npy files: shapes, round trip, nothing change
     CHECK(std::any_of(params.begin(), params.end(), [&](const auto& p) { return p.shape == pointwise; }));
     CHECK(std::any_of(params.begin(), params.end(), [&](const auto& p) { return p.shape == gamma; }));
     CHECK(nd::io::parameter_file_name("3/1/0", "weight") == "3-1-0.weight.npy");
+    write_bytes(dir / "a_file", {1, 2, 3});  // a directory cannot be made where a file is
+    CHECK_THROWS_AS(nd::io::write_parameters_npy(source, (dir / "a_file" / "p").string()), nd::io_error);
+    CHECK_THROWS_WITH(nd::io::write_parameters_npy(source, (dir / "a_file" / "p").string()),
+                      Catch::Contains("cannot create the directory '" + (dir / "a_file" / "p").string() + "'"));
 
     ToyModel target{nd::seed{5}};
     const std::vector<float> before(target.flat_parameters().begin(), target.flat_parameters().end());

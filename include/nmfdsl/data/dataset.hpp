@@ -232,7 +232,8 @@ inline split load_cifar10_directory(const std::string& dir)
 inline dataset load_npy_dataset(const std::string& images_path, const std::string& labels_path,
                                 std::size_t classes = 10)
 {
-    const io::npy_header h = io::read_npy_header(images_path);
+    const std::vector<std::uint8_t> file = io::detail::read_whole_file<data_error>(images_path, ".npy file");
+    const io::npy_header h = io::detail::parse_npy(file, images_path);
     if (h.shape.size() != 3 && h.shape.size() != 4)
         throw data_error("nmfdsl: .npy image file '" + images_path + "' has " + std::to_string(h.shape.size()) +
                          " dimensions; images are [N, H, W] or [N, C, H, W]");
@@ -249,16 +250,13 @@ inline dataset load_npy_dataset(const std::string& images_path, const std::strin
                          std::to_string(d.channels) + "x" + std::to_string(d.height) + "x" + std::to_string(d.width) +
                          ")");
     d.source = images_path;
-    if (bytes) {
-        const auto pixels = io::read_npy<std::uint8_t>(images_path);
-        d.images.resize(pixels.size());
-        for (std::size_t i = 0; i < pixels.size(); ++i)
-            d.images[i] = float(pixels.data()[i]) / 255.f;
-    } else {
-        const auto values = io::read_npy<float>(images_path);
-        d.images.assign(values.data(), values.data() + values.size());
+    const auto values = io::detail::decode_npy<float>(file, h, images_path);
+    d.images.assign(values.data(), values.data() + values.size());
+    if (bytes)
+        for (float& v : d.images)
+            v /= 255.f;
+    else
         check_unit_range(d);
-    }
     const auto labels = io::read_npy<std::int64_t>(labels_path);
     if (labels.dimension() != 1)
         throw data_error("nmfdsl: .npy label file '" + labels_path + "' has " + std::to_string(labels.dimension()) +

@@ -322,19 +322,13 @@ std::vector<std::uint8_t> encode_npy(std::span<const T> data, std::span<const st
 
 } // namespace detail
 
-/// The header of the .npy file at path (checked as read_npy checks it, the data's length included).
-inline npy_header read_npy_header(const std::string& path)
-{
-    return detail::parse_npy(detail::read_whole_file<data_error>(path, ".npy file"), path);
-}
+namespace detail {
 
-/// The array in the .npy file at path, in C order, converted to T as the file comment says.
+/// The elements of a parsed .npy file (bytes b, header h) in C order, converted to T as the file comment says.
 template <class T>
-xt::xarray<T> read_npy(const std::string& path)
+xt::xarray<T> decode_npy(const std::vector<std::uint8_t>& b, const npy_header& h, const std::string& path)
 {
     static_assert(std::is_arithmetic_v<T>, "nmfdsl: read_npy reads into an arithmetic type");
-    const std::vector<std::uint8_t> b = detail::read_whole_file<data_error>(path, ".npy file");
-    const npy_header h = detail::parse_npy(b, path);
     if (std::is_integral_v<T> && h.kind == 'f')
         throw data_error("nmfdsl: .npy file '" + path + "' holds floats ('" + h.descr +
                          "'); reading it as integers would drop their fractions — read it as float or double");
@@ -342,11 +336,17 @@ xt::xarray<T> read_npy(const std::string& path)
     const std::uint8_t* data = b.data() + h.data_offset;
     const std::size_t n = h.count();
     // the host's own type and byte order in C order: a copy (bool excepted: a byte other than 0 or 1 is no bool)
-    if (!std::is_same_v<T, bool> && !h.fortran_order && h.descr == detail::npy_descr<T>()) {
+    if (!std::is_same_v<T, bool> && !h.fortran_order && h.descr == npy_descr<T>()) {
         if (n != 0)
             std::memcpy(out.data(), data, n * sizeof(T));
         return out;
     }
+    auto does_not_fit = [&](std::size_t i, const std::string& value) {
+        return data_error("nmfdsl: .npy file '" + path + "': element " + std::to_string(i) + " (" + value +
+                          ") does not fit the requested integer type (" +
+                          std::to_string(std::numeric_limits<T>::min()) + " to " +
+                          std::to_string(std::numeric_limits<T>::max()) + ")");
+    };
     // the file's index of the element at C-order position i: in Fortran order the first index runs fastest
     std::vector<std::size_t> index(h.shape.size(), 0), fortran_stride(h.shape.size(), 1);
     for (std::size_t k = 1; k < h.shape.size(); ++k)
@@ -366,27 +366,37 @@ xt::xarray<T> read_npy(const std::string& path)
             source = i;
         }
         if constexpr (std::is_floating_point_v<T>) {
-            out.data()[i] = static_cast<T>(detail::npy_element<double>(data, source, h));
-        } else if (std::is_same_v<T, bool> && h.kind == 'b') {
-            out.data()[i] = detail::npy_element<std::uint64_t>(data, source, h) != 0;
-        } else {
-            const bool negative = h.kind == 'i' && detail::npy_element<std::int64_t>(data, source, h) < 0;
-            const bool fits = negative ? std::is_signed_v<T> && detail::npy_element<std::int64_t>(data, source, h) >=
-                                                                     std::int64_t(std::numeric_limits<T>::min())
-                                       : detail::npy_element<std::uint64_t>(data, source, h) <=
-                                             std::uint64_t(std::numeric_limits<T>::max());
-            if (!fits)
-                throw data_error("nmfdsl: .npy file '" + path + "': element " + std::to_string(i) + " (" +
-                                 (negative ? std::to_string(detail::npy_element<std::int64_t>(data, source, h))
-                                           : std::to_string(detail::npy_element<std::uint64_t>(data, source, h))) +
-                                 ") does not fit the requested integer type (" +
-                                 std::to_string(std::numeric_limits<T>::min()) + " to " +
-                                 std::to_string(std::numeric_limits<T>::max()) + ")");
-            out.data()[i] = negative ? static_cast<T>(detail::npy_element<std::int64_t>(data, source, h))
-                                     : static_cast<T>(detail::npy_element<std::uint64_t>(data, source, h));
+            out.data()[i] = static_cast<T>(npy_element<double>(data, source, h));
+        } else if (h.kind == 'i') {  // signed elements: range-checked against T
+            const std::int64_t v = npy_element<std::int64_t>(data, source, h);
+            if (v < std::int64_t(std::numeric_limits<T>::min()) ||
+                (v > 0 && std::uint64_t(v) > std::uint64_t(std::numeric_limits<T>::max())))
+                throw does_not_fit(i, std::to_string(v));
+            out.data()[i] = static_cast<T>(v);
+        } else {  // unsigned or boolean elements
+            const std::uint64_t v = npy_element<std::uint64_t>(data, source, h);
+            if (v > std::uint64_t(std::numeric_limits<T>::max()))
+                throw does_not_fit(i, std::to_string(v));
+            out.data()[i] = static_cast<T>(v);
         }
     }
     return out;
+}
+
+} // namespace detail
+
+/// The header of the .npy file at path (checked as read_npy checks it, the data's length included).
+inline npy_header read_npy_header(const std::string& path)
+{
+    return detail::parse_npy(detail::read_whole_file<data_error>(path, ".npy file"), path);
+}
+
+/// The array in the .npy file at path, in C order, converted to T as the file comment says.
+template <class T>
+xt::xarray<T> read_npy(const std::string& path)
+{
+    const std::vector<std::uint8_t> b = detail::read_whole_file<data_error>(path, ".npy file");
+    return detail::decode_npy<T>(b, detail::parse_npy(b, path), path);
 }
 
 /// Writes `data` (C order, the product of `shape` elements) to path as a .npy file np.load reads, atomically.
