@@ -50,8 +50,8 @@ const char* usage = R"(usage: nmfdsl-train [options]
   --out DIR       where metrics.csv, checkpoint.nmfd, basis.png, basis.npy and curves.png go
                                                            (default runs/<model>)
   --resume FILE   continue from a checkpoint of the same network
-  --export-npy    after every epoch also write the trainable tensors as NumPy files,
-                  DIR/parameters/<layer path>.<tensor>.npy, each in its shape
+  --export-npy    after every epoch also write the trainable tensors and BatchNorm running statistics
+                  as NumPy files, DIR/parameters/<layer path>.<tensor>.npy, each in its shape
   --loss L        paper | cross-entropy   (default: paper; cross-entropy for hah, hah-baseline)
   --optimizer O   adam | sgd (momentum 0.9), with the rates of --lr-<group>   (default adam)
   --augment A     none | paper (random crop, flip, colour jitter per batch)

@@ -1,6 +1,7 @@
 // The Model: runtime shape errors, summary, parameter groups and alignment, layer access, workspaces, determinism.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdint>
 
 #include <nmfdsl/nmfdsl.hpp>
@@ -278,6 +279,60 @@ TEST_CASE("parameters are named by path; the summary shows the tree", "[model][t
     CHECK_THAT(s, Catch::Contains("1/1/0    CNMF<4,3>"));  // path, then the name indented under its Concat
     CHECK_THAT(s, Catch::Contains("2/0/1") && Catch::Contains("  CNMF<7,1>"));
     CHECK_THAT(s, Catch::Contains("total parameters: " + std::to_string(decltype(model)::parameter_count)));
+}
+
+namespace {
+// BatchNorms at the top level, inside both branches of a Concat and inside a Residual: 3, 4, 7 and 7 channels
+struct Normed : nd::Seq<nd::Concat<nd::Seq<nd::Conv<3, 3>, nd::BatchNorm>, nd::Seq<nd::CNMFCore<4, 3>, nd::BatchNorm>>,
+                        nd::Residual<nd::Seq<nd::BatchNorm>>, nd::BatchNorm, nd::Flatten, nd::Dense<2>> {};
+using NormedIn = nd::Shape<2, 6, 6>;
+} // namespace
+
+TEST_CASE("buffers are named by path, in branches too, and are the running statistics the layers use", "[model][tree]")
+{
+    nd::Model<Normed, NormedIn> model{nd::seed{2}};
+    std::vector<std::string> names;
+    for (const auto& b : model.buffers())
+        names.push_back(b.qualified_name() + " " + std::to_string(b.shape.at(0)));
+    CHECK(names == std::vector<std::string>{"0/0/1.running_mean 3", "0/0/1.running_var 3", "0/1/1.running_mean 4",
+                                            "0/1/1.running_var 4", "1/0/0.running_mean 7", "1/0/0.running_var 7",
+                                            "2.running_mean 7", "2.running_var 7"});
+    // each view is its own part of the flat buffer array (a branch offset gone wrong would alias two of them) and
+    // holds the layer's initial state: mean 0, variance 1
+    const auto flat = model.flat_buffers();
+    std::vector<const float*> starts;
+    for (const auto& b : model.buffers()) {
+        CHECK(b.value.data() >= flat.data());
+        CHECK(b.value.data() + b.value.size() <= flat.data() + flat.size());
+        for (const float* s : starts)
+            CHECK((s + 7 <= b.value.data() || b.value.data() + b.value.size() <= s));
+        starts.push_back(b.value.data());
+        const float initial = b.name == "running_var" ? 1.f : 0.f;
+        CHECK(std::all_of(b.value.begin(), b.value.end(), [&](float v) { return v == initial; }));
+        CHECK(b.layer_name == "BatchNorm");
+    }
+    CHECK(model.buffers()[4].layer == 1);
+
+    // the node of layer 1/0/0 sees the same memory, by name and position; unknown names are refused
+    model.for_each_layer([&](const auto& node) {
+        if (node.path == "1/0/0") {
+            CHECK(node.buffers("running_var").data() == model.buffers()[5].value.data());
+            CHECK(node.buffers(0).data() == model.buffers()[4].value.data());
+            CHECK_THROWS_WITH(node.buffers("mean"), "nmfdsl: layer 1/0/0 (BatchNorm) has no buffer named 'mean'");
+            CHECK_THROWS_WITH(node.buffers(2), Catch::Contains("has 2 buffers, asked for number 2"));
+        }
+    });
+
+    // evaluation with running statistics reads them through these views: a changed variance changes the output
+    model.configure<nd::BatchNorm::options>([](auto& o) { o.mode = nd::bn_mode::running_statistics; });
+    model.set_training(false);
+    const auto before = model.forward(ramp(2, 2, 6, 6));
+    std::fill(model.buffers()[5].value.begin(), model.buffers()[5].value.end(), 4.f);
+    const auto after = model.forward(ramp(2, 2, 6, 6));
+    CHECK(!std::equal(before.begin(), before.end(), after.begin()));
+    const nd::Model<Normed, NormedIn>& view = model;
+    static_assert(std::is_same_v<decltype(view.buffers()[0].value), std::span<const float>>);
+    CHECK(view.buffers()[5].value[0] == 4.f);
 }
 
 TEST_CASE("an empty network is the identity, forward and backward", "[model]")

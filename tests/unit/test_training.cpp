@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <utility>
 
 #include <nmfdsl/io.hpp>
 #include <nmfdsl/testing/compare.hpp>
@@ -393,13 +394,20 @@ TEST_CASE("checkpoints: round trip, truncation, corruption, another network, fai
     CHECK(read_bytes(path) == good);  // ... and the previous checkpoint is intact
 }
 
-TEST_CASE("parameters to and from .npy files: shapes, round trip, nothing changed by a bad file", "[io][npy]")
+TEST_CASE("parameters and buffers to and from .npy files: shapes, round trip, nothing changed by a bad file",
+          "[io][npy]")
 {
     const auto dir = scratch("parameters_npy");
-    const ToyModel source{nd::seed{4}};
+    ToyModel source{nd::seed{4}};
+    float running = 0.25f;  // running statistics unlike the initial ones (mean 0, variance 1)
+    for (auto& b : source.buffers())
+        for (float& v : b.value)
+            v = (running += 0.5f);
     const auto files = nd::io::write_parameters_npy(source, (dir / "p").string());
-    const auto params = source.parameters();
-    REQUIRE(files.size() == params.size());
+    const auto params = std::as_const(source).parameters();
+    const auto buffers = std::as_const(source).buffers();
+    REQUIRE(buffers.size() >= 2);  // the BatchNorms' running means and variances
+    REQUIRE(files.size() == params.size() + buffers.size());
     CHECK(params[0].shape == std::vector<std::size_t>{6, 3, 3, 1});  // CNMF<6, 3>'s V: [Out, K, K, C]
     CHECK(files[0] == (dir / "p" / (params[0].path + ".V.npy")).string());
     for (std::size_t k = 0; k < params.size(); ++k) {
@@ -408,6 +416,15 @@ TEST_CASE("parameters to and from .npy files: shapes, round trip, nothing change
         CHECK(std::equal(a.begin(), a.end(), params[k].value.begin(), params[k].value.end()));
         CHECK(files[k].find('/' + nd::io::parameter_file_name(params[k].path, params[k].name)) != std::string::npos);
     }
+    for (std::size_t k = 0; k < buffers.size(); ++k) {  // the buffers follow the parameters
+        const std::string& file = files[params.size() + k];
+        CHECK(file == (dir / "p" / nd::io::parameter_file_name(buffers[k].path, buffers[k].name)).string());
+        const auto a = nd::io::read_npy<float>(file);
+        CHECK(std::vector<std::size_t>(a.shape().begin(), a.shape().end()) == buffers[k].shape);
+        CHECK(buffers[k].shape == std::vector<std::size_t>{buffers[k].value.size()});
+        CHECK(std::equal(a.begin(), a.end(), buffers[k].value.begin(), buffers[k].value.end()));
+    }
+    CHECK(files.back().ends_with(".running_var.npy"));
     const std::vector<std::size_t> pointwise{6, 6}, gamma{6};  // Mix1x1<6>: Pointwise [Out, In] and BatchNorm's γ
     CHECK(std::any_of(params.begin(), params.end(), [&](const auto& p) { return p.shape == pointwise; }));
     CHECK(std::any_of(params.begin(), params.end(), [&](const auto& p) { return p.shape == gamma; }));
@@ -419,12 +436,31 @@ TEST_CASE("parameters to and from .npy files: shapes, round trip, nothing change
 
     ToyModel target{nd::seed{5}};
     const std::vector<float> before(target.flat_parameters().begin(), target.flat_parameters().end());
+    const std::vector<float> buffers_before(target.flat_buffers().begin(), target.flat_buffers().end());
     auto unchanged = [&] {
         return std::equal(before.begin(), before.end(), target.flat_parameters().begin(),
-                          target.flat_parameters().end());
+                          target.flat_parameters().end()) &&
+               std::equal(buffers_before.begin(), buffers_before.end(), target.flat_buffers().begin(),
+                          target.flat_buffers().end());
     };
-    // a bad file anywhere (here the last tensor's) throws before any tensor changes
-    const std::string last = files.back();
+    // a bad buffer file (the last file read) throws before any tensor changes: missing, or a negative variance
+    const std::string variance = files.back();
+    const auto variance_good = read_bytes(variance);
+    fs::remove(variance);
+    CHECK_THROWS_WITH(nd::io::read_parameters_npy(target, (dir / "p").string()),
+                      Catch::Contains("'" + variance + "' of buffer " + buffers.back().path + ".running_var") &&
+                          Catch::Contains("does not exist"));
+    CHECK(unchanged());
+    xt::xtensor<float, 1> negative = xt::ones<float>({buffers.back().value.size()});
+    negative(3) = -0.5f;
+    nd::io::write_npy(variance, negative);
+    CHECK_THROWS_WITH(nd::io::read_parameters_npy(target, (dir / "p").string()),
+                      Catch::Contains("element 3 is -0.5") && Catch::Contains("needs finite values >= 0"));
+    CHECK(unchanged());
+    write_bytes(variance, variance_good);
+
+    // a bad parameter file (here the last parameter's) does the same
+    const std::string last = files[params.size() - 1];
     const auto last_good = read_bytes(last);
     fs::remove(last);
     CHECK_THROWS_WITH(nd::io::read_parameters_npy(target, (dir / "p").string()),
@@ -448,6 +484,8 @@ TEST_CASE("parameters to and from .npy files: shapes, round trip, nothing change
     nd::io::read_parameters_npy(target, (dir / "p").string());
     CHECK(std::equal(target.flat_parameters().begin(), target.flat_parameters().end(),
                      source.flat_parameters().begin(), source.flat_parameters().end()));
+    CHECK(std::equal(target.flat_buffers().begin(), target.flat_buffers().end(), source.flat_buffers().begin(),
+                     source.flat_buffers().end()));
     const auto data = toy_data(8, 1);
     xt::xtensor<float, 4> x = xt::zeros<float>({std::size_t(8), std::size_t(1), std::size_t(8), std::size_t(8)});
     std::copy(data.train.images.begin(), data.train.images.end(), x.begin());

@@ -42,6 +42,20 @@ struct parameter_ref {
     std::string qualified_name() const { return path + "." + std::string(name); }
 };
 
+/// One buffer of a model (non-trainable state such as BatchNorm's running statistics).
+template <class T>
+struct buffer_ref {
+    std::size_t layer;          ///< index of the top-level layer it belongs to
+    std::string path;           ///< the path of the layer that owns it ("3/1/0")
+    std::string layer_name;
+    std::string_view name;      ///< buffer name inside the layer ("running_mean", "running_var", ...)
+    std::span<T> value;
+    std::vector<std::size_t> shape;
+
+    /// "3/1/0.running_mean": unique in the model, stable while the network type is.
+    std::string qualified_name() const { return path + "." + std::string(name); }
+};
+
 namespace detail {
 
 /// [N, C, H, W] -> [N, H, W, C]
@@ -287,6 +301,11 @@ public:
         return parameter_list<const T>(params_.data(), grads_.data());
     }
 
+    /// Every buffer (non-trainable state: BatchNorm's running statistics), in layer order, named like parameters.
+    /// Views into the model: writing through them changes what evaluation uses.
+    std::vector<buffer_ref<T>> buffers() { return buffer_list<T>(buffers_.data()); }
+    std::vector<buffer_ref<const T>> buffers() const { return buffer_list<const T>(buffers_.data()); }
+
     /// Layer I of the network's top level (a layer_node, core/tree.hpp): its name, shapes, options, and its
     /// tensors by position or name.
     template <std::size_t I>
@@ -305,12 +324,12 @@ public:
     template <class F>
     void for_each_layer(F&& f)
     {
-        detail::walk_tree<entries>("", 0, options_, params_.data(), grads_.data(), f);
+        detail::walk_tree<entries>("", 0, options_, params_.data(), grads_.data(), buffers_.data(), f);
     }
     template <class F>
     void for_each_layer(F&& f) const
     {
-        detail::walk_tree<entries>("", 0, options_, params_.data(), grads_.data(), f);
+        detail::walk_tree<entries>("", 0, options_, params_.data(), grads_.data(), buffers_.data(), f);
     }
 
     /// Calls f(options) for every layer, anywhere in the tree, whose options are of type Options (e.g.
@@ -390,7 +409,7 @@ private:
         using U = std::remove_reference_t<decltype(*self.params_.data())>;
         return layer_node<E, std::remove_reference_t<decltype(o)>, U>{
             std::to_string(I), 0, &o, self.params_.data() + engine::param_offsets[I],
-            self.grads_.data() + engine::param_offsets[I]};
+            self.grads_.data() + engine::param_offsets[I], self.buffers_.data() + engine::buffer_offsets[I]};
     }
 
     template <class U>
@@ -405,7 +424,25 @@ private:
                     out.push_back({top_level_index(node.path), node.path, N::name(), N::specs[k].name,
                                    N::specs[k].grp, node.params(k), node.grads(k), tensor_shape(N::specs[k])});
         };
-        detail::walk_tree<entries>("", 0, opts, params, grads, visit);
+        U* no_buffers = nullptr;
+        detail::walk_tree<entries>("", 0, opts, params, grads, no_buffers, visit);
+        return out;
+    }
+
+    template <class U>
+    static std::vector<buffer_ref<U>> buffer_list(U* buffers)
+    {
+        std::vector<buffer_ref<U>> out;
+        options_tuple opts{};
+        auto visit = [&](const auto& node) {
+            using N = std::decay_t<decltype(node)>;
+            if constexpr (!N::is_graph)
+                for (std::size_t k = 0; k < N::buffer_specs.size(); ++k)
+                    out.push_back({top_level_index(node.path), node.path, N::name(), N::buffer_specs[k].name,
+                                   node.buffers(k), tensor_shape(N::buffer_specs[k])});
+        };
+        U* none = nullptr;
+        detail::walk_tree<entries>("", 0, opts, none, none, buffers, visit);
         return out;
     }
 

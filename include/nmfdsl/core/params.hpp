@@ -88,6 +88,19 @@ constexpr bool dims_match_sizes(const std::array<param_spec, N>& specs)
     return true;
 }
 
+/// True when no two tensors of a layer — its parameters and buffers together — share a name (each names a file of
+/// io::write_parameters_npy and a tensor of the layer's lookups).
+template <std::size_t N, std::size_t B>
+constexpr bool names_distinct(const std::array<param_spec, N>& params, const std::array<param_spec, B>& buffers)
+{
+    auto name = [&](std::size_t k) { return k < N ? params[k].name : buffers[k - N].name; };
+    for (std::size_t i = 0; i < N + B; ++i)
+        for (std::size_t j = i + 1; j < N + B; ++j)
+            if (name(i) == name(j))
+                return false;
+    return true;
+}
+
 /// Every tensor starts on a 64-byte boundary (16 floats); sizes are padded to that granularity.
 inline constexpr std::size_t param_alignment_elements = 16;
 

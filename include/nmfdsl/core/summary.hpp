@@ -54,7 +54,8 @@ std::string summary_table()
                         shape_string<typename N::in_shape>(), shape_string<typename N::out_shape>(),
                         with_separators(n), N::is_graph ? std::string() : with_separators(total)});
     };
-    walk_tree<Entries>("", 0, opts, static_cast<const float*>(nullptr), static_cast<const float*>(nullptr), visit);
+    const float* none = nullptr;
+    walk_tree<Entries>("", 0, opts, none, none, none, visit);
     std::size_t w[6]{};
     for (const auto& r : rows) {
         const std::string* f[6] = {&r.path, &r.layer, &r.in, &r.out, &r.params, &r.total};

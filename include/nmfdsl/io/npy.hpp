@@ -15,7 +15,8 @@
 /// Every problem with a file throws nmfdsl::data_error naming the file and what is wrong (missing, not .npy, an
 /// unknown version, a malformed header, an element type such as complex, strings or Python objects, truncated data
 /// or trailing bytes); failed writes throw io_error.
-/// write_parameters_npy / read_parameters_npy move a Model's trainable tensors to and from one file per tensor.
+/// write_parameters_npy / read_parameters_npy move a Model's trainable tensors and buffers to and from one file per
+/// tensor.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -25,6 +26,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -237,21 +239,23 @@ inline npy_header parse_npy(const std::vector<std::uint8_t>& b, const std::strin
 }
 
 /// Element `index` of the data, of the header's type, as the wider type W (std::int64_t, std::uint64_t or double).
+/// The element's bytes are assembled into an integer in the file's byte order, then reinterpreted as its type.
 template <class W>
 W npy_element(const std::uint8_t* data, std::size_t index, const npy_header& h)
 {
-    std::uint8_t raw[8];
-    std::memcpy(raw, data + index * h.item_size, h.item_size);
-    if (h.big_endian != (std::endian::native == std::endian::big))
-        std::reverse(raw, raw + h.item_size);
-    auto as = [&]<class S>(S) {
-        S v;
-        std::memcpy(&v, raw, sizeof v);
-        return static_cast<W>(v);
+    const std::uint8_t* bytes = data + index * h.item_size;
+    std::uint64_t bits = 0;
+    for (std::size_t b = 0; b < h.item_size; ++b)
+        bits |= std::uint64_t{bytes[h.big_endian ? b : h.item_size - 1 - b]} << (8 * (h.item_size - 1 - b));
+    auto as = [bits]<class S>(S) {
+        using Bits = std::conditional_t<sizeof(S) == 1, std::uint8_t,
+                     std::conditional_t<sizeof(S) == 2, std::uint16_t,
+                     std::conditional_t<sizeof(S) == 4, std::uint32_t, std::uint64_t>>>;
+        return static_cast<W>(std::bit_cast<S>(static_cast<Bits>(bits)));
     };
     switch (h.kind) {
     case 'f': return h.item_size == 4 ? as(float{}) : as(double{});
-    case 'b': return static_cast<W>(raw[0] != 0);
+    case 'b': return static_cast<W>(bits != 0);
     case 'u':
         switch (h.item_size) {
         case 1: return as(std::uint8_t{});
@@ -423,8 +427,8 @@ void write_npy(const std::string& path, const xt::xexpression<E>& expression)
     write_npy<value_type>(path, std::span<const value_type>(a.data(), a.size()), shape);
 }
 
-/// The file name of a trainable tensor: its qualified name with the path's '/' written '-', plus ".npy"
-/// ("3/1/0" and "weight" give "3-1-0.weight.npy").
+/// The file name of a model's tensor (parameter or buffer): its qualified name with the path's '/' written '-', plus
+/// ".npy" ("3/1/0" and "weight" give "3-1-0.weight.npy").
 inline std::string parameter_file_name(const std::string& layer_path, std::string_view tensor)
 {
     std::string name = layer_path;
@@ -432,56 +436,90 @@ inline std::string parameter_file_name(const std::string& layer_path, std::strin
     return name + "." + std::string(tensor) + ".npy";
 }
 
-/// Writes every trainable tensor of `model` (a Model) into `dir`, created if missing: one .npy file per tensor,
-/// named by parameter_file_name, in the tensor's shape (a K×K convolution or NMF weight is [Out, K, K, C], the
-/// patch in the order ky, kx, channel; a Dense or 1×1 weight [Out, In]). Returns the paths written, in the model's
-/// parameter order. Buffers (BatchNorm's running statistics) are not parameters: checkpoints keep them.
+namespace detail {
+
+/// One tensor of a model as the .npy exchange sees it: its file, a description for messages, its values and shape.
+template <class T>
+struct npy_tensor {
+    std::string file, description;
+    bool buffer;
+    std::string_view name;
+    std::span<T> value;
+    std::vector<std::size_t> shape;
+};
+
+/// The model's trainable tensors, then its buffers, each with the file of parameter_file_name inside `dir` (distinct:
+/// paths are unique in a model, and a layer's tensor names are checked distinct at compile time).
+template <class M>
+auto model_npy_tensors(M& model, const std::string& dir)
+{
+    using T = std::remove_reference_t<decltype(*model.flat_parameters().data())>;
+    std::vector<npy_tensor<T>> out;
+    auto add = [&](const auto& t, bool buffer) {
+        out.push_back({(std::filesystem::path(dir) / parameter_file_name(t.path, t.name)).string(),
+                       std::string(buffer ? "buffer " : "tensor ") + t.qualified_name() + " (" + t.layer_name + ")",
+                       buffer, t.name, t.value, t.shape});
+    };
+    for (const auto& p : model.parameters())
+        add(p, false);
+    for (const auto& b : model.buffers())
+        add(b, true);
+    return out;
+}
+
+} // namespace detail
+
+/// Writes every trainable tensor and every buffer (BatchNorm's running statistics) of `model` (a Model) into `dir`,
+/// created if missing: one .npy file per tensor, named by parameter_file_name, in the tensor's shape (a K×K
+/// convolution or NMF weight is [Out, K, K, C], the patch in the order ky, kx, channel; a Dense or 1×1 weight
+/// [Out, In]; per-channel tensors [C]). Returns the paths written: the parameters in the model's order, then the
+/// buffers.
 template <class M>
 std::vector<std::string> write_parameters_npy(const M& model, const std::string& dir)
 {
+    const auto tensors = detail::model_npy_tensors(model, dir);
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec)
         throw io_error("nmfdsl: cannot create the directory '" + dir + "': " + ec.message());
     std::vector<std::string> written;
-    for (const auto& p : model.parameters()) {
-        using T = std::remove_const_t<typename decltype(p.value)::element_type>;
-        const std::string path = (std::filesystem::path(dir) / parameter_file_name(p.path, p.name)).string();
-        write_npy<T>(path, std::span<const T>(p.value.data(), p.value.size()), p.shape);
-        written.push_back(path);
+    for (const auto& t : tensors) {
+        using T = std::remove_const_t<typename decltype(t.value)::element_type>;
+        write_npy<T>(t.file, std::span<const T>(t.value.data(), t.value.size()), t.shape);
+        written.push_back(t.file);
     }
     return written;
 }
 
-/// Sets every trainable tensor of `model` from the .npy files of `dir` that write_parameters_npy names (any element
-/// type read_npy converts to the model's scalar). All files are read and checked before any parameter changes, so
-/// a missing file, a shape other than the tensor's, a non-finite value or a bad file throws data_error naming the
-/// file and the tensor, and leaves the model as it was. Gradients and buffers are left alone.
+/// Sets every trainable tensor and buffer of `model` from the .npy files of `dir` that write_parameters_npy names
+/// (any element type read_npy converts to the model's scalar). All files are read and checked before anything
+/// changes, so a missing file, a shape other than the tensor's, a non-finite value, a negative running variance or
+/// a bad file throws data_error naming the file and the tensor, and leaves the model as it was. Gradients are left
+/// alone.
 template <class M>
 void read_parameters_npy(M& model, const std::string& dir)
 {
-    auto params = model.parameters();
-    using T = typename decltype(params[0].value)::element_type;
+    const auto tensors = detail::model_npy_tensors(model, dir);
+    using T = std::remove_reference_t<decltype(*model.flat_parameters().data())>;
     std::vector<xt::xarray<T>> staged;
-    for (const auto& p : params) {
-        const std::string path = (std::filesystem::path(dir) / parameter_file_name(p.path, p.name)).string();
-        const std::string tensor = p.path + "." + std::string(p.name) + " (" + p.layer_name + ")";
-        if (!std::filesystem::exists(path))
-            throw data_error("nmfdsl: the parameter file '" + path + "' of tensor " + tensor + " does not exist");
-        xt::xarray<T> a = read_npy<T>(path);
+    for (const auto& t : tensors) {
+        if (!std::filesystem::exists(t.file))
+            throw data_error("nmfdsl: the file '" + t.file + "' of " + t.description + " does not exist");
+        xt::xarray<T> a = read_npy<T>(t.file);
         const std::vector<std::size_t> shape(a.shape().begin(), a.shape().end());
-        if (shape != p.shape)
-            throw data_error("nmfdsl: parameter file '" + path + "' holds an array of shape " +
-                             detail::shape_text(shape) + "; tensor " + tensor + " has shape " +
-                             detail::shape_text(p.shape));
+        if (shape != t.shape)
+            throw data_error("nmfdsl: file '" + t.file + "' holds an array of shape " + detail::shape_text(shape) +
+                             "; " + t.description + " has shape " + detail::shape_text(t.shape));
+        const bool variance = t.buffer && t.name == "running_var";  // BatchNorm divides by its square root
         for (std::size_t i = 0; i < a.size(); ++i)
-            if (!std::isfinite(a.data()[i]))
-                throw data_error("nmfdsl: parameter file '" + path + "': element " + std::to_string(i) + " is " +
-                                 std::to_string(a.data()[i]) + "; tensor " + tensor + " needs finite values");
+            if (!std::isfinite(a.data()[i]) || (variance && a.data()[i] < T(0)))
+                throw data_error("nmfdsl: file '" + t.file + "': element " + std::to_string(i) + " is " +
+                                 std::to_string(a.data()[i]) + "; " + t.description + " needs " +
+                                 (variance ? "finite values >= 0" : "finite values"));
         staged.push_back(std::move(a));
     }
-    for (std::size_t k = 0; k < params.size(); ++k)
-        std::copy(staged[k].begin(), staged[k].end(), params[k].value.begin());
+    for (std::size_t k = 0; k < tensors.size(); ++k)
+        std::copy(staged[k].begin(), staged[k].end(), tensors[k].value.begin());
 }
 
 } // namespace nmfdsl::io
