@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <limits>
 #include <cmath>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include <nmfdsl/core/parallel.hpp>
@@ -283,6 +285,31 @@ TEST_CASE("the thread pool survives many short calls back to back", "[threads]")
         for (std::size_t i = 0; i < hits.size(); ++i)
             CHECK(hits[i].load() == expected[i]);
     }
+}
+
+TEST_CASE("the thread pool's workers poll, then sleep; either way the next call wakes them", "[threads]")
+{
+    // Two tasks that each wait for the other can only both finish if a worker runs one while the caller runs the
+    // other: after a pause shorter than the workers' polling (20 µs) and after one longer than it (3 ms, so they
+    // sleep on the condition variable). A task longer than the polling makes the caller sleep until it ends.
+    nd::thread_pool pool(2);
+    for (const auto pause : {std::chrono::microseconds(20), std::chrono::microseconds(3000)})
+        for (int call = 0; call < 5; ++call) {
+            std::this_thread::sleep_for(pause);
+            std::atomic<int> arrived{0};
+            std::atomic<int> met{0};
+            pool.parallel_for(2, [&](std::size_t) {
+                arrived.fetch_add(1);
+                const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+                while (arrived.load() < 2 && std::chrono::steady_clock::now() < give_up)
+                    std::this_thread::yield();
+                if (arrived.load() == 2)
+                    met.fetch_add(1);
+                std::this_thread::sleep_for(std::chrono::microseconds(500));
+            });
+            INFO("pause " << pause.count() << " us, call " << call);
+            CHECK(met.load() == 2);
+        }
 }
 
 TEST_CASE("the start-up check names the first instruction set the CPU lacks", "[cpu]")

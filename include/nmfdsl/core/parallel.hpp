@@ -6,12 +6,15 @@
 /// so results do not depend on the thread count. A parallel_for inside a task runs serially.
 /// The thread count comes from set_threads(n), else the NMFDSL_THREADS environment variable, else
 /// std::thread::hardware_concurrency().
+/// Between jobs a worker polls for the next one for spin_time before it sleeps, and the caller polls for the last
+/// task's end the same way: a network's layers call parallel_for about a hundred times per training step, and
+/// waking a sleeping thread costs tens of microseconds on a virtual machine.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
-#include <algorithm>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -22,6 +25,34 @@
 #include "function_ref.hpp"
 
 namespace nmfdsl {
+
+namespace detail {
+/// A hint to the core that this thread is waiting in a polling loop.
+inline void cpu_relax()
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+/// Polls done() until it is true or `limit` has passed; returns its last value.
+template <class Done>
+bool poll_for(std::chrono::microseconds limit, Done done)
+{
+    const auto until = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+        for (int i = 0; i < 64; ++i) {
+            if (done())
+                return true;
+            cpu_relax();
+        }
+        if (std::chrono::steady_clock::now() >= until)
+            return done();
+    }
+}
+} // namespace detail
 
 class thread_pool {
 public:
@@ -67,13 +98,15 @@ public:
             generation = ++generation_;
             job_ = &job;
             tasks_ = n;
-            pending_ = n;
+            pending_.store(n);
             next_.store(tag(generation));
+            posted_.store(generation);
         }
         wake_.notify_all();
         work(generation, n, &job);
+        detail::poll_for(spin_time, [&] { return pending_.load() == 0; });
         std::unique_lock lock(mutex_);
-        done_.wait(lock, [&] { return pending_ == 0; });
+        done_.wait(lock, [&] { return pending_.load() == 0; });
         job_ = nullptr;
         if (error_) {
             auto e = error_;
@@ -102,6 +135,7 @@ private:
     void start(std::size_t n)
     {
         quit_ = false;
+        stopping_.store(false);
         for (std::size_t i = 1; i < n; ++i)
             workers_.emplace_back([this] { loop(); });
     }
@@ -111,6 +145,7 @@ private:
         {
             std::unique_lock lock(mutex_);
             quit_ = true;
+            stopping_.store(true);
         }
         wake_.notify_all();
         for (auto& t : workers_)
@@ -124,6 +159,7 @@ private:
         for (;;) {
             std::size_t tasks;
             function_ref<void(std::size_t)>* job;
+            detail::poll_for(spin_time, [&] { return posted_.load() != seen || stopping_.load(); });
             {
                 std::unique_lock lock(mutex_);
                 wake_.wait(lock, [&] { return quit_ || generation_ != seen; });
@@ -139,6 +175,7 @@ private:
 
     /// The task counter: the generation in the high 32 bits, the next task index in the low 32.
     static constexpr std::uint64_t index_mask = 0xffffffffu;
+    static constexpr std::chrono::microseconds spin_time{100};
     static std::uint64_t tag(std::uint64_t generation) { return (generation & index_mask) << 32; }
 
     /// Takes tasks of `generation` until none are left. A task is claimed only while the counter still belongs to
@@ -164,9 +201,10 @@ private:
                 if (!error_)
                     error_ = std::current_exception();
             }
-            std::unique_lock lock(mutex_);
-            if (--pending_ == 0)
+            if (pending_.fetch_sub(1) == 1) {  // the last task: wake the caller if it sleeps
+                std::unique_lock lock(mutex_);
                 done_.notify_all();
+            }
         }
         inside_task() = false;
     }
@@ -175,8 +213,11 @@ private:
     std::mutex mutex_;
     std::condition_variable wake_, done_;
     function_ref<void(std::size_t)>* job_ = nullptr;
-    std::size_t tasks_ = 0, pending_ = 0;
+    std::size_t tasks_ = 0;
+    std::atomic<std::size_t> pending_{0};  ///< tasks of the current job not yet finished
     std::uint64_t generation_ = 0;
+    std::atomic<std::uint64_t> posted_{0};  ///< generation_, for workers polling without the lock
+    std::atomic<bool> stopping_{false};
     std::atomic<std::uint64_t> next_{0};
     std::exception_ptr error_;
     bool quit_ = false;
