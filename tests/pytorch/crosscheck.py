@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Checks nmfdsl's CNMF+1x1 network against an independent PyTorch implementation of the same method.
 
-Reads what nmfdsl_pytorch_dump wrote into DIR (the parameters, a batch of images, a weighting R, nmfdsl's output and
-its gradients of L = sum(output * R)), rebuilds the network in PyTorch in float64 from the parameter files, and
-compares the output, every parameter gradient and the input gradient. The NMF layers' backward is the paper's
+Reads what nmfdsl_pytorch_dump wrote into DIR (the parameters and BatchNorm running statistics, a batch of images, a
+weighting R, nmfdsl's output and its gradients of L = sum(output * R), the running statistics that batch left and
+the output in evaluation mode), rebuilds the network in PyTorch in float64 from the parameter files, and compares the
+output, every parameter gradient, the input gradient, the updated running statistics (PyTorch's BatchNorm rule:
+momentum 0.1, unbiased batch variance) and the output in evaluation mode with them. The NMF layers' backward is the paper's
 approximation (a torch.autograd.Function of its own) or, for DIR/mode.txt = unrolled, autograd through all 20
 multiplicative updates. Prints one line per tensor with the largest difference relative to the tensor's largest
 magnitude, and exits with 1 when one exceeds TOLERANCE.
@@ -30,23 +32,30 @@ def main():
     manifest = [line.split(maxsplit=1) for line in open(f"{d}/manifest.txt").read().splitlines()]
     params = [(name, layer, torch.tensor(np.load(f"{d}/params/{name}"), dtype=torch.float64, requires_grad=True))
               for name, layer in manifest]
-    queue = list(params)
+    queue = []
+    running = {}  # BatchNorm file prefix ("6.") -> [running mean, running variance], updated by PyTorch
 
     def take(layer_prefix):
         name, layer, t = queue.pop(0)
         if not layer.startswith(layer_prefix):
             sys.exit(f"crosscheck: expected a {layer_prefix} tensor next, found {name} of {layer}")
-        return t
+        return name, t
 
     def next_is(layer_prefix):
         return bool(queue) and queue[0][1].startswith(layer_prefix)
 
-    def batch_norm(h):  # batch statistics, biased variance, eps 1e-5
-        gamma, beta = take("BatchNorm"), take("BatchNorm")
-        return F.batch_norm(h, None, None, gamma, beta, training=True, eps=1e-5)
+    def running_stats(prefix):
+        return [torch.tensor(np.load(f"{d}/params/{prefix}{which}.npy"), dtype=torch.float64)
+                for which in ("running_mean", "running_var")]
+
+    def batch_norm(h):  # training: batch statistics (biased variance), updating the running ones; eps 1e-5
+        (name, gamma), (_, beta) = take("BatchNorm"), take("BatchNorm")
+        prefix = name[:-len("gamma.npy")]
+        stats = running.setdefault(prefix, running_stats(prefix))
+        return F.batch_norm(h, stats[0], stats[1], gamma, beta, training=training, momentum=0.1, eps=1e-5)
 
     def cnmf(x):  # ReLU -> K x K patches -> L1 over each patch -> NMF -> BatchNorm (maps larger than 1 x 1)
-        v = take("CNMF")                                       # [Out, K, K, C], patch order (ky, kx, c)
+        v = take("CNMF")[1]                                    # [Out, K, K, C], patch order (ky, kx, c)
         out, k = v.shape[0], v.shape[1]
         v = v.permute(0, 3, 1, 2).reshape(out, -1)              # PyTorch's unfold order (c, ky, kx)
         n, side = x.shape[0], x.shape[2] - k + 1
@@ -62,20 +71,28 @@ def main():
     def mix(x):  # ReLU -> L1 over the channels -> 1x1 convolution -> BatchNorm (maps larger than 1 x 1)
         x = F.relu(x)
         x = x / (x.sum(1, keepdim=True) + 1e-19)
-        weight, bias = take("Pointwise"), take("Pointwise")
+        weight, bias = take("Pointwise")[1], take("Pointwise")[1]
         x = F.conv2d(x, weight[:, :, None, None], bias)
         return batch_norm(x) if next_is("BatchNorm") else x
 
+    def network(images):
+        queue[:] = params
+        x = F.avg_pool2d(mix(cnmf(images)), 2)
+        x = F.avg_pool2d(mix(cnmf(x)), 2)
+        x = mix(cnmf(x))
+        x = mix(cnmf(x))
+        if queue:
+            sys.exit(f"crosscheck: {len(queue)} tensors of the manifest were not used, the first {queue[0][0]}")
+        return F.softmax(x, 1).flatten(1)
+
     images = torch.tensor(np.load(f"{d}/images.npy"), dtype=torch.float64, requires_grad=True)
     r = torch.tensor(np.load(f"{d}/r.npy"), dtype=torch.float64)
-    x = F.avg_pool2d(mix(cnmf(images)), 2)
-    x = F.avg_pool2d(mix(cnmf(x)), 2)
-    x = mix(cnmf(x))
-    x = mix(cnmf(x))
-    output = F.softmax(x, 1).flatten(1)
-    if queue:
-        sys.exit(f"crosscheck: {len(queue)} tensors of the manifest were not used, the first {queue[0][0]}")
+    training = True
+    output = network(images)
     (output * r).sum().backward()
+    training = False
+    with torch.no_grad():
+        output_eval = network(images)
 
     worst = 0.0
     # A bias followed by a batch norm has the exact gradient 0 (the norm subtracts the batch mean): PyTorch finds
@@ -100,6 +117,10 @@ def main():
     compare("input gradient", np.load(f"{d}/input_grad.npy"), images.grad)
     for name, layer, t in params:
         compare(f"grad {name} ({layer})", np.load(f"{d}/grads/{name}"), t.grad)
+    for prefix, stats in running.items():
+        for which, t in zip(("running_mean", "running_var"), stats):
+            compare(f"{prefix}{which} after the batch", np.load(f"{d}/running/{prefix}{which}.npy"), t)
+    compare("output in evaluation mode", np.load(f"{d}/output_eval.npy"), output_eval)
     print(f"worst {worst:.2e}: {'agrees' if worst <= TOLERANCE else 'DISAGREES'}")
     sys.exit(0 if worst <= TOLERANCE else 1)
 

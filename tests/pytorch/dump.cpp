@@ -1,18 +1,22 @@
 // Writes what tests/pytorch/crosscheck.py compares with an independent PyTorch implementation of CNMF+1x1:
-// the parameters of the paper's CNMF+1x1 network (1x28x28 input, seed 21, or a checkpoint of nmfdsl-train), a batch
-// of images, a random output weighting R, the network's output on the batch (training mode: batch statistics),
-// and the gradients of L = Σ output ⊙ R with respect to every parameter and the input.
+// the parameters and BatchNorm running statistics of the paper's CNMF+1x1 network (1x28x28 input, seed 21, or a
+// checkpoint of nmfdsl-train), a batch of images, a random output weighting R, the network's output on the batch
+// (training mode: batch statistics, which also update the running statistics), the gradients of L = Σ output ⊙ R
+// with respect to every parameter and the input, the updated running statistics and the output in evaluation mode
+// (running statistics).
 //
 //   nmfdsl_pytorch_dump OUT_DIR [approximate|unrolled] [CHECKPOINT]
 //
-// OUT_DIR gets params/ and grads/ (one .npy per tensor, io::write_parameters_npy's names), manifest.txt (one line
-// per tensor: file name and layer name, in the model's order), images.npy [8, 1, 28, 28], r.npy [8, 10],
-// output.npy [8, 10], input_grad.npy [8, 1, 28, 28] and mode.txt. The images are the first 8 Fashion-MNIST test
+// OUT_DIR gets params/ (the parameters and the running statistics before the step), grads/ and running/ (the
+// running statistics after it), one .npy per tensor with io::write_parameters_npy's names; manifest.txt (one line
+// per parameter: file name and layer name, in the model's order), images.npy [8, 1, 28, 28], r.npy [8, 10],
+// output.npy [8, 10], input_grad.npy [8, 1, 28, 28], output_eval.npy [8, 10] and mode.txt. The images are the first 8 Fashion-MNIST test
 // images when the Debian package is installed, else uniform random ones.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 
 #include <nmfdsl/io.hpp>
 
@@ -52,12 +56,19 @@ int main(int argc, char** argv)
         xt::xtensor<float, 2> r = xt::zeros<float>({n, std::size_t(10)});
         for (float& v : r)
             v = g.uniform(-1.f, 1.f);
+        std::filesystem::create_directories(out);
+        nd::io::write_parameters_npy(model, out + "/params");
+        model.configure<nd::BatchNorm::options>([](auto& o) { o.mode = nd::bn_mode::running_statistics; });
         const auto y = model.forward(x);
         model.zero_grad();
         const auto dx = model.backward(r);
+        std::filesystem::create_directories(out + "/running");
+        for (const auto& b : std::as_const(model).buffers())
+            nd::io::write_npy<float>(out + "/running/" + nd::io::parameter_file_name(b.path, b.name), b.value,
+                                     b.shape);
+        model.set_training(false);
+        nd::io::write_npy(out + "/output_eval.npy", model.forward(x));
 
-        std::filesystem::create_directories(out);
-        nd::io::write_parameters_npy(model, out + "/params");
         std::filesystem::create_directories(out + "/grads");
         std::ofstream manifest(out + "/manifest.txt");
         for (const auto& p : model.parameters()) {
