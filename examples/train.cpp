@@ -52,6 +52,8 @@ const char* usage = R"(usage: nmfdsl-train [options]
   --resume FILE   continue from a checkpoint of the same network
   --export-npy    after every epoch also write the trainable tensors and BatchNorm running statistics
                   as NumPy files, DIR/parameters/<layer path>.<tensor>.npy, each in its shape
+  --init-npy DIR  start from the tensors in DIR's .npy files (as --export-npy writes them, e.g.
+                  converted from PyTorch) instead of the seed's initialisation
   --loss L        paper | cross-entropy   (default: paper; cross-entropy for hah, hah-baseline)
   --optimizer O   adam | sgd (momentum 0.9), with the rates of --lr-<group>   (default adam)
   --augment A     none | paper (random crop, flip, colour jitter per batch)
@@ -68,7 +70,7 @@ const char* usage = R"(usage: nmfdsl-train [options]
 )";
 
 struct options {
-    std::string model = "cnmf1x1", data = "fashion-mnist", out, resume, augment, loss, optimizer = "adam";
+    std::string model = "cnmf1x1", data = "fashion-mnist", out, resume, init_npy, augment, loss, optimizer = "adam";
     std::size_t epochs = 3, batch = 50, max_batches = 0, max_test = 0;
     std::uint64_t seed = 21;
     std::size_t threads = 0;
@@ -165,6 +167,8 @@ options parse(int argc, char** argv)
             o.quiet = true;
         else if (a == "--export-npy")
             o.export_npy = true;
+        else if (a == "--init-npy")
+            o.init_npy = value();
         else
             bad_usage("unknown option '" + a + "'");
     }
@@ -183,6 +187,10 @@ options parse(int argc, char** argv)
         bad_usage("unknown augmentation '" + o.augment + "' (choose none, paper or crop-flip)");
     if (!o.resume.empty() && !std::filesystem::exists(o.resume))
         bad_usage("checkpoint '" + o.resume + "' does not exist");
+    if (!o.init_npy.empty() && !std::filesystem::is_directory(o.init_npy))
+        bad_usage("--init-npy directory '" + o.init_npy + "' does not exist");
+    if (!o.init_npy.empty() && !o.resume.empty())
+        bad_usage("--init-npy and --resume both set the network's tensors; give one of them");
     if (o.out.empty())
         o.out = "runs/" + o.model;
     return o;
@@ -296,6 +304,10 @@ int train(const options& o, const nd::data::split& data, bool cifar, const proce
     nd::loss_function<float> loss = nd::loss::PaperLoss{};
     if (o.loss == "cross-entropy" || (o.loss.empty() && hah_recipe))
         loss = nd::loss::CrossEntropy{};
+    if (!o.init_npy.empty()) {
+        nd::io::read_parameters_npy(model, o.init_npy);
+        std::printf("parameters and buffers from '%s'\n", o.init_npy.c_str());
+    }
     std::unique_ptr<nd::optim::optimizer<float>> optimizer;  // nullptr: Adam with cfg.lr
     if (o.optimizer == "sgd")
         optimizer = std::make_unique<nd::optim::SGD<float>>(model.parameters(), cfg.lr);
@@ -390,6 +402,7 @@ std::vector<std::pair<std::string, std::string>> shared_settings([[maybe_unused]
         resume = "with fingerprint " + hex(nd::mpi::fingerprint(bytes.data(), bytes.size())) + " (" + o.resume + ")";
     }
     v.push_back({"--resume", resume});
+    v.push_back({"--init-npy", o.init_npy.empty() ? "none" : o.init_npy});
 #endif
     return v;
 }
