@@ -1,25 +1,14 @@
 // A custom layer whose buffer has the name of one of its parameters (both would be saved as 0.scale.npy).
-#include <nmfdsl/nmfdsl.hpp>
+#include "tensor_layer.hpp"
 namespace nd = nmfdsl;
-struct Scale : nd::layer_base {
-    static std::string name() { return "Scale"; }
+struct Clash {
     template <class In>
-    using output_shape = In;
+    static constexpr std::array<nd::param_spec, 1> params{{{"scale", nd::group::mix, In::c}}};
     template <class In>
-    static constexpr std::array<nd::param_spec, 1> param_tensors{{{"scale", nd::group::mix, In::c}}};
-    template <class In>
-    static constexpr std::array<nd::param_spec, 1> buffer_tensors{{{"scale", nd::group::mix, In::c}}};
-    template <class In, class T>
-    static void forward(const options&, const nd::forward_args<T>&, cache<In, T>&)
-    {
-    }
-    template <class In, class T>
-    static void backward(const options&, const nd::backward_args<T>&, cache<In, T>&)
-    {
-    }
+    static constexpr std::array<nd::param_spec, 1> buffers{{{"scale", nd::group::mix, In::c}}};
 };
 int main()
 {
-    nd::Model<nd::Seq<Scale, nd::Flatten>, nd::Shape<2, 4, 4>> model;
+    nd::Model<nd::Seq<TensorLayer<Clash>, nd::Flatten>, nd::Shape<2, 4, 4>> model;
     return int(model.buffers().size());
 }
