@@ -2,8 +2,8 @@
 /// @file tree.hpp
 /// The network tree at run time. One walker visits every layer of a resolved network in order — a graph layer
 /// (Concat, Residual, any layer with `branches<In>`) first, then the layers of each of its branches — and hands the
-/// visitor a layer_node: the layer's path ("3/1/0"), depth, name, shapes, options, parameter tensors and buffers. The Model's
-/// for_each_layer, configure, options_at and parameters, the summary and the tests all use it.
+/// visitor a layer_node: the layer's path ("3/1/0"), depth, name, shapes, options, parameter tensors and buffers.
+/// The Model's for_each_layer, configure, options_at, parameters and buffers, the summary and the tests all use it.
 #include <cstddef>
 #include <span>
 #include <string>
