@@ -5,9 +5,9 @@ Reads what nmfdsl_pytorch_dump wrote into DIR (the parameters and BatchNorm runn
 weighting R, nmfdsl's output and its gradients of L = sum(output * R), the running statistics that batch left and
 the output in evaluation mode), rebuilds the network in PyTorch in float64 from the parameter files, and compares the
 output, every parameter gradient, the input gradient, the updated running statistics (PyTorch's BatchNorm rule:
-momentum 0.1, unbiased batch variance) and the output in evaluation mode with them. The NMF layers' backward is the paper's
-approximation (a torch.autograd.Function of its own) or, for DIR/mode.txt = unrolled, autograd through all 20
-multiplicative updates. Prints one line per tensor with the largest difference relative to the tensor's largest
+momentum 0.1, unbiased batch variance) and the output in evaluation mode with them. The NMF layers' backward is
+the paper's approximation (a torch.autograd.Function of its own) or, for DIR/mode.txt = unrolled, autograd through
+all 20 multiplicative updates. Prints one line per tensor with the largest difference relative to the tensor's largest
 magnitude, and exits with 1 when one exceeds TOLERANCE.
 
     /usr/bin/python3 tests/pytorch/crosscheck.py DIR     (Debian's python3-torch and python3-numpy)

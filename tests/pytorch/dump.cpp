@@ -10,8 +10,8 @@
 // OUT_DIR gets params/ (the parameters and the running statistics before the step), grads/ and running/ (the
 // running statistics after it), one .npy per tensor with io::write_parameters_npy's names; manifest.txt (one line
 // per parameter: file name and layer name, in the model's order), images.npy [8, 1, 28, 28], r.npy [8, 10],
-// output.npy [8, 10], input_grad.npy [8, 1, 28, 28], output_eval.npy [8, 10] and mode.txt. The images are the first 8 Fashion-MNIST test
-// images when the Debian package is installed, else uniform random ones.
+// output.npy [8, 10], input_grad.npy [8, 1, 28, 28], output_eval.npy [8, 10] and mode.txt. The images are the
+// first 8 Fashion-MNIST test images when the Debian package is installed, else uniform random ones.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>

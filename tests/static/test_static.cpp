@@ -65,4 +65,5 @@ static_assert(nd::parameter_count_v<nd::Conv<4, 3>, nd::Shape<2, 5, 4>> == 4 * 3
 static_assert(nmfdsl::dims_match_sizes(std::array<nmfdsl::param_spec, 2>{
     {{"w", nmfdsl::group::other, 6, {3, 2}}, {"b", nmfdsl::group::other, 5}}}));
 static_assert(!nmfdsl::dims_match_sizes(std::array<nmfdsl::param_spec, 1>{{{"w", nmfdsl::group::other, 6, {4, 2}}}}));
-static_assert(!nmfdsl::dims_match_sizes(std::array<nmfdsl::param_spec, 1>{{{"w", nmfdsl::group::other, 6, {3, 0, 2}}}}));
+static_assert(
+    !nmfdsl::dims_match_sizes(std::array<nmfdsl::param_spec, 1>{{{"w", nmfdsl::group::other, 6, {3, 0, 2}}}}));
