@@ -70,7 +70,8 @@ nd::data::split toy_data(std::size_t train, std::size_t test, std::uint64_t s = 
             d.labels[i] = label;
             for (std::size_t y = 0; y < 8; ++y)
                 for (std::size_t x = 0; x < 8; ++x)
-                    d.images[i * 64 + y * 8 + x] = float(((y < 4) == (label == 1) ? 0.6 : 0.1) + 0.3 * g.uniform01<double>());
+                    d.images[i * 64 + y * 8 + x] =
+                        float(((y < 4) == (label == 1) ? 0.6 : 0.1) + 0.3 * g.uniform01<double>());
         }
         return d;
     };
@@ -491,6 +492,60 @@ TEST_CASE("parameters and buffers to and from .npy files: shapes, round trip, no
     std::copy(data.train.images.begin(), data.train.images.end(), x.begin());
     ToyModel source_copy = source;
     CHECK((target.forward(x) == source_copy.forward(x)));
+}
+
+namespace {
+// A custom layer declaring a parameter whose values must be non-negative; it is never run.
+struct NonNegativeRate : nd::layer_base {
+    static std::string name() { return "NonNegativeRate"; }
+    template <class In>
+    using output_shape = In;
+    template <class In>
+    static constexpr std::array<nd::param_spec, 2> param_tensors{
+        {{"offset", nd::group::other, 3}, {"rate", nd::group::other, 3, {}, nd::value_range::non_negative}}};
+    template <class In, class T>
+    static void forward(const options&, const nd::forward_args<T>&, cache<In, T>&)
+    {
+    }
+    template <class In, class T>
+    static void backward(const options&, const nd::backward_args<T>&, cache<In, T>&)
+    {
+    }
+};
+} // namespace
+
+TEST_CASE(".npy reading: a tensor's value range comes from its param_spec, for built-in and custom layers",
+          "[npy][checkpoint]")
+{
+    const auto dir = scratch("npy_ranges");
+    ToyModel toy{nd::seed{2}};
+    for (const auto& p : std::as_const(toy).parameters())
+        CHECK(p.range == nd::value_range::any);
+    for (const auto& b : std::as_const(toy).buffers())
+        CHECK(b.range == (b.name == "running_var" ? nd::value_range::non_negative : nd::value_range::any));
+
+    // a negative running mean is a fine value; only the variance must be >= 0
+    nd::io::write_parameters_npy(toy, (dir / "toy").string());
+    const auto mean = std::as_const(toy).buffers().front();
+    REQUIRE(mean.name == "running_mean");
+    xt::xtensor<float, 1> negative = -xt::ones<float>({mean.value.size()});
+    nd::io::write_npy((dir / "toy" / nd::io::parameter_file_name(mean.path, mean.name)).string(), negative);
+    nd::io::read_parameters_npy(toy, (dir / "toy").string());
+    CHECK(std::as_const(toy).buffers().front().value[0] == -1.f);
+
+    // a custom layer's tensor flagged non-negative is checked the same way, whatever its name
+    nd::Model<nd::Seq<NonNegativeRate>, nd::Shape<4>> custom{nd::seed{1}};
+    const auto files = nd::io::write_parameters_npy(custom, (dir / "custom").string());
+    REQUIRE(files.size() == 2);
+    nd::io::write_npy(files[0], xt::xtensor<float, 1>{-1.f, 0.f, 2.f});  // offset: any sign
+    nd::io::write_npy(files[1], xt::xtensor<float, 1>{0.f, 0.5f, -0.25f});
+    CHECK_THROWS_WITH(nd::io::read_parameters_npy(custom, (dir / "custom").string()),
+                      Catch::Contains(files[1]) && Catch::Contains("tensor 0.rate (NonNegativeRate)") &&
+                          Catch::Contains("element 2 is -0.25") && Catch::Contains("needs finite values >= 0"));
+    nd::io::write_npy(files[1], xt::xtensor<float, 1>{0.f, 0.5f, 0.25f});
+    nd::io::read_parameters_npy(custom, (dir / "custom").string());
+    CHECK(custom.parameters()[0].value[0] == -1.f);
+    CHECK(custom.parameters()[1].value[2] == 0.25f);
 }
 
 TEST_CASE("the trainer learns a toy problem and writes metrics, checkpoint and pictures", "[trainer]")

@@ -37,6 +37,7 @@ struct parameter_ref {
     std::span<T> value;
     std::span<T> grad;
     std::vector<std::size_t> shape;  ///< outermost first (param_spec::dims); its product is value.size()
+    value_range range;               ///< the values it may hold (param_spec::range)
 
     /// "3/1/0.weight": unique in the model, stable while the network type is.
     std::string qualified_name() const { return path + "." + std::string(name); }
@@ -51,6 +52,7 @@ struct buffer_ref {
     std::string_view name;      ///< buffer name inside the layer ("running_mean", "running_var", ...)
     std::span<T> value;
     std::vector<std::size_t> shape;
+    value_range range;          ///< the values it may hold (param_spec::range): running_var's are non-negative
 
     /// "3/1/0.running_mean": unique in the model, stable while the network type is.
     std::string qualified_name() const { return path + "." + std::string(name); }
@@ -422,7 +424,8 @@ private:
             if constexpr (!N::is_graph)
                 for (std::size_t k = 0; k < N::specs.size(); ++k)
                     out.push_back({top_level_index(node.path), node.path, N::name(), N::specs[k].name,
-                                   N::specs[k].grp, node.params(k), node.grads(k), tensor_shape(N::specs[k])});
+                                   N::specs[k].grp, node.params(k), node.grads(k), tensor_shape(N::specs[k]),
+                                   N::specs[k].range});
         };
         U* no_buffers = nullptr;
         detail::walk_tree<entries>("", 0, opts, params, grads, no_buffers, visit);
@@ -439,7 +442,7 @@ private:
             if constexpr (!N::is_graph)
                 for (std::size_t k = 0; k < N::buffer_specs.size(); ++k)
                     out.push_back({top_level_index(node.path), node.path, N::name(), N::buffer_specs[k].name,
-                                   node.buffers(k), tensor_shape(N::buffer_specs[k])});
+                                   node.buffers(k), tensor_shape(N::buffer_specs[k]), N::buffer_specs[k].range});
         };
         U* none = nullptr;
         detail::walk_tree<entries>("", 0, opts, none, none, buffers, visit);

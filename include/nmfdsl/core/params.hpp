@@ -50,14 +50,23 @@ constexpr std::string_view group_name(group g)
     return parameter_groups[static_cast<std::size_t>(g)].name;
 }
 
-/// One tensor of a layer: its name, parameter group and element count, and optionally its shape as NumPy or
-/// PyTorch users see it, outermost first (a K×K convolution's weight: {Out, K, K, C}, the layer's patch order);
-/// entries after the last nonzero one are unused, and all zeros mean one dimension of `size` elements.
+/// The values a tensor may hold, beyond being finite. Readers of foreign data (io::read_parameters_npy) refuse
+/// anything else; a layer's own updates are expected to keep it.
+enum class value_range {
+    any,           ///< every finite value
+    non_negative,  ///< finite and >= 0 (a variance the layer takes the square root of)
+};
+
+/// One tensor of a layer: its name, parameter group and element count, optionally its shape as NumPy or PyTorch
+/// users see it, outermost first (a K×K convolution's weight: {Out, K, K, C}, the layer's patch order; entries
+/// after the last nonzero one are unused, and all zeros mean one dimension of `size` elements), and the range its
+/// values must lie in.
 struct param_spec {
     std::string_view name;
     group grp;
     std::size_t size;
     std::array<std::size_t, 4> dims{};
+    value_range range = value_range::any;
 };
 
 /// The shape of a tensor: its dims up to the first zero, or {size} when none are given.

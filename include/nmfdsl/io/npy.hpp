@@ -33,6 +33,7 @@
 #include <xtensor/xarray.hpp>
 
 #include "../core/error.hpp"
+#include "../core/params.hpp"
 #include "file.hpp"
 
 namespace nmfdsl::io {
@@ -442,10 +443,9 @@ namespace detail {
 template <class T>
 struct npy_tensor {
     std::string file, description;
-    bool buffer;
-    std::string_view name;
     std::span<T> value;
     std::vector<std::size_t> shape;
+    nmfdsl::value_range range;
 };
 
 /// The model's trainable tensors, then its buffers, each with the file of parameter_file_name inside `dir` (distinct:
@@ -458,7 +458,7 @@ auto model_npy_tensors(M& model, const std::string& dir)
     auto add = [&](const auto& t, bool buffer) {
         out.push_back({(std::filesystem::path(dir) / parameter_file_name(t.path, t.name)).string(),
                        std::string(buffer ? "buffer " : "tensor ") + t.qualified_name() + " (" + t.layer_name + ")",
-                       buffer, t.name, t.value, t.shape});
+                       t.value, t.shape, t.range});
     };
     for (const auto& p : model.parameters())
         add(p, false);
@@ -493,9 +493,9 @@ std::vector<std::string> write_parameters_npy(const M& model, const std::string&
 
 /// Sets every trainable tensor and buffer of `model` from the .npy files of `dir` that write_parameters_npy names
 /// (any element type read_npy converts to the model's scalar). All files are read and checked before anything
-/// changes, so a missing file, a shape other than the tensor's, a non-finite value, a negative running variance or
-/// a bad file throws data_error naming the file and the tensor, and leaves the model as it was. Gradients are left
-/// alone.
+/// changes, so a missing file, a shape other than the tensor's, a non-finite value, a negative value in a tensor
+/// whose param_spec::range is non_negative (BatchNorm's running variance) or a bad file throws data_error naming
+/// the file and the tensor, and leaves the model as it was. Gradients are left alone.
 template <class M>
 void read_parameters_npy(M& model, const std::string& dir)
 {
@@ -510,12 +510,12 @@ void read_parameters_npy(M& model, const std::string& dir)
         if (shape != t.shape)
             throw data_error("nmfdsl: file '" + t.file + "' holds an array of shape " + detail::shape_text(shape) +
                              "; " + t.description + " has shape " + detail::shape_text(t.shape));
-        const bool variance = t.buffer && t.name == "running_var";  // BatchNorm divides by its square root
+        const bool non_negative = t.range == nmfdsl::value_range::non_negative;
         for (std::size_t i = 0; i < a.size(); ++i)
-            if (!std::isfinite(a.data()[i]) || (variance && a.data()[i] < T(0)))
+            if (!std::isfinite(a.data()[i]) || (non_negative && a.data()[i] < T(0)))
                 throw data_error("nmfdsl: file '" + t.file + "': element " + std::to_string(i) + " is " +
                                  std::to_string(a.data()[i]) + "; " + t.description + " needs " +
-                                 (variance ? "finite values >= 0" : "finite values"));
+                                 (non_negative ? "finite values >= 0" : "finite values"));
         staged.push_back(std::move(a));
     }
     for (std::size_t k = 0; k < tensors.size(); ++k)

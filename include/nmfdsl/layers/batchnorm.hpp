@@ -40,7 +40,8 @@ struct BatchNorm : layer_base {
         {{"gamma", group::norm, detail::channels<In>()}, {"beta", group::norm, detail::channels<In>()}}};
     template <class In>
     static constexpr std::array<param_spec, 2> buffer_tensors{
-        {{"running_mean", group::norm, detail::channels<In>()}, {"running_var", group::norm, detail::channels<In>()}}};
+        {{"running_mean", group::norm, detail::channels<In>()},
+         {"running_var", group::norm, detail::channels<In>(), {}, value_range::non_negative}}};
 
     template <class In, class T>
     struct cache {
