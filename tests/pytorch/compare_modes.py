@@ -6,6 +6,7 @@ between the two gradients and the ratio of their norms (approximate / exact).
     nmfdsl_pytorch_dump A approximate [CHECKPOINT]; nmfdsl_pytorch_dump U unrolled [CHECKPOINT]
     /usr/bin/python3 tests/pytorch/compare_modes.py A U
 """
+import os
 import sys
 
 import numpy as np
@@ -13,8 +14,16 @@ import numpy as np
 
 def main():
     if len(sys.argv) != 3:
-        sys.exit(__doc__)
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
     approx, exact = sys.argv[1], sys.argv[2]
+    for d, mode in ((approx, "approximate"), (exact, "unrolled")):
+        try:
+            found = open(os.path.join(d, "mode.txt")).read().strip()
+        except OSError:
+            sys.exit(f"compare_modes: '{d}' is not a directory nmfdsl_pytorch_dump wrote: mode.txt is missing")
+        if found != mode:
+            sys.exit(f"compare_modes: '{d}' holds {found} gradients; expected {mode} ones there")
     manifest = [line.split(maxsplit=1) for line in open(f"{approx}/manifest.txt").read().splitlines()]
     # a bias in front of a batch norm has the exact gradient 0 in both modes (rounding noise): left out
     names = ["input_grad.npy"] + ["grads/" + name for k, (name, layer) in enumerate(manifest)

@@ -12,6 +12,7 @@ magnitude, and exits with 1 when one exceeds TOLERANCE.
 
     /usr/bin/python3 tests/pytorch/crosscheck.py DIR     (Debian's python3-torch and python3-numpy)
 """
+import os
 import sys
 
 import numpy as np
@@ -26,8 +27,12 @@ ITERATIONS = 20
 
 def main():
     if len(sys.argv) != 2:
-        sys.exit(__doc__)
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
     d = sys.argv[1]
+    missing = [f for f in ("mode.txt", "manifest.txt", "output.npy") if not os.path.isfile(os.path.join(d, f))]
+    if missing:
+        sys.exit(f"crosscheck: '{d}' is not a directory nmfdsl_pytorch_dump wrote: {missing[0]} is missing")
     mode = open(f"{d}/mode.txt").read().strip()
     manifest = [line.split(maxsplit=1) for line in open(f"{d}/manifest.txt").read().splitlines()]
     params = [(name, layer, torch.tensor(np.load(f"{d}/params/{name}"), dtype=torch.float64, requires_grad=True))
