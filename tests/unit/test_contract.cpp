@@ -144,6 +144,7 @@ enum class flaw {
     state_outside_the_cache,
     depends_on_thread_count,
     writes_buffers_always,
+    buffer_leaves_its_range,
     wrong_gradient,
 };
 
@@ -156,7 +157,8 @@ struct Scale : nd::layer_base {
     template <class In>
     static constexpr std::array<nd::param_spec, 1> param_tensors{{{"w", nd::group::other, In::size}}};
     template <class In>
-    static constexpr std::array<nd::param_spec, 1> buffer_tensors{{{"calls", nd::group::other, 1}}};
+    static constexpr std::array<nd::param_spec, 1> buffer_tensors{
+        {{"calls", nd::group::other, 1, {}, nd::value_range::non_negative}}};
     template <class In, class T>
     struct cache {
         bool used = false;
@@ -185,7 +187,7 @@ struct Scale : nd::layer_base {
         if constexpr (F == flaw::forward_writes_params)
             const_cast<T*>(a.params)[0] += T(1);
         if (F == flaw::writes_buffers_always || a.update_buffers)
-            a.buffers[0] += T(1);
+            a.buffers[0] += F == flaw::buffer_leaves_its_range ? T(-1) : T(1);  // counts the updating calls
         if constexpr (F == flaw::state_outside_the_cache)
             outside_state<T>().assign(a.x, a.x + a.batch * In::size);
         c.used = false;
@@ -230,6 +232,7 @@ TEST_CASE("check_layer names the rule each deliberately broken layer breaks", "[
         {check_flaw<flaw::state_outside_the_cache>(), "caches are independent"},
         {check_flaw<flaw::depends_on_thread_count>(), "results independent of threads"},
         {check_flaw<flaw::writes_buffers_always>(), "buffers change only on update"},
+        {check_flaw<flaw::buffer_leaves_its_range>(), "buffers stay in their range"},
         {check_flaw<flaw::wrong_gradient>(), "gradient matches finite differences"},
     };
     for (const auto& [result, rule] : cases) {

@@ -12,6 +12,8 @@
 ///   "caches are independent"          a forward into a second cache does not change the first cache's backward
 ///   "results independent of threads"  y, dx and grads are bit-identical with 1 and with 3 threads
 ///   "buffers change only on update"   a forward with update_buffers = false leaves the buffers alone
+///   "buffers stay in their range"     after an updating forward every buffer is finite and within its
+///                                     param_spec::range (a running variance stays >= 0)
 ///   "gradient matches finite differences"  (whole expression, testing::check_gradients)
 ///
 /// A composite is checked leaf by leaf (each leaf on the activations the composite really feeds it), and as a whole
@@ -231,6 +233,24 @@ void check_leaf(const Options& opt, const double* params, const double* buffers,
         forward(c, x, 0.0, false, frozen);
         if (first_difference(frozen.buf.data(), buffers, buffer_count) != std::string::npos)
             fail("buffers change only on update", "a forward with update_buffers = false changed a buffer");
+    }
+    {  // buffers stay in their range
+        cache_t c{};
+        run updated;
+        forward(c, x, 0.0, true, updated);
+        constexpr auto& specs = L::template buffer_tensors<In>;
+        for (std::size_t k = 0; k < specs.size(); ++k) {
+            const double* b = updated.buf.data() + tensor_offset(specs, k);
+            const bool non_negative = specs[k].range == value_range::non_negative;
+            const auto bad = std::find_if(b, b + specs[k].size,
+                                          [&](double v) { return !std::isfinite(v) || (non_negative && v < 0); });
+            if (bad != b + specs[k].size) {
+                std::ostringstream what;
+                what << "after an updating forward, element " << (bad - b) << " of buffer '" << specs[k].name
+                     << "' is " << *bad << (non_negative ? "; it must be finite and >= 0" : "; it must be finite");
+                fail("buffers stay in their range", what.str());
+            }
+        }
     }
     ++r.leaves_checked;
 }
