@@ -96,8 +96,9 @@ void register_iteration_scaling()
 void register_layouts()
 {
     using T = float;
-    using task_kernel = void (*)(const nd::kernels::nmf_weights<T>&, nd::function_ref<const T*(std::size_t, std::size_t)>,
-                                 std::size_t, std::size_t, std::size_t, std::size_t, const std::optional<T>&, T*);
+    using task_kernel = void (*)(const nd::kernels::nmf_weights<T>&,
+                                 nd::function_ref<const T*(std::size_t, std::size_t)>, std::size_t, std::size_t,
+                                 std::size_t, std::size_t, const std::optional<T>&, T*, const std::size_t*);
     const std::pair<const char*, task_kernel> layouts[] = {{"rows", &nd::kernels::detail::nmf_forward_tiles<T>},
                                                            {"lanes", &nd::kernels::detail::nmf_forward_lanes<T>}};
     const std::size_t shapes[][2] = {{25, 32}, {75, 32}, {27, 16}, {100, 48}, {147, 64}, {290, 64}, {800, 64}, {801, 64},
@@ -124,7 +125,7 @@ void register_layouts()
                         benchmark::DoNotOptimize(run);
                         for (std::size_t first = 0; first < tiles; first += k::nmf_tiles_per_task)
                             run(wts, tile_rows, rows, first, std::min(tiles, first + k::nmf_tiles_per_task), 20,
-                                std::nullopt, h.data());
+                                std::nullopt, h.data(), nullptr);
                         benchmark::ClobberMemory();
                     }
                     state.counters["GFLOPS"] = benchmark::Counter(4.0 * double(rows) * I * H * 20 * 1e-9,

@@ -2,6 +2,9 @@
 //   train_step/<model>/<channels>/<batch>  forward, the paper's loss, backward and an Adam step
 //   inference/<model>/<channels>/<batch>   forward only
 //   train_step_T/<mode>/cnmf1x1/3/50/<T>   CNMF+1×1 training step with T NMF iterations and the given gradient mode
+//   train_step/cnmf1x1/fashion/50, inference/cnmf1x1/fashion/50   the same on Fashion-MNIST's first 50 training
+//                                          images (Debian's dataset-fashion-mnist): real images have all-zero patches,
+//                                          which the NMF layers do not solve (uniform random input has none)
 // channels 3 or 1 means 3×28×28 or 1×28×28 input; batch 1, 50 and 128. The thread count comes from
 // NMFDSL_THREADS (default 1 in this binary). Counters: images per second of wall-clock time; peak_MB, the most
 // memory held in library buffers at once from building the model to the end (parameters, gradients, Adam state,
@@ -13,6 +16,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <nmfdsl/data/dataset.hpp>
 #include <nmfdsl/nmfdsl.hpp>
 
 #include "bench_args.hpp"
@@ -65,6 +69,25 @@ void step(benchmark::State& state, bool train, std::optional<nd::nmf_gradient> m
         state.counters["rss_peak_MB"] = *rss;
 }
 
+/// The step on the first 50 training images of Fashion-MNIST, with their labels.
+void fashion_step(benchmark::State& state, bool train)
+{
+    constexpr std::size_t batch = 50;
+    nd::data::split data;
+    try {
+        data = nd::data::load_idx_directory(nd::data::fashion_mnist_directory);
+    } catch (const nd::error& e) {
+        state.SkipWithError(e.what());  // the data set is not installed: nothing to measure
+        return;
+    }
+    xt::xtensor<float, 4> x = xt::xtensor<float, 4>::from_shape({batch, 1, 28, 28});
+    std::copy_n(data.train.images.begin(), x.size(), x.begin());
+    const std::vector<std::size_t> labels(data.train.labels.begin(), data.train.labels.begin() + batch);
+    nd::Model<paper::CNMF1x1, paper::MnistInput> model{nd::seed{21}};
+    nd::optim::Adam<float> adam(model.parameters(), nd::optim::learning_rates::paper());
+    nmfdsl_bench::run_steps(state, model, x, labels, nd::loss::PaperLoss{}, adam, train);
+}
+
 template <class Net>
 void register_model(const std::string& name)
 {
@@ -88,6 +111,10 @@ const bool registered = [] {
     register_model<paper::CNMF>("cnmf");
     register_model<paper::CNN1x1>("cnn1x1");
     register_model<paper::CNMF1x1>("cnmf1x1");
+    for (bool train : {true, false})
+        benchmark::RegisterBenchmark(train ? "train_step/cnmf1x1/fashion/50" : "inference/cnmf1x1/fashion/50",
+                                     [train](benchmark::State& s) { fashion_step(s, train); })
+            ->Unit(benchmark::kMillisecond);
     for (const auto& [tag, mode] : {std::pair{"approximate", nd::nmf_gradient::approximate},
                                     std::pair{"unrolled", nd::nmf_gradient::unrolled}})
         benchmark::RegisterBenchmark(("train_step_T/" + std::string(tag) + "/cnmf1x1/3/50").c_str(),

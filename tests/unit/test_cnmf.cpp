@@ -586,6 +586,71 @@ TEST_CASE("all-zero patches and all-zero input give finite outputs and gradients
     }
 }
 
+namespace {
+/// Runs one layer on images that are zero outside a random rectangle (one image all zero, one with no zero value),
+/// in approximate mode (which skips the all-zero patches) and in unrolled mode (which solves every row), with 1 and
+/// 3 threads, and checks that outputs and patch sums agree bit for bit.
+template <class L, class In>
+void check_zero_patches_skipped()
+{
+    constexpr std::size_t batch = 7;
+    nd::rng g(nd::seed{12});
+    xt::xtensor<float, 4> x = xt::zeros<float>({batch, In::c, In::h, In::w});
+    for (std::size_t n = 1; n < batch; ++n) {  // image 0 stays all zero
+        const bool full = n == batch - 1;
+        const std::size_t y0 = full ? 0 : g.below(In::h / 2), x0 = full ? 0 : g.below(In::w / 2);
+        const std::size_t y1 = full ? In::h : y0 + 1 + g.below(In::h - y0 - 1);
+        const std::size_t x1 = full ? In::w : x0 + 1 + g.below(In::w - x0 - 1);
+        for (std::size_t c = 0; c < In::c; ++c)
+            for (std::size_t i = y0; i < y1; ++i)
+                for (std::size_t j = x0; j < x1; ++j)
+                    x(n, c, i, j) = 0.05f + g.uniform01<float>();
+    }
+    const std::size_t before = nd::threads();
+    for (std::size_t threads : {1, 3}) {
+        INFO(L::name() << " on " << threads << " threads");
+        nd::set_threads(threads);
+        nd::Model<L, In> model{nd::seed{8}};
+        typename nd::Model<L, In>::workspace ws;
+        const auto skipped = model.forward(x, ws);
+        const auto& cache = std::get<0>(ws.net.caches);
+        const std::vector<float> sums_skipped(cache.patch_sum.begin(), cache.patch_sum.end());
+        const std::size_t rows = sums_skipped.size(), solved = cache.active.size();
+        CHECK(rows - solved > rows / batch);  // image 0's rows and some of the others': the test reaches the skipping
+        CHECK(solved > rows / 4);
+        CHECK(std::count(sums_skipped.begin(), sums_skipped.end(), 0.f) == std::ptrdiff_t(rows - solved));
+        nd::configure_nmf(model, [](auto& o) { o.gradient(nd::nmf_gradient::unrolled); });
+        const auto every_row = model.forward(x, ws);
+        const std::vector<float> sums_every_row(cache.patch_sum.begin(), cache.patch_sum.end());
+        CHECK(std::equal(skipped.begin(), skipped.end(), every_row.begin(), every_row.end()));
+        CHECK(sums_skipped == sums_every_row);  // the approximate backward remakes x̂ from these
+        // with ε an all-zero patch keeps h⁰ (h ⊙ (1 + ε·0)), so every row is solved
+        nd::configure_nmf(model, [](auto& o) { o.gradient(nd::nmf_gradient::approximate).epsilon(0.1); });
+        const auto damped = model.forward(x, ws);
+        CHECK(cache.active.empty());
+        CHECK(damped(0, 0, 0, 0) > 0.f);
+    }
+    nd::set_threads(before);
+}
+} // namespace
+
+TEST_CASE("an all-zero patch is not solved: the output is bit for bit that of solving every row", "[cnmf][threads]")
+{
+    check_zero_patches_skipped<nd::CNMFCore<32, 5>, nd::Shape<1, 28, 28>>();  // I = 25: rows in lanes
+    check_zero_patches_skipped<nd::CNMFCore<16, 4>, nd::Shape<2, 12, 12>>();  // I = 32, H = 16: the row layout
+    check_zero_patches_skipped<nd::CNMFCore<5, 2, 2>, nd::Shape<3, 9, 7>>();  // stride 2, odd H
+
+    // an all-zero batch: nothing to solve, every output 0, and the backward still runs
+    nd::Model<nd::CNMFCore<8, 3>, nd::Shape<2, 6, 6>> model{nd::seed{2}};
+    typename nd::Model<nd::CNMFCore<8, 3>, nd::Shape<2, 6, 6>>::workspace ws;
+    xt::xtensor<float, 4> zeros = xt::zeros<float>({4, 2, 6, 6});
+    const auto y = model.forward(zeros, ws);
+    CHECK(std::get<0>(ws.net.caches).active.empty());
+    CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 0.f; }));
+    const auto dx = model.backward(xt::ones_like(y), ws);
+    CHECK(std::all_of(dx.begin(), dx.end(), [](float v) { return v == 0.f; }));
+}
+
 TEST_CASE("options are validated and name the option", "[cnmf]")
 {
     nd::cnmf_options o;

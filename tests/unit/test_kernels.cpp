@@ -200,6 +200,43 @@ TEST_CASE("col2im overwrites: it equals col2im_add into zeros, whatever dx held"
     CHECK(written == added);
 }
 
+TEST_CASE("mark_nonzero_patches finds exactly the all-zero rows of im2col", "[kernels][im2col]")
+{
+    nd::rng g(nd::seed{14});
+    const nd::kernels::window windows[] = {
+        {9, 7, 3, 3, 2, 1}, {12, 12, 1, 5, 5, 1}, {11, 13, 2, 3, 3, 2}, {4, 4, 6, 4, 4, 1}, {6, 5, 1, 1, 1, 1}};
+    for (const auto& w : windows) {
+        INFO("window " << w.h << "x" << w.w << "x" << w.c << ", kernel " << w.kh << "x" << w.kw << ", stride "
+                       << w.stride);
+        const std::size_t batch = 4;
+        std::vector<float> x(batch * w.h * w.w * w.c, 0.f);
+        // sample 0 all zero; then sparser and sparser single values, one of them NaN, some -0
+        for (std::size_t i = w.h * w.w * w.c; i < x.size(); ++i) {
+            const std::size_t n = i / (w.h * w.w * w.c);
+            if (g.below(3 * n) == 0)
+                x[i] = g.uniform01<float>() + 0.01f;
+            else if (g.below(4) == 0)
+                x[i] = -0.f;
+        }
+        x[x.size() / 2] = std::numeric_limits<float>::quiet_NaN();
+        const std::size_t rows = batch * w.oh() * w.ow();
+        std::vector<float> cols(rows * w.patch());
+        nd::testing::naive_im2col(x.data(), batch, w, cols.data());
+        std::vector<unsigned char> flags(rows, 7);
+        nd::kernels::mark_nonzero_patches(x.data(), batch, w, flags.data());
+        std::size_t zero_rows = 0;
+        for (std::size_t r = 0; r < rows; ++r) {
+            const float* row = cols.data() + r * w.patch();
+            const bool nonzero = std::any_of(row, row + w.patch(), [](float v) { return v != 0.f; });
+            zero_rows += nonzero ? 0 : 1;
+            INFO("row " << r);
+            CHECK(int(flags[r]) == (nonzero ? 1 : 0));
+        }
+        CHECK(zero_rows >= w.oh() * w.ow());  // sample 0, at least
+        CHECK(zero_rows < rows);
+    }
+}
+
 TEST_CASE("col2im is the adjoint of im2col", "[kernels][im2col]")
 {
     // <im2col(x), c> == <x, col2im(c)> for any x, c.

@@ -17,6 +17,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "../core/parallel.hpp"
+#include "../core/params.hpp"
 #include "../core/shape.hpp"
 
 namespace nmfdsl::kernels {
@@ -425,6 +426,36 @@ void im2col(const T* x, std::size_t batch, const Geometry& g, T* cols, std::size
 {
     detail::for_each_sample(g, batch, row_stride, [&](std::size_t first, std::size_t count, std::size_t at) {
         im2col_rows(x, first, count, g, cols + at, row_stride);
+    });
+}
+
+/// Which rows of the column matrix hold a non-zero value: nonzero[r] = 1 if patch r (row n·OH·OW + oy·OW + ox) has
+/// a value ≠ 0, else 0, for the rows of `batch` samples; -0 counts as zero, NaN as non-zero. Per sample a summed-area
+/// table of the pixels with a non-zero channel answers each window in four reads: one pass over the input instead
+/// of one over the K·K times larger patches. One sample per parallel task.
+template <class T, class Flag>
+void mark_nonzero_patches(const T* x, std::size_t batch, const window& g, Flag* nonzero)
+{
+    const std::size_t positions = g.oh() * g.ow(), stride = g.w + 1, map = g.h * g.w * g.c;
+    parallel_for(batch, [&](std::size_t n) {
+        // table[y·(W+1) + x]: the pixels of rows < y and columns < x with a non-zero channel
+        aligned_vector<std::uint32_t> table((g.h + 1) * stride, 0);
+        const T* image = x + n * map;
+        for (std::size_t y = 0; y < g.h; ++y) {
+            std::uint32_t in_line = 0;
+            for (std::size_t col = 0; col < g.w; ++col) {
+                const T* pixel = image + (y * g.w + col) * g.c;
+                in_line += std::any_of(pixel, pixel + g.c, [](T v) { return v != T(0); }) ? 1 : 0;
+                table[(y + 1) * stride + col + 1] = table[y * stride + col + 1] + in_line;
+            }
+        }
+        for (std::size_t oy = 0; oy < g.oh(); ++oy)
+            for (std::size_t ox = 0; ox < g.ow(); ++ox) {
+                const std::size_t y0 = oy * g.stride, x0 = ox * g.stride, y1 = y0 + g.kh, x1 = x0 + g.kw;
+                const std::uint32_t count = table[y1 * stride + x1] - table[y0 * stride + x1] -
+                                            table[y1 * stride + x0] + table[y0 * stride + x0];
+                nonzero[n * positions + oy * g.ow() + ox] = count != 0 ? Flag(1) : Flag(0);
+            }
     });
 }
 

@@ -322,12 +322,16 @@ inline void first_divisor(const nmf_weights<T>& wts, aligned_vector<T>& inv_r0)
     }
 }
 
+/// Where row n of the kernel's rows goes in h_out: row out_rows[n], or row n without a map.
+inline std::size_t output_row(const std::size_t* out_rows, std::size_t n) { return out_rows ? out_rows[n] : n; }
+
 /// Runs all T iterations on the tiles [first, last). tile_rows(t0, valid) gives the tile's x̂ rows starting at row
-/// t0 (tile_rows × Ip; rows ≥ valid are padding and must be zero).
+/// t0 (tile_rows × Ip; rows ≥ valid are padding and must be zero). Row n's h goes to row output_row(out_rows, n) of
+/// h_out.
 template <class T>
 void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::size_t, std::size_t)> tile_rows,
                        std::size_t rows, std::size_t first_tile, std::size_t last_tile, std::size_t iterations,
-                       const std::optional<T>& eps, T* h_out)
+                       const std::optional<T>& eps, T* h_out, const std::size_t* out_rows = nullptr)
 {
     using lay = nmf_layout<T>;
     using tiles = nmf_tiling<T>;
@@ -399,19 +403,21 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
         else
             iterate(xt, valid, [&](auto&& block) { for_balanced_blocks<MR>(valid, block); });
         for (std::size_t r = 0; r < valid; ++r)
-            copy_short_row(s.h.data() + r * wts.hp, wts.h, h_out + (t0 + r) * wts.h);
+            copy_short_row(s.h.data() + r * wts.hp, wts.h, h_out + output_row(out_rows, t0 + r) * wts.h);
     }
 }
 
 /// One group of rows of nmf_forward_lanes, in NB ≤ nmf_lanes_tiling::nbr vectors of rows (a last group with fewer
 /// rows computes only the vectors that hold them): all T iterations for x̂ᵀ at x (row stride span, rows in the
-/// lanes), with q and h [· × G] as scratch; writes the first `count` rows of h to h_out [count × H].
+/// lanes), with q and h [· × G] as scratch; writes the first `count` rows of h, the kernel's rows first_row … , to
+/// their rows of h_out (output_row).
 /// Flattened: its tiles are inlined into it (left to the inliner, with three widths in a translation unit, the
 /// tile loops were outlined and the full groups ran up to 9 % slower with AVX2).
 template <class T, std::size_t NB>
 __attribute__((flatten)) void nmf_lanes_group(const nmf_weights<T>& wts, const T* x, std::size_t span,
                                               const T* inv_r0, T* q, T* h, std::size_t iterations,
-                                              const std::optional<T>& eps, std::size_t count, T* h_out)
+                                              const std::optional<T>& eps, std::size_t count, T* h_out,
+                                              std::size_t first_row, const std::size_t* out_rows)
 {
     using batch = xsimd::batch<T>;
     using lt = nmf_lanes_tiling<T>;
@@ -467,9 +473,11 @@ __attribute__((flatten)) void nmf_lanes_group(const nmf_weights<T>& wts, const T
             for (std::size_t v = 0; v < NB; ++v)
                 (batch::load_aligned(h + k * G + v * L) * inv[v]).store_aligned(h + k * G + v * L);
     }
-    for (std::size_t n = 0; n < count; ++n)
+    for (std::size_t n = 0; n < count; ++n) {
+        T* out = h_out + output_row(out_rows, first_row + n) * H;
         for (std::size_t k = 0; k < H; ++k)
-            h_out[n * H + k] = h[k * G + n];
+            out[k] = h[k * G + n];
+    }
 }
 
 /// The same T iterations on the tiles [first, last) (one task: whole groups of rows) with the rows in the SIMD
@@ -480,7 +488,7 @@ __attribute__((flatten)) void nmf_lanes_group(const nmf_weights<T>& wts, const T
 template <class T>
 void nmf_forward_lanes(const nmf_weights<T>& wts, function_ref<const T*(std::size_t, std::size_t)> tile_rows,
                        std::size_t rows, std::size_t first_tile, std::size_t last_tile, std::size_t iterations,
-                       const std::optional<T>& eps, T* h_out)
+                       const std::optional<T>& eps, T* h_out, const std::size_t* out_rows = nullptr)
 {
     using batch = xsimd::batch<T>;
     using lt = nmf_lanes_tiling<T>;
@@ -512,7 +520,7 @@ void nmf_forward_lanes(const nmf_weights<T>& wts, function_ref<const T*(std::siz
     // through a 1×1 layer: one vector, not NBR)
     auto group = [&]<std::size_t NB>(std::size_t g0) {
         nmf_lanes_group<T, NB>(wts, s.x_lanes.data() + g0, span, s.inv_r0.data(), q, h, iterations, eps,
-                               std::min(G, valid - g0), h_out + (t0 + g0) * H);
+                               std::min(G, valid - g0), h_out, t0 + g0, out_rows);
     };
     std::size_t g0 = 0;
     for (; g0 + G <= valid; g0 += G)
@@ -538,12 +546,12 @@ namespace detail {
 template <class T>
 void nmf_forward_task(const nmf_weights<T>& wts, function_ref<const T*(std::size_t, std::size_t)> tile_rows,
                       std::size_t rows, std::size_t first_tile, std::size_t last_tile, std::size_t iterations,
-                      const std::optional<T>& eps, T* h_out)
+                      const std::optional<T>& eps, T* h_out, const std::size_t* out_rows = nullptr)
 {
     if (nmf_rows_in_lanes<T>(wts.i, wts.h))
-        nmf_forward_lanes<T>(wts, tile_rows, rows, first_tile, last_tile, iterations, eps, h_out);
+        nmf_forward_lanes<T>(wts, tile_rows, rows, first_tile, last_tile, iterations, eps, h_out, out_rows);
     else
-        nmf_forward_tiles<T>(wts, tile_rows, rows, first_tile, last_tile, iterations, eps, h_out);
+        nmf_forward_tiles<T>(wts, tile_rows, rows, first_tile, last_tile, iterations, eps, h_out, out_rows);
 }
 } // namespace detail
 
@@ -567,10 +575,12 @@ void nmf_forward(const nmf_weights<T>& wts, const T* xhat, std::size_t rows, std
 /// The same inference without an x̂ matrix: each tile's rows are produced when the tile starts, by
 /// `source(first_row, count, dst)`, which writes columns [0, I) of rows [first_row, first_row + count) into dst
 /// (row stride Ip). Tasks call it concurrently for disjoint rows; each row is requested exactly once.
+/// With `out_rows`, row n's h goes to row out_rows[n] of h_out (distinct rows; the others are not written): the
+/// caller solves a subset of its rows.
 template <class T>
 void nmf_forward_streamed(const nmf_weights<T>& wts, std::size_t rows, std::size_t iterations,
                           std::type_identity_t<std::optional<T>> eps, T* h_out,
-                          std::type_identity_t<row_source<T>> source)
+                          std::type_identity_t<row_source<T>> source, const std::size_t* out_rows = nullptr)
 {
     using lay = nmf_layout<T>;
     const std::size_t tiles = (rows + lay::tile_rows - 1) / lay::tile_rows;
@@ -586,7 +596,7 @@ void nmf_forward_streamed(const nmf_weights<T>& wts, std::size_t rows, std::size
             return static_cast<const T*>(x.data());
         };
         detail::nmf_forward_task<T>(wts, tile_rows, rows, first, std::min(tiles, first + nmf_tiles_per_task),
-                                    iterations, eps, h_out);
+                                    iterations, eps, h_out, out_rows);
     });
 }
 
