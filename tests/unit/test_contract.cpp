@@ -2,6 +2,9 @@
 // gradient checks in double; and one deliberately broken layer per rule, which check_layer must catch by name.
 #include <catch2/catch.hpp>
 
+#include <limits>
+#include <string>
+
 #include <nmfdsl/nmfdsl.hpp>
 #include <nmfdsl/testing/contract.hpp>
 
@@ -241,4 +244,20 @@ TEST_CASE("check_layer names the rule each deliberately broken layer breaks", "[
         CHECK_THAT(result.message(), Catch::Contains("layer 0 (Scale) breaks the rule") ||
                                          Catch::Contains("Scale breaks the rule"));
     }
+    // the range rule names the buffer, the element, its value and the range it must hold
+    CHECK_THAT(check_flaw<flaw::buffer_leaves_its_range>().message(),
+               Catch::Contains("element 0 of buffer 'calls' is -1; it must hold finite values >= 0"));
+}
+
+TEST_CASE("value ranges: within and range_text", "[contract]")
+{
+    using nd::value_range;
+    CHECK(nd::within(value_range::any, -3.5f));
+    CHECK(nd::within(value_range::non_negative, 0.0));
+    CHECK(nd::within(value_range::non_negative, -0.0));  // -0 is not below 0
+    CHECK_FALSE(nd::within(value_range::non_negative, -1e-30));
+    CHECK_FALSE(nd::within(value_range::any, std::numeric_limits<float>::infinity()));
+    CHECK_FALSE(nd::within(value_range::non_negative, std::numeric_limits<double>::quiet_NaN()));
+    CHECK(std::string(nd::range_text(value_range::any)) == "finite values");
+    CHECK(std::string(nd::range_text(value_range::non_negative)) == "finite values >= 0");
 }

@@ -4,6 +4,7 @@
 /// optimisers can give groups their own learning rates) and a size. Buffers are non-trainable state saved with the
 /// model (the running statistics of BatchNorm's optional running mode).
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <string_view>
 #include <vector>
@@ -56,6 +57,19 @@ enum class value_range {
     any,           ///< every finite value
     non_negative,  ///< finite and >= 0 (a variance the layer takes the square root of)
 };
+
+/// Whether v lies in the range: finite, and >= 0 where the range is non_negative.
+template <class T>
+inline bool within(value_range range, T v)
+{
+    return std::isfinite(v) && (range != value_range::non_negative || v >= T(0));
+}
+
+/// The range in words, for error messages: "finite values" or "finite values >= 0".
+constexpr const char* range_text(value_range range)
+{
+    return range == value_range::non_negative ? "finite values >= 0" : "finite values";
+}
 
 /// One tensor of a layer: its name, parameter group and element count, optionally its shape as NumPy or PyTorch
 /// users see it, outermost first (a K×K convolution's weight: {Out, K, K, C}, the layer's patch order; entries

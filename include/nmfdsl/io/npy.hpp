@@ -510,12 +510,11 @@ void read_parameters_npy(M& model, const std::string& dir)
         if (shape != t.shape)
             throw data_error("nmfdsl: file '" + t.file + "' holds an array of shape " + detail::shape_text(shape) +
                              "; " + t.description + " has shape " + detail::shape_text(t.shape));
-        const bool non_negative = t.range == nmfdsl::value_range::non_negative;
         for (std::size_t i = 0; i < a.size(); ++i)
-            if (!std::isfinite(a.data()[i]) || (non_negative && a.data()[i] < T(0)))
+            if (!nmfdsl::within(t.range, a.data()[i]))
                 throw data_error("nmfdsl: file '" + t.file + "': element " + std::to_string(i) + " is " +
                                  std::to_string(a.data()[i]) + "; " + t.description + " needs " +
-                                 (non_negative ? "finite values >= 0" : "finite values"));
+                                 nmfdsl::range_text(t.range));
         staged.push_back(std::move(a));
     }
     for (std::size_t k = 0; k < tensors.size(); ++k)

@@ -241,13 +241,11 @@ void check_leaf(const Options& opt, const double* params, const double* buffers,
         constexpr auto& specs = L::template buffer_tensors<In>;
         for (std::size_t k = 0; k < specs.size(); ++k) {
             const double* b = updated.buf.data() + tensor_offset(specs, k);
-            const bool non_negative = specs[k].range == value_range::non_negative;
-            const auto bad = std::find_if(b, b + specs[k].size,
-                                          [&](double v) { return !std::isfinite(v) || (non_negative && v < 0); });
+            const auto bad = std::find_if(b, b + specs[k].size, [&](double v) { return !within(specs[k].range, v); });
             if (bad != b + specs[k].size) {
                 std::ostringstream what;
                 what << "after an updating forward, element " << (bad - b) << " of buffer '" << specs[k].name
-                     << "' is " << *bad << (non_negative ? "; it must be finite and >= 0" : "; it must be finite");
+                     << "' is " << *bad << "; it must hold " << range_text(specs[k].range);
                 fail("buffers stay in their range", what.str());
             }
         }
