@@ -213,13 +213,33 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
             // the same with x̂ rows handed over tile by tile (as the layers' approximate mode does): identical
             std::vector<T> streamed(rows * H);
             std::atomic<std::size_t> sourced{0};  // tasks may run on several threads
-            k::nmf_forward_streamed(wts, rows, 9, eps, streamed.data(), [&](std::size_t first, std::size_t count, T* dst) {
+            auto source = [&](std::size_t first, std::size_t count, T* dst) {
                 sourced += count;
                 for (std::size_t r = 0; r < count; ++r)
                     std::copy(x.data() + (first + r) * I, x.data() + (first + r + 1) * I, dst + r * wts.ip);
-            });
+            };
+            k::nmf_forward_streamed(wts, rows, 9, eps, streamed.data(), source);
             CHECK(sourced == rows);
             CHECK(streamed == fast);
+            // with out_rows, row n goes to row out_rows[n] (here 3n + 1 of a buffer of 3·rows + 2 rows), and no
+            // other row is written
+            std::vector<std::size_t> out_rows(rows);
+            for (std::size_t n = 0; n < rows; ++n)
+                out_rows[n] = 3 * n + 1;
+            const T sentinel = std::numeric_limits<T>::quiet_NaN();
+            std::vector<T> spread((3 * rows + 2) * H, sentinel);
+            k::nmf_forward_streamed(wts, rows, 9, eps, spread.data(), source, out_rows.data());
+            bool mapped = true, others_untouched = true;
+            for (std::size_t n = 0; n < 3 * rows + 2; ++n)
+                for (std::size_t c = 0; c < H; ++c) {
+                    const T v = spread[n * H + c];
+                    if (n % 3 == 1 && n / 3 < rows)
+                        mapped = mapped && v == fast[n / 3 * H + c];
+                    else
+                        others_untouched = others_untouched && std::isnan(v);
+                }
+            CHECK(mapped);
+            CHECK(others_untouched);
             // a one-row problem runs the row on its own (no group of padding rows): the same bits as in a group
             nd::aligned_vector<T> first_row(k::nmf_layout<T>::pad_rows(1) * wts.ip, T(0));
             std::copy(xp.begin(), xp.begin() + wts.ip, first_row.begin());
