@@ -5,6 +5,7 @@
 //   train_step/cnmf1x1/fashion/50, inference/cnmf1x1/fashion/50   the same on Fashion-MNIST's first 50 training
 //                                          images (Debian's dataset-fashion-mnist): real images have all-zero patches,
 //                                          which the NMF layers do not solve (uniform random input has none)
+//   cnmf_layer/L1/<fashion|random>/50      the network's first NMF layer alone, forward, on those images or random
 // channels 3 or 1 means 3×28×28 or 1×28×28 input; batch 1, 50 and 128. The thread count comes from
 // NMFDSL_THREADS (default 1 in this binary). Counters: images per second of wall-clock time; peak_MB, the most
 // memory held in library buffers at once from building the model to the end (parameters, gradients, Adam state,
@@ -69,23 +70,63 @@ void step(benchmark::State& state, bool train, std::optional<nd::nmf_gradient> m
         state.counters["rss_peak_MB"] = *rss;
 }
 
-/// The step on the first 50 training images of Fashion-MNIST, with their labels.
-void fashion_step(benchmark::State& state, bool train)
+/// The first `batch` training images of Fashion-MNIST and their labels; false (the benchmark skipped with the
+/// reader's message) when the data set is not installed.
+bool fashion_batch(benchmark::State& state, std::size_t batch, xt::xtensor<float, 4>& x,
+                   std::vector<std::size_t>& labels)
 {
-    constexpr std::size_t batch = 50;
     nd::data::split data;
     try {
         data = nd::data::load_idx_directory(nd::data::fashion_mnist_directory);
     } catch (const nd::error& e) {
-        state.SkipWithError(e.what());  // the data set is not installed: nothing to measure
-        return;
+        state.SkipWithError(e.what());
+        return false;
     }
-    xt::xtensor<float, 4> x = xt::xtensor<float, 4>::from_shape({batch, 1, 28, 28});
+    x = xt::xtensor<float, 4>::from_shape({batch, 1, 28, 28});
     std::copy_n(data.train.images.begin(), x.size(), x.begin());
-    const std::vector<std::size_t> labels(data.train.labels.begin(), data.train.labels.begin() + batch);
+    labels.assign(data.train.labels.begin(), data.train.labels.begin() + std::ptrdiff_t(batch));
+    return true;
+}
+
+/// The step on the first 50 training images of Fashion-MNIST, with their labels.
+void fashion_step(benchmark::State& state, bool train)
+{
+    constexpr std::size_t batch = 50;
+    xt::xtensor<float, 4> x;
+    std::vector<std::size_t> labels;
+    if (!fashion_batch(state, batch, x, labels))
+        return;
     nd::Model<paper::CNMF1x1, paper::MnistInput> model{nd::seed{21}};
     nd::optim::Adam<float> adam(model.parameters(), nd::optim::learning_rates::paper());
     nmfdsl_bench::run_steps(state, model, x, labels, nd::loss::PaperLoss{}, adam, train);
+}
+
+/// cnmf_layer/L1/<fashion|random>/50: the first NMF layer of CNMF+1×1 alone (CNMFCore<32, 5> on 1×28×28, T = 20,
+/// approximate mode), forward only, on Fashion-MNIST's first 50 training images or on uniform random input. Counter
+/// GFLOPS: the arithmetic of solving every row, 4·P·I·H·T per image (P = 576, I = 25, H = 32), per second — on
+/// real images the layer skips the all-zero patches, so it can pass what the solved rows alone would reach.
+void cnmf_layer_l1(benchmark::State& state, bool fashion)
+{
+    constexpr std::size_t batch = 50;
+    using In = nd::Shape<1, 28, 28>;
+    using L = nd::CNMFCore<32, 5>;
+    xt::xtensor<float, 4> x = xt::xtensor<float, 4>::from_shape({batch, 1, 28, 28});
+    std::vector<std::size_t> labels;
+    if (fashion) {
+        if (!fashion_batch(state, batch, x, labels))
+            return;
+    } else {
+        nd::rng g(nd::seed{1});
+        for (auto& v : x)
+            v = g.uniform01<float>();
+    }
+    nd::Model<L, In> model{nd::seed{21}};
+    typename nd::Model<L, In>::workspace ws;
+    benchmark::DoNotOptimize(model.forward(x, ws).data());  // untimed: first touches every buffer
+    for (auto _ : state)
+        benchmark::DoNotOptimize(model.forward(x, ws).data());
+    const double flops = 4.0 * 576 * 25 * 32 * 20 * batch;
+    state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 template <class Net>
@@ -111,6 +152,10 @@ const bool registered = [] {
     register_model<paper::CNMF>("cnmf");
     register_model<paper::CNN1x1>("cnn1x1");
     register_model<paper::CNMF1x1>("cnmf1x1");
+    for (bool fashion : {true, false})
+        benchmark::RegisterBenchmark(fashion ? "cnmf_layer/L1/fashion/50" : "cnmf_layer/L1/random/50",
+                                     [fashion](benchmark::State& s) { cnmf_layer_l1(s, fashion); })
+            ->Unit(benchmark::kMillisecond);
     for (bool train : {true, false})
         benchmark::RegisterBenchmark(train ? "train_step/cnmf1x1/fashion/50" : "inference/cnmf1x1/fashion/50",
                                      [train](benchmark::State& s) { fashion_step(s, train); })

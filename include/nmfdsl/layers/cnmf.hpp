@@ -11,7 +11,7 @@
 ///    and back through the patch L1 norm and col2im. In approximate mode no x̂ matrix exists: the forward makes x̂
 ///    tile by tile from the input, and the backward remakes it (bit-identically) from the input and the saved patch
 ///    sums, so the layer keeps only h and one sum per position between the passes. Without ε it solves only the
-///    patches holding a non-zero value: an all-zero patch's h is 0 exactly (forward_nonzero_patches).
+///    patches holding a non-zero value: an all-zero patch's h is 0 exactly (forward_streamed).
 ///  - CNMF<Out, K, Stride>: the paper's module, ReLU → CNMFCore → BatchNorm when the output map is larger than 1×1.
 /// K may be nmfdsl::whole_map. With NMFDSL_CHECKED, non-finite or negative input throws numeric_error.
 #include <algorithm>
@@ -211,19 +211,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
             // x̂ is made tile by tile from the input and not kept; the backward remakes it from x and the patch sums
             // (scaling whole padded rows: the padding stays zero, and whole vectors are cheaper than a remainder)
             c.xhat = {};
-            if (!eps) {
-                forward_nonzero_patches<In>(o, a, c);
-                return;
-            }
-            c.active = {};
-            kernels::nmf_forward_streamed(c.wts, rows, o.iterations(), eps, a.y,
-                                          [&](std::size_t first, std::size_t count, T* dst) {
-                                              kernels::im2col_rows(a.x, first, count, geometry, dst, Ip);
-                                              for (std::size_t r = 0; r < count; ++r) {
-                                                  T* row = dst + r * Ip;
-                                                  c.patch_sum[first + r] = detail::l1_normalise_row(row, I, Ip);
-                                              }
-                                          });
+            forward_streamed<In>(o, eps, a, c);
             return;
         }
         c.xhat.assign(lay::pad_rows(rows) * Ip, T(0));
@@ -232,25 +220,33 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         kernels::nmf_forward(c.wts, c.xhat.data(), rows, o.iterations(), eps, a.y);
     }
 
-    /// The approximate mode's forward without ε, solving only the rows whose patch is not all zero. An all-zero
-    /// patch has x̂ = 0, so its first update gives h̃ = 0 and h = 0 / (0 + 1e-19) = 0, which every later update
-    /// keeps: its output is 0 exactly, whatever T (and its patch sum 0). Each row's result is independent of the
-    /// others (kernels/nmf.hpp), so the output is bit for bit the one of solving every row; only the work shrinks
-    /// (on Fashion-MNIST about one 5×5 patch in six is all zero). Finding those rows costs one pass over the input.
+    /// The approximate mode's forward: x̂ rows made tile by tile from the input. Without ε only the rows whose patch
+    /// is not all zero are solved. An all-zero patch has x̂ = 0, so its first update gives h̃ = 0 and
+    /// h = 0 / (0 + 1e-19) = 0, which every later update keeps: its output is 0 exactly, whatever T (and its patch
+    /// sum 0). Each row's result is independent of the others (kernels/nmf.hpp), so the output is bit for bit the one
+    /// of solving every row; only the work shrinks (on Fashion-MNIST about one 5×5 patch in six is all zero). Finding
+    /// those rows costs one pass over the input. With ε such a patch keeps h⁰, so every row is solved.
     template <class In, class T>
-    static void forward_nonzero_patches(const options& o, const forward_args<T>& a, cache<In, T>& c)
+    static void forward_streamed(const options& o, const std::optional<T>& eps, const forward_args<T>& a,
+                                 cache<In, T>& c)
     {
         constexpr auto win = detail::window_of<In, K, Stride>();
         constexpr kernels::fixed_window<win> geometry{};
         constexpr std::size_t I = patch<In>, P = win.oh() * win.ow();
         const std::size_t rows = a.batch * P, Ip = c.wts.ip;
-        c.active.resize(rows);
-        kernels::mark_nonzero_patches(a.x, a.batch, win, c.active.data());
-        std::size_t m = 0;
-        for (std::size_t r = 0; r < rows; ++r)
-            if (c.active[r])
-                c.active[m++] = r;
-        c.active.resize(m);
+        // c.active: first a flag per row (its patch holds a non-zero value), then, compacted, the flagged rows
+        std::size_t m = rows;
+        if (!eps) {
+            c.active.resize(rows);
+            kernels::mark_nonzero_patches(a.x, a.batch, win, c.active.data());
+            m = 0;
+            for (std::size_t r = 0; r < rows; ++r)
+                if (c.active[r])
+                    c.active[m++] = r;
+            c.active.resize(m);
+        } else {
+            c.active = {};
+        }
         const std::size_t* act = m == rows ? nullptr : c.active.data();  // every row: no map
         if (act) {  // the rows between two active rows (and before the first, after the last): h = 0, Σ = 0
             parallel_chunks(m + 1, detail::elementwise_chunk / Out + 1, [&](std::size_t jb, std::size_t je) {
@@ -263,7 +259,7 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
         }
         // solve the m active rows, each into its own row of the output; the source copies runs of consecutive rows
         kernels::nmf_forward_streamed(
-            c.wts, m, o.iterations(), std::optional<T>{}, a.y,
+            c.wts, m, o.iterations(), eps, a.y,
             [&](std::size_t first, std::size_t count, T* dst) {
                 for (std::size_t j = 0; j < count;) {
                     const std::size_t r0 = kernels::detail::output_row(act, first + j);
