@@ -16,8 +16,8 @@ inline void iteration_counts(benchmark::internal::Benchmark* b)
 }
 
 /// The benchmark's loop over one batch x: a forward, and in training the loss, zero_grad, the backward, the layers'
-/// local costs and an optimiser step; one step before the timed ones. Sets the counter images_per_second from the wall clock (the library's worker
-/// threads do not show in the main thread's CPU time).
+/// local costs and an optimiser step; one step before the timed ones. Sets the counter images_per_second from the wall
+/// clock (the library's worker threads do not show in the main thread's CPU time).
 template <class M, class X, class Loss, class Opt>
 void run_steps(benchmark::State& state, M& model, const X& x, const std::vector<std::size_t>& labels, const Loss& loss,
                Opt& opt, bool train)

@@ -66,7 +66,8 @@ void register_layer(const std::string& tag)
         {"cnmf_forward/", pass::forward}, {"cnmf_backward/", pass::backward},
         {"cnmf_backward_unrolled/", pass::backward_unrolled}};
     for (const auto& [prefix, which] : passes)
-        benchmark::RegisterBenchmark((prefix + tag).c_str(), [which = which](benchmark::State& s) { run<Layer, In>(s, which); })
+        benchmark::RegisterBenchmark((prefix + tag).c_str(),
+                                     [which = which](benchmark::State& s) { run<Layer, In>(s, which); })
             ->Arg(1)
             ->Arg(32)
             ->Arg(128)
@@ -101,8 +102,8 @@ void register_layouts()
                                  std::size_t, std::size_t, const std::optional<T>&, T*, const std::size_t*);
     const std::pair<const char*, task_kernel> layouts[] = {{"rows", &nd::kernels::detail::nmf_forward_tiles<T>},
                                                            {"lanes", &nd::kernels::detail::nmf_forward_lanes<T>}};
-    const std::size_t shapes[][2] = {{25, 32}, {75, 32}, {27, 16}, {100, 48}, {147, 64}, {290, 64}, {800, 64}, {801, 64},
-                                     {96, 10}};
+    const std::size_t shapes[][2] = {{25, 32},  {75, 32},  {27, 16},  {100, 48}, {147, 64},
+                                     {290, 64}, {800, 64}, {801, 64}, {96, 10}};
     for (const auto& [name, kernel] : layouts)
         for (const auto& sh : shapes) {
             const std::size_t I = sh[0], H = sh[1];
@@ -118,7 +119,9 @@ void register_layouts()
                     wts.assign(W.data(), H, I);
                     nd::aligned_vector<T> x(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0)), h(rows * H);
                     nd::testing::random_simplex_rows(g, x.data(), rows, I, wts.ip);
-                    auto tile_rows = [&](std::size_t t0, std::size_t) { return static_cast<const T*>(x.data() + t0 * wts.ip); };
+                    auto tile_rows = [&](std::size_t t0, std::size_t) {
+                        return static_cast<const T*>(x.data() + t0 * wts.ip);
+                    };
                     const std::size_t tiles = k::nmf_layout<T>::pad_rows(rows) / k::nmf_layout<T>::tile_rows;
                     task_kernel run = kernel;
                     for (auto _ : state) {

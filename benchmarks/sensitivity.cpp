@@ -58,7 +58,8 @@ int main(int argc, char** argv)
     const long steps = argc > 2 ? std::atol(argv[2]) : 20;
     const double nudge = argc > 3 ? std::atof(argv[3]) : 1e-6;
     if ((optimizer != "adam" && optimizer != "sgd") || argc > 4 || steps < 1 || !(nudge >= 0 && nudge < 1)) {
-        std::fprintf(stderr, "usage: nmfdsl_sensitivity adam|sgd [steps >= 1] [relative nudge in [0, 1); 0 = one ulp]\n");
+        std::fprintf(stderr,
+                     "usage: nmfdsl_sensitivity adam|sgd [steps >= 1] [relative nudge in [0, 1); 0 = one ulp]\n");
         return 2;
     }
     try {

@@ -620,7 +620,8 @@ void evaluate(const options& o, const model_arg& arg, const nd::data::split& dat
     auto text = [](double v) { return std::to_string(v).substr(0, 5); };
     // PGD at every radius; for an NMF model attacked through an exact gradient, with `gradients` also once more
     // through the approximate (training) gradient, to show what an attack on it would miss
-    const bool both_gradients = o.evals.count("gradients") && nmf_layers > 0 && o.gradient != nd::nmf_gradient::approximate;
+    const bool both_gradients =
+        o.evals.count("gradients") && nmf_layers > 0 && o.gradient != nd::nmf_gradient::approximate;
     if (o.evals.count("pgd"))
         for (const auto mode : {o.gradient, nd::nmf_gradient::approximate}) {
             if (mode != o.gradient && !both_gradients)
@@ -972,8 +973,9 @@ int main(int argc, char** argv)
         if (transfer_source && o.checks && (o.evals.count("pgd") || o.evals.count("apgd"))) {
             for (std::size_t i = 0; i < o.models.size(); ++i)
                 if (chosen[i]->input_size != transfer_source->input_size)
-                    cli::fail(program, "--transfer-from's model (" + transfer_source->name + ") takes other images than " +
-                                           o.models[i].name + " (" + chosen[i]->name + ")");
+                    cli::fail(program, "--transfer-from's model (" + transfer_source->name +
+                                           ") takes other images than " + o.models[i].name + " (" + chosen[i]->name +
+                                           ")");
             transfer = transfer_source->craft(o, {o.transfer_from, transfer_source->name}, data, cifar);
         }
         std::printf("nmfdsl-eval: %zu model(s) on %s (%zu test images), %zu threads\n", o.models.size(),

@@ -55,7 +55,8 @@ double norm_ratio(const std::vector<double>& a, const std::vector<double>& b)
 int main()
 {
     constexpr std::size_t I = 12, H = 5, problems = 20;
-    std::cout << "mean over " << problems << " random problems (I = 12, H = 5); reference: the exact (unrolled) gradient\n";
+    std::cout << "mean over " << problems
+              << " random problems (I = 12, H = 5); reference: the exact (unrolled) gradient\n";
     std::cout << std::setw(6) << "T" << std::setw(14) << "mode" << std::setw(10) << "cos x" << std::setw(10) << "cos W"
               << std::setw(16) << "|mode|/|exact|" << '\n';
     for (std::size_t T : {5, 20, 200}) {

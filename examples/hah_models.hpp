@@ -82,7 +82,9 @@ inline constexpr bool uses_hah_recipe = std::is_same_v<Net, HaHSmall> || std::is
 
 /// How many HaH blocks a network has: they come first, so they hold its first WNConv layers.
 template <class Net>
-inline constexpr std::size_t hah_block_count = std::is_same_v<Net, HaHVGG16> ? 6 : std::is_same_v<Net, HaHSmall> ? 2 : 0;
+inline constexpr std::size_t hah_block_count = std::is_same_v<Net, HaHVGG16>   ? 6
+                                               : std::is_same_v<Net, HaHSmall> ? 2
+                                                                               : 0;
 
 /// Applies the recipe's model settings: the data's channel statistics, running-statistics BatchNorm, and the HaH
 /// cost weight of each HaH block: the i-th WNConv of the network gets hah_alpha[i] while i < hah_block_count

@@ -244,7 +244,8 @@ void print_statistics(const nd::epoch_metrics& m)
 }
 
 /// Under MPI: the communication of this run (restored epochs aside), per training step (rank 0 prints it).
-void print_traffic([[maybe_unused]] const process_group& ranks, [[maybe_unused]] const std::vector<nd::epoch_metrics>& h)
+void print_traffic([[maybe_unused]] const process_group& ranks,
+                   [[maybe_unused]] const std::vector<nd::epoch_metrics>& h)
 {
 #ifdef NMFDSL_WITH_MPI
     const std::size_t steps = ranks.world ? ranks.world->gradient_traffic().calls : 0;  // one gradient sum a step
@@ -336,8 +337,8 @@ int train(const options& o, const nd::data::split& data, bool cifar, const proce
     double seconds = 0;
     for (const auto& m : h)
         seconds += m.seconds;
-    std::printf("final test accuracy: %.2f %% after %zu epochs (%.0f s); outputs in %s/\n", 100 * h.back().test_accuracy,
-                h.size(), seconds, o.out.c_str());
+    std::printf("final test accuracy: %.2f %% after %zu epochs (%.0f s); outputs in %s/\n",
+                100 * h.back().test_accuracy, h.size(), seconds, o.out.c_str());
     print_statistics(h.back());
     print_traffic(ranks, h);
     return 0;
@@ -468,7 +469,8 @@ int main(int argc, char** argv)
     if (ranks.any_failed(error))
         return 2;
     // each model is built for one image shape: a mismatch is a one-line message and exit code 2
-    const bool vgg = o.model == "hah-vgg16" || o.model == "vgg16", small_hah = o.model == "hah" || o.model == "hah-baseline";
+    const bool vgg = o.model == "hah-vgg16" || o.model == "vgg16",
+               small_hah = o.model == "hah" || o.model == "hah-baseline";
     const auto& d = data.train;
     if ((vgg && !cifar) || (small_hah && cifar)) {
         if (ranks.rank == 0)

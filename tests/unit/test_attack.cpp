@@ -67,7 +67,8 @@ TEST_CASE("PGD finds the closed-form worst case of a linear model (linf: eps·|w
     linear_problem lp(6);
     na::model_classifier target(lp.model);
     const double eps = 0.05;
-    const double l1 = std::accumulate(lp.dw.begin(), lp.dw.end(), 0.0, [](double s, double v) { return s + std::abs(v); });
+    const double l1 =
+        std::accumulate(lp.dw.begin(), lp.dw.end(), 0.0, [](double s, double v) { return s + std::abs(v); });
     const double l2 = std::sqrt(std::inner_product(lp.dw.begin(), lp.dw.end(), lp.dw.begin(), 0.0));
     REQUIRE(l1 > 0.5);
     for (const bool random_start : {false, true}) {

@@ -702,7 +702,9 @@ TEST_CASE("backward uses the options its forward ran with, whatever was set in b
         return std::vector<double>(dx.begin(), dx.end());
     };
     auto unrolled_eps = [](nd::cnmf_options& o) { o.iterations(4).epsilon(0.3).gradient(nd::nmf_gradient::unrolled); };
-    auto other = [](nd::cnmf_options& o) { o.iterations(9).epsilon(std::nullopt).gradient(nd::nmf_gradient::implicit); };
+    auto other = [](nd::cnmf_options& o) {
+        o.iterations(9).epsilon(std::nullopt).gradient(nd::nmf_gradient::implicit);
+    };
     auto keep = [](nd::cnmf_options&) {};
     CHECK(run(unrolled_eps, other) == run(unrolled_eps, keep));
     CHECK(run(other, unrolled_eps) == run(other, keep));
@@ -765,7 +767,8 @@ TEST_CASE("checked builds: non-finite or negative values reaching an NMF layer t
     xt::xtensor<float, 4> x = xt::ones<float>({2, 2, 5, 5});
     x(1, 0, 2, 2) = std::numeric_limits<float>::infinity();
     CHECK_THROWS_AS(model.forward(x), nd::numeric_error);
-    CHECK_THROWS_WITH(model.forward(x), Catch::StartsWith("nmfdsl: layer 2 (CNMF<4,3>)") && Catch::Contains("sample 1"));
+    CHECK_THROWS_WITH(model.forward(x),
+                      Catch::StartsWith("nmfdsl: layer 2 (CNMF<4,3>)") && Catch::Contains("sample 1"));
     nd::Model<nd::CNMFCore<4, 3>, nd::Shape<2, 5, 5>> core;
     xt::xtensor<float, 4> bad = xt::ones<float>({1, 2, 5, 5});
     bad(0, 1, 0, 0) = std::nanf("");

@@ -113,13 +113,15 @@ TEST_CASE("contract: the NMF module in every gradient mode", "[contract][cnmf]")
     contract_options no_fd = positive_inputs();
     no_fd.finite_differences = false;
     NMFDSL_CHECK_CONTRACT(check_layer<nd::CNMF<4, 3>, nd::Shape<3, 6, 6>>(no_fd, mode(nd::nmf_gradient::approximate)));
-    NMFDSL_CHECK_CONTRACT(check_layer<nd::CNMF<5, nd::whole_map>, nd::Shape<2, 3, 3>>(no_fd, mode(nd::nmf_gradient::approximate)));
+    NMFDSL_CHECK_CONTRACT(
+        check_layer<nd::CNMF<5, nd::whole_map>, nd::Shape<2, 3, 3>>(no_fd, mode(nd::nmf_gradient::approximate)));
     NMFDSL_CHECK_CONTRACT(check_layer<nd::CNMF<4, 3>, nd::Shape<3, 6, 6>>(no_fd, mode(nd::nmf_gradient::implicit)));
 }
 
 TEST_CASE("contract: Concat and Residual", "[contract][graph]")
 {
-    using Branchy = nd::Concat<nd::Conv<3, 5>, nd::Seq<nd::Conv<2, 5>, nd::ReLU>, nd::Seq<nd::MaxPool<2>, nd::Conv<1, 1>>>;
+    using Branchy =
+        nd::Concat<nd::Conv<3, 5>, nd::Seq<nd::Conv<2, 5>, nd::ReLU>, nd::Seq<nd::MaxPool<2>, nd::Conv<1, 1>>>;
     NMFDSL_CHECK_CONTRACT(check_layer<Branchy, nd::Shape<2, 8, 8>>());
     using Res = nd::Residual<nd::Seq<nd::Pointwise<4>, nd::BatchNorm, nd::ReLU>>;
     NMFDSL_CHECK_CONTRACT(check_layer<nd::Seq<Res, Res>, nd::Shape<4, 3, 3>>());

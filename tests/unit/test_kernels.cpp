@@ -46,8 +46,8 @@ TEMPLATE_TEST_CASE("gemm matches the naive twin for every transpose combination 
     using T = TestType;
     nd::rng g(nd::seed{3});
     // the last two: one block of C and a long K, which is split into parts summed in order (a weight gradient)
-    const std::size_t sizes[][3] = {{1, 1, 1},   {7, 5, 3},     {13, 33, 17}, {31, 65, 400}, {100, 3, 9},
-                                    {5, 200, 777}, {0, 4, 4},   {4, 4, 0},    {20, 37, 2 * nd::kernels::gemm_k_part<T> + 5},
+    const std::size_t sizes[][3] = {{1, 1, 1},    {7, 5, 3},   {13, 33, 17}, {31, 65, 400}, {100, 3, 9}, {5, 200, 777},
+                                    {0, 4, 4},    {4, 4, 0},   {20, 37, 2 * nd::kernels::gemm_k_part<T> + 5},
                                     {3, 9, 3 * nd::kernels::gemm_k_part<T>}};
     for (const auto& s : sizes)
         for (int ta = 0; ta < 2; ++ta)

@@ -245,8 +245,11 @@ TEST_CASE("Losses: values, gradients and bad labels", "[loss]")
             lo(b, c) -= 1e-7;
             CHECK(paper.grad(b, c) == Approx((nd::loss::PaperLoss{}(hi, labels).value -
                                               nd::loss::PaperLoss{}(lo, labels).value) / 2e-7).epsilon(1e-6));
-            CHECK(ce.grad(b, c) == Approx((nd::loss::CrossEntropy{}(hi, labels).value -
-                                           nd::loss::CrossEntropy{}(lo, labels).value) / 2e-7).epsilon(1e-6).margin(1e-8));
+            CHECK(
+                ce.grad(b, c) ==
+                Approx((nd::loss::CrossEntropy{}(hi, labels).value - nd::loss::CrossEntropy{}(lo, labels).value) / 2e-7)
+                    .epsilon(1e-6)
+                    .margin(1e-8));
         }
     const std::size_t bad[] = {0, 3};
     CHECK_THROWS_WITH(nd::loss::PaperLoss{}(p, bad), Catch::Contains("PaperLoss") && Catch::Contains("label 3"));
@@ -567,7 +570,8 @@ namespace {
 double naive_hah(const xt::xtensor<double, 4>& y, double alpha, double k_ratio, double lambda)
 {
     const std::size_t N = y.shape()[0], C = y.shape()[1], H = y.shape()[2], W = y.shape()[3];
-    const std::size_t K = std::min<std::size_t>(C - 1, std::max<std::size_t>(1, std::size_t(std::ceil(k_ratio * C - 1e-9))));
+    const std::size_t K =
+        std::min<std::size_t>(C - 1, std::max<std::size_t>(1, std::size_t(std::ceil(k_ratio * C - 1e-9))));
     double total = 0;
     for (std::size_t n = 0; n < N; ++n)
         for (std::size_t i = 0; i < H; ++i)

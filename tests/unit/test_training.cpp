@@ -614,7 +614,8 @@ TEST_CASE("resuming continues a run exactly as if it had not stopped", "[trainer
     cfg.out_dir.clear();
     nd::Trainer<decltype(other)> o(other, data, cfg);
     CHECK_THROWS_WITH(o.resume((dir / "checkpoint.nmfd").string()),
-                      Catch::Contains("another network") && Catch::Contains("CNMF<6,3>") && Catch::Contains("Dense<10>"));
+                      Catch::Contains("another network") && Catch::Contains("CNMF<6,3>") &&
+                          Catch::Contains("Dense<10>"));
 }
 
 TEST_CASE("a non-finite loss stops training, naming epoch and batch, and keeps the last good checkpoint", "[trainer]")
@@ -862,7 +863,8 @@ TEST_CASE("Plots: round ticks, PNG and SVG files with the text in them, bad file
     CHECK_THROWS_AS(io::write_plot("/no/such/dir/p.png", "t", {a}), nmfdsl::io_error);
     io::write_image_grid(png, "Tiles", "two 2x2 tiles", {{0, 0.5f, 1, 0}, {1, 1, 0, 0}}, 2, 2, 1);
     CHECK(std::filesystem::file_size(png) > 0);
-    CHECK_THROWS_WITH(io::write_image_grid(png, "Tiles", "", {{0, 1}}, 2, 2, 1), Catch::Contains("a tile has 2 values"));
+    CHECK_THROWS_WITH(io::write_image_grid(png, "Tiles", "", {{0, 1}}, 2, 2, 1),
+                      Catch::Contains("a tile has 2 values"));
     std::filesystem::remove_all(dir);
 }
 

@@ -163,7 +163,8 @@ double cross_entropy_row(const T* p, std::size_t K, std::size_t y, T* dl_dp)
     const bool from_others = others < 0.5;
     const double py = from_others ? 1.0 - others : double(p[y]) + 1e-30;
     for (std::size_t c = 0; c < K; ++c)
-        dl_dp[c] = from_others ? (c == y ? T(0) : static_cast<T>(1.0 / py)) : (c == y ? static_cast<T>(-1.0 / py) : T(0));
+        dl_dp[c] =
+            from_others ? (c == y ? T(0) : static_cast<T>(1.0 / py)) : (c == y ? static_cast<T>(-1.0 / py) : T(0));
     return from_others ? -std::log1p(-others) : -std::log(py);
 }
 

@@ -151,7 +151,8 @@ inline constexpr bool pool_window_fits_map = detail::issue_of<Layer, InShape>() 
 template <class Path, class Layer, class InShape>
 inline constexpr bool layer_accepts_input = detail::issue_of<Layer, InShape>() != shape_issue::rejected;
 template <class InShape>
-inline constexpr bool network_input_rank_is_1_or_3 = detail::is_shape<InShape> && (InShape::rank == 1 || InShape::rank == 3);
+inline constexpr bool network_input_rank_is_1_or_3 = detail::is_shape<InShape> &&
+                                                     (InShape::rank == 1 || InShape::rank == 3);
 
 namespace detail {
 

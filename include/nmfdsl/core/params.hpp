@@ -164,7 +164,8 @@ constexpr std::size_t tensor_offset(const std::array<param_spec, N>& specs, std:
 }
 
 template <std::size_t A, std::size_t B>
-constexpr std::array<param_spec, A + B> join_specs(const std::array<param_spec, A>& a, const std::array<param_spec, B>& b)
+constexpr std::array<param_spec, A + B> join_specs(const std::array<param_spec, A>& a,
+                                                   const std::array<param_spec, B>& b)
 {
     std::array<param_spec, A + B> out{};
     for (std::size_t i = 0; i < A; ++i)

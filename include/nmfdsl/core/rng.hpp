@@ -59,7 +59,10 @@ public:
     }
 
     /// Uniform integer in [0, n); n must be > 0. Uses the multiply-shift reduction (bias below 2^-32 for n < 2^32).
-    std::uint64_t below(std::uint64_t n) { return static_cast<std::uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64); }
+    std::uint64_t below(std::uint64_t n)
+    {
+        return static_cast<std::uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
+    }
 
     /// The full generator state, for checkpoints.
     std::array<std::uint64_t, 4> state() const { return {state_[0], state_[1], state_[2], state_[3]}; }

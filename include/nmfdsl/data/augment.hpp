@@ -1,11 +1,12 @@
 #pragma once
 /// @file augment.hpp
 /// Training-time augmentation as in the reference (docs/method.md §4): a random crop to the model's input size (of
-/// the image surrounded by `pad` rows and columns of zeros, 0 by default), a horizontal flip with probability 1/2, and colour jitter (brightness factor U[1−b, 1+b], contrast U[1−c, 1+c],
-/// saturation U[1−s, 1+s], hue shift U[−h, h], applied in random order, each clamping to [0, 1]). The reference draws
-/// one set of choices per mini-batch (per_batch = true, its behaviour); per_batch = false draws them per image.
-/// Evaluation uses the centre crop and nothing else. Contrast, saturation and hue use the luma
-/// 0.299 R + 0.587 G + 0.114 B; saturation and hue need three channels and are skipped otherwise.
+/// the image surrounded by `pad` rows and columns of zeros, 0 by default), a horizontal flip with probability 1/2, and
+/// colour jitter (brightness factor U[1−b, 1+b], contrast U[1−c, 1+c], saturation U[1−s, 1+s], hue shift U[−h, h],
+/// applied in random order, each clamping to [0, 1]). The reference draws one set of choices per mini-batch
+/// (per_batch = true, its behaviour); per_batch = false draws them per image. Evaluation uses the centre crop and
+/// nothing else. Contrast, saturation and hue use the luma 0.299 R + 0.587 G + 0.114 B; saturation and hue need three
+/// channels and are skipped otherwise.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -104,8 +105,8 @@ inline void hsv_to_rgb(float h, float s, float v, float& r, float& g, float& b)
 /// (y + dy − pad, x' + dx − pad) of the image, 0 outside it, with x' = x or, flipped, OW − 1 − x.
 /// (Not inlined: the per-image work is large, and inlining with a constant channel count only makes g++ warn about
 /// the three-channel branches it cannot rule out.)
-[[gnu::noinline]] inline void apply_augmentation(const float* img, std::size_t C, std::size_t H, std::size_t W, const augment_draw& d,
-                               std::size_t OH, std::size_t OW, float* out)
+[[gnu::noinline]] inline void apply_augmentation(const float* img, std::size_t C, std::size_t H, std::size_t W,
+                                                 const augment_draw& d, std::size_t OH, std::size_t OW, float* out)
 {
     for (std::size_t c = 0; c < C; ++c)
         for (std::size_t y = 0; y < OH; ++y)

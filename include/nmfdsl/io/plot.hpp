@@ -44,7 +44,8 @@ inline std::vector<double> round_ticks(double lo, double hi, int target = 5, dou
     const double raw = (hi - lo) / target, power = std::pow(10.0, std::floor(std::log10(raw)));
     double step = std::max(power, smallest_step);
     for (const double m : {1.0, 2.0, 5.0, 10.0})  // the step whose tick count is closest to the target
-        if (m * power >= smallest_step && std::abs((hi - lo) / (m * power) - target) < std::abs((hi - lo) / step - target))
+        if (m * power >= smallest_step &&
+            std::abs((hi - lo) / (m * power) - target) < std::abs((hi - lo) / step - target))
             step = m * power;
     std::vector<double> t;
     const double first = std::ceil(lo / step - 1e-9);

@@ -46,7 +46,8 @@ gemm_scratch<T>& scratch()
 
 /// Packs rows [i0, i0+mc) × cols [p0, p0+kc) of op(A) into MR-row panels: panel[k·MR + r].
 template <class T, std::size_t MR>
-void pack_a(bool ta, const T* A, std::size_t lda, std::size_t i0, std::size_t mc, std::size_t p0, std::size_t kc, T* out)
+void pack_a(bool ta, const T* A, std::size_t lda, std::size_t i0, std::size_t mc, std::size_t p0, std::size_t kc,
+            T* out)
 {
     for (std::size_t ip = 0; ip < mc; ip += MR) {
         const std::size_t rows = std::min(MR, mc - ip);
@@ -72,7 +73,8 @@ void pack_a(bool ta, const T* A, std::size_t lda, std::size_t i0, std::size_t mc
 
 /// Packs rows [p0, p0+kc) × cols [j0, j0+nc) of op(B) into NR-column panels: panel[k·NR + c].
 template <class T, std::size_t NR>
-void pack_b(bool tb, const T* B, std::size_t ldb, std::size_t p0, std::size_t kc, std::size_t j0, std::size_t nc, T* out)
+void pack_b(bool tb, const T* B, std::size_t ldb, std::size_t p0, std::size_t kc, std::size_t j0, std::size_t nc,
+            T* out)
 {
     for (std::size_t jp = 0; jp < nc; jp += NR) {
         const std::size_t cols = std::min(NR, nc - jp);

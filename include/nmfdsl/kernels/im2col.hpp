@@ -286,7 +286,8 @@ inline void transpose_8x8(const float* in, std::size_t ld_in, float* out, std::s
     __m256 r[8], t[8], q[8];
     for (std::size_t i = 0; i < 8; ++i)
         r[i] = _mm256_loadu_ps(in + i * ld_in);
-    // pairs of rows interleaved: t[2p] = r2p[0] r2p+1[0] r2p[1] r2p+1[1] | the same of elements 4, 5; t[2p+1] 2, 3 | 6, 7
+    // pairs of rows interleaved: t[2p] = r2p[0] r2p+1[0] r2p[1] r2p+1[1] | the same of elements 4, 5;
+    // t[2p+1] 2, 3 | 6, 7
     for (std::size_t p = 0; p < 4; ++p) {
         t[2 * p] = _mm256_unpacklo_ps(r[2 * p], r[2 * p + 1]);
         t[2 * p + 1] = _mm256_unpackhi_ps(r[2 * p], r[2 * p + 1]);
@@ -438,8 +439,10 @@ void mark_nonzero_patches(const T* x, std::size_t batch, const window& g, Flag* 
 {
     const std::size_t positions = g.oh() * g.ow(), stride = g.w + 1, map = g.h * g.w * g.c;
     parallel_for(batch, [&](std::size_t n) {
-        // table[y·(W+1) + x]: the pixels of rows < y and columns < x with a non-zero channel
-        aligned_vector<std::uint32_t> table((g.h + 1) * stride, 0);
+        // table[y·(W+1) + x]: the pixels of rows < y and columns < x with a non-zero channel (per thread, kept
+        // between calls: assign reuses its storage)
+        thread_local aligned_vector<std::uint32_t> table;
+        table.assign((g.h + 1) * stride, 0);
         const T* image = x + n * map;
         for (std::size_t y = 0; y < g.h; ++y) {
             std::uint32_t in_line = 0;

@@ -84,8 +84,8 @@ struct patch_norm_backward {
 };
 
 /// For MR rows and NB vectors of columns starting at c0: r = h·W and y = (h⊙G)·W in one pass over W, then
-/// P = 1 ⊘ (r + 1e-20), gx = y ⊙ P, q = x̂ ⊙ P, z = −q ⊙ gx (negated for the GW update). dot[r] collects gx ⊙ x̂ of row r over the column
-/// blocks (set at c0 = 0): its sum is the dot product the patch normalisation's backward needs.
+/// P = 1 ⊘ (r + 1e-20), gx = y ⊙ P, q = x̂ ⊙ P, z = −q ⊙ gx (negated for the GW update). dot[r] collects gx ⊙ x̂ of row
+/// r over the column blocks (set at c0 = 0): its sum is the dot product the patch normalisation's backward needs.
 /// WithPatchNorm: the call covers whole rows (c0 = 0, NB·L = Ip) and gx is stored already taken back through the
 /// patch normalisation, gx ← (gx − Σ gx⊙x̂) / (patch_sum[r] + 1e-19), without a second pass over it.
 template <class T, std::size_t MR, std::size_t NB, bool WithPatchNorm = false>

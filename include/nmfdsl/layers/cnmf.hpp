@@ -346,8 +346,9 @@ struct CNMFCore : detail::patch_layer<Out, K, Stride> {
 template <std::size_t Out, std::size_t K, std::size_t Stride = 1>
 struct CNMF {
     template <class In>
-    using expand = std::conditional_t<detail::core_output_larger_than_1x1<CNMFCore<Out, K, Stride>, In>(),
-                                      Seq<ReLU, CNMFCore<Out, K, Stride>, BatchNorm>, Seq<ReLU, CNMFCore<Out, K, Stride>>>;
+    using expand =
+        std::conditional_t<detail::core_output_larger_than_1x1<CNMFCore<Out, K, Stride>, In>(),
+                           Seq<ReLU, CNMFCore<Out, K, Stride>, BatchNorm>, Seq<ReLU, CNMFCore<Out, K, Stride>>>;
 };
 
 /// Applies f(cnmf_options&) to every NMF layer of a model, wherever it sits in the tree, e.g.

@@ -36,7 +36,8 @@ struct patch_layer : layer_base {
     template <class In>
     static constexpr shape_issue check = window_check<In, K, Stride>(shape_issue::kernel_too_large);
     template <class In>
-    using output_shape = Shape<Out, valid_extent(In::h, kernel_h<In, K>, Stride), valid_extent(In::w, kernel_w<In, K>, Stride)>;
+    using output_shape =
+        Shape<Out, valid_extent(In::h, kernel_h<In, K>, Stride), valid_extent(In::w, kernel_w<In, K>, Stride)>;
     template <class In>
     static constexpr std::size_t patch = kernel_h<In, K> * kernel_w<In, K> * In::c;
     /// The shape of the weight [Out, KH, KW, C]: row o holds output o's patch in the order (ky, kx, c).
@@ -171,8 +172,8 @@ struct Conv : detail::patch_layer<Out, K, Stride> {
             c.sums.resize(rows);
             detail::l1_normalise_rows(c.cols.data(), rows, I, I, c.sums.data());
         }
-        detail::affine_forward(rows, I, Out, c.cols.data(), detail::tensor<Conv, In>(a.params, 0), bias_of<In>(a.params),
-                               a.y);
+        detail::affine_forward(rows, I, Out, c.cols.data(), detail::tensor<Conv, In>(a.params, 0),
+                               bias_of<In>(a.params), a.y);
     }
 
     template <class In, class T>

@@ -79,7 +79,8 @@ struct Dense : layer_base {
     template <class In, class T>
     static void backward(const options&, const backward_args<T>& a, cache<In, T>&)
     {
-        detail::affine_backward(a.batch, In::size, Out, a.x, detail::tensor<Dense, In>(a.params, 0), a.dy, a.need_dx ? a.dx : nullptr,
+        detail::affine_backward(a.batch, In::size, Out, a.x, detail::tensor<Dense, In>(a.params, 0), a.dy,
+                                a.need_dx ? a.dx : nullptr,
                                 a.need_grads ? detail::tensor<Dense, In>(a.grads, 0) : nullptr,
                                 a.need_grads ? detail::tensor<Dense, In>(a.grads, 1) : nullptr);
     }

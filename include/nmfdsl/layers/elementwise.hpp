@@ -189,9 +189,10 @@ struct Normalize : layer_base {
         options& channels(std::vector<double> mean, std::vector<double> stddev)
         {
             if (mean.size() != stddev.size())
-                throw argument_error("nmfdsl: Normalize option 'channels' needs as many standard deviations as means, got " +
-                                     std::to_string(mean.size()) + " means and " + std::to_string(stddev.size()) +
-                                     " standard deviations");
+                throw argument_error(
+                    "nmfdsl: Normalize option 'channels' needs as many standard deviations as means, got " +
+                    std::to_string(mean.size()) + " means and " + std::to_string(stddev.size()) +
+                    " standard deviations");
             for (std::size_t c = 0; c < mean.size(); ++c)
                 if (!std::isfinite(mean[c]) || !std::isfinite(stddev[c]) || !(stddev[c] > 0))
                     throw argument_error("nmfdsl: Normalize option 'channels' needs finite means and standard "

@@ -268,12 +268,14 @@ struct Concat {
     template <class In>
     static constexpr std::size_t branch_param_offset(std::size_t k)
     {
-        return detail::block_offset(std::array<std::size_t, branch_count>{detail::sub_engine<Branches, In>::param_size...}, k);
+        return detail::block_offset(
+            std::array<std::size_t, branch_count>{detail::sub_engine<Branches, In>::param_size...}, k);
     }
     template <class In>
     static constexpr std::size_t branch_buffer_offset(std::size_t k)
     {
-        return detail::block_offset(std::array<std::size_t, branch_count>{detail::sub_engine<Branches, In>::buffer_size...}, k);
+        return detail::block_offset(
+            std::array<std::size_t, branch_count>{detail::sub_engine<Branches, In>::buffer_size...}, k);
     }
 
 private:

@@ -239,7 +239,8 @@ struct DivisiveNorm : layer_base {
                     const T* from = code + p * C;
                     const B g(g_s[p]), zero(T(0)), mine = B(T(o));  // (not mine{…}: the initializer-list constructor)
                     for (std::size_t c0 = 0; c0 < full; c0 += L)
-                        (B::load_unaligned(acc.data() + c0) + xsimd::select(B::load_unaligned(from + c0) == mine, g, zero))
+                        (B::load_unaligned(acc.data() + c0) +
+                         xsimd::select(B::load_unaligned(from + c0) == mine, g, zero))
                             .store_unaligned(acc.data() + c0);
                     for (std::size_t ch = full; ch < C; ++ch)
                         acc[ch] += from[ch] == T(o) ? g_s[p] : T(0);
@@ -310,7 +311,8 @@ struct FractionalThreshold : layer_base {
             const B t = B::load_unaligned(thr + c0);
             for (std::size_t p = 0; p < positions; ++p) {
                 const std::size_t at = p * C + c0;
-                xsimd::select(B::load_unaligned(x + at) > t, B::load_unaligned(src + at), B(T(0))).store_unaligned(out + at);
+                xsimd::select(B::load_unaligned(x + at) > t, B::load_unaligned(src + at), B(T(0)))
+                    .store_unaligned(out + at);
             }
         }
         for (std::size_t p = 0; p < positions; ++p)

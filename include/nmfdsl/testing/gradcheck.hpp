@@ -25,7 +25,8 @@ struct gradcheck_options {
 };
 
 struct gradcheck_result {
-    double input_error = 0;  ///< max over checked input entries of |analytic − numeric| / max(1e-2, |a| + |n|): relative, with an absolute floor well above finite-difference noise
+    double input_error = 0;  ///< max over checked input entries of |analytic − numeric| / max(1e-2, |a| + |n|):
+                             ///< relative, with an absolute floor well above finite-difference noise
     double param_error = 0;  ///< the same over checked parameter entries
     std::size_t checked = 0;
     std::string worst;       ///< where the largest error occurred

@@ -2,7 +2,8 @@
 /// @file loss.hpp
 /// Losses on class probabilities p [batch, classes] (the output of Softmax) and integer labels.
 ///  - PaperLoss (docs/method.md §4): with t the one-hot target and C the number of classes,
-///      L = [ w_mse · (1/C) Σ_b Σ_c (p − t)²  +  w_kl · (1/C) Σ_b Σ_c t · log((t + 1e-20) / (p + 1e-20)) ] / (w_mse + w_kl)
+///      L = [ w_mse · (1/C) Σ_b Σ_c (p − t)²  +  w_kl · (1/C) Σ_b Σ_c t · log((t + 1e-20) / (p + 1e-20)) ]
+///          / (w_mse + w_kl)
 ///    summed over the batch, w_mse = 0.5 and w_kl = 1.0 by default;
 ///      dL/dp = [ w_mse · (2/C)(p − t) − w_kl · (1/C) · t / (p + 1e-20) ] / (w_mse + w_kl).
 ///  - CrossEntropy: L = −(1/B) Σ_b log(p_{b, y_b} + 1e-20), averaged over the batch.
