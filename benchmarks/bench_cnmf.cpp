@@ -100,7 +100,14 @@ void register_layouts()
     using task_kernel = void (*)(const nd::kernels::nmf_weights<T>&,
                                  nd::function_ref<const T*(std::size_t, std::size_t)>, std::size_t, std::size_t,
                                  std::size_t, std::size_t, const std::optional<T>&, T*, const std::size_t*);
-    const std::pair<const char*, task_kernel> layouts[] = {{"rows", &nd::kernels::detail::nmf_forward_tiles<T>},
+    // the row layout with its default choice of when to solve blocks of rows on their supports
+    const task_kernel rows_layout = [](const nd::kernels::nmf_weights<T>& w,
+                                       nd::function_ref<const T*(std::size_t, std::size_t)> tile_rows, std::size_t rows,
+                                       std::size_t first, std::size_t last, std::size_t iterations,
+                                       const std::optional<T>& eps, T* h, const std::size_t* out_rows) {
+        nd::kernels::detail::nmf_forward_tiles<T>(w, tile_rows, rows, first, last, iterations, eps, h, out_rows);
+    };
+    const std::pair<const char*, task_kernel> layouts[] = {{"rows", rows_layout},
                                                            {"lanes", &nd::kernels::detail::nmf_forward_lanes<T>}};
     const std::size_t shapes[][2] = {{25, 32},  {75, 32},  {27, 16},  {100, 48}, {147, 64},
                                      {290, 64}, {800, 64}, {801, 64}, {96, 10}};

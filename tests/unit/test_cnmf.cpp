@@ -256,6 +256,87 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
     }
 }
 
+TEMPLATE_TEST_CASE("rows solved on the union of their supports: the bits of solving them on every column",
+                   "[cnmf][kernels]", float, double)
+{
+    using T = TestType;
+    nd::rng g(nd::seed{12});
+    // the row layout (I and H whole vectors for 2 to 16 lanes): the fused update (H ≤ 64 with AVX-512) and the
+    // separate one (96 × 96); 29 and 61 rows end in a short tile, 1 row is a block of its own
+    const std::size_t shapes[][3] = {{64, 16, 29}, {800, 64, 61}, {96, 96, 29}, {32, 48, 1}};
+    for (const auto& sh : shapes) {
+        const std::size_t I = sh[0], H = sh[1], rows = sh[2];
+        REQUIRE(!k::nmf_rows_in_lanes<T>(I, H));
+        std::vector<T> W(H * I);
+        nd::testing::random_simplex_rows(g, W.data(), H, I, I);
+        k::nmf_weights<T> wts;
+        wts.assign(W.data(), H, I);
+        // x̂ with a share of non-zero values from 3 % to all, and rows 2 and 3 all zero
+        for (double density : {0.03, 0.3, 0.7, 1.0}) {
+            nd::aligned_vector<T> xp(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0));
+            for (std::size_t n = 0; n < rows; ++n) {
+                T sum = 0;
+                for (std::size_t i = 0; i < I; ++i)
+                    if (n != 2 && n != 3 && g.uniform01<double>() < density)
+                        sum += xp[n * wts.ip + i] = T(g.uniform(0.01, 1.0));
+                for (std::size_t i = 0; i < I; ++i)
+                    xp[n * wts.ip + i] /= sum > 0 ? sum : T(1);
+            }
+            auto tile_rows = [&](std::size_t t0, std::size_t) { return static_cast<const T*>(xp.data() + t0 * wts.ip); };
+            const std::size_t tiles = k::nmf_layout<T>::pad_rows(rows) / k::nmf_layout<T>::tile_rows;
+            for (std::optional<T> eps : {std::optional<T>{}, std::optional<T>(T(0.3))}) {
+                INFO("I = " << I << ", H = " << H << ", rows = " << rows << ", density " << density
+                            << (eps ? ", damped" : ""));
+                // support_fraction 0: every column; 1: every block on its support (even a dense one)
+                std::vector<T> every_column(rows * H), on_support(rows * H), by_default(rows * H);
+                auto& scratch = k::detail::thread_scratch<T>();
+                scratch.support.clear();
+                k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, tiles, 9, eps, every_column.data(), nullptr,
+                                                0.0);
+                CHECK(scratch.support.empty());
+                k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, tiles, 9, eps, on_support.data(), nullptr,
+                                                1.0);
+                CHECK(!scratch.support.empty());  // the restricted path ran
+                CHECK(on_support == every_column);
+                k::nmf_forward(wts, xp.data(), rows, 9, eps, by_default.data());
+                CHECK(by_default == every_column);
+                // all-zero rows stay all zero (undamped) or keep h⁰ up to the normalisation's rounding (damped:
+                // h ⊙ (1 + ε·0))
+                for (std::size_t c = 0; c < H && rows > 3; ++c) {
+                    if (eps)
+                        CHECK(on_support[2 * H + c] == Approx(1.0 / double(H)).epsilon(1e-6));
+                    else
+                        CHECK(on_support[2 * H + c] == T(0));
+                }
+            }
+        }
+    }
+}
+
+TEMPLATE_TEST_CASE("transpose: by 8 x 8 blocks and element by element", "[kernels]", float, double)
+{
+    using T = TestType;
+    // 16 × 24 and 8 × 8 take the register blocks with AVX (float); 5 × 7 and 16 × 12 the element loop
+    const std::size_t sizes[][2] = {{16, 24}, {8, 8}, {5, 7}, {16, 12}};
+    for (const auto& sz : sizes) {
+        const std::size_t rows = sz[0], cols = sz[1], ld_in = cols + 3, ld_out = rows + 5;
+        std::vector<T> in(rows * ld_in), out(cols * ld_out, T(-1));
+        for (std::size_t i = 0; i < in.size(); ++i)
+            in[i] = T(i);
+        k::detail::transpose(in.data(), ld_in, rows, cols, out.data(), ld_out);
+        bool same = true, gaps_untouched = true;
+        for (std::size_t c = 0; c < cols; ++c)
+            for (std::size_t r = 0; r < ld_out; ++r)
+                if (r < rows)
+                    same = same && out[c * ld_out + r] == in[r * ld_in + c];
+                else
+                    gaps_untouched = gaps_untouched && out[c * ld_out + r] == T(-1);
+        INFO(rows << " x " << cols);
+        CHECK(same);
+        CHECK(gaps_untouched);
+    }
+}
+
 namespace {
 /// Random NMF weights (rows of W on the simplex) and `rows` random x̂ rows on the simplex, padded as the kernels
 /// take them (row stride ip, zero padding columns and rows).

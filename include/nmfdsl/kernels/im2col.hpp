@@ -19,6 +19,7 @@
 #include "../core/parallel.hpp"
 #include "../core/params.hpp"
 #include "../core/shape.hpp"
+#include "simd.hpp"
 
 namespace nmfdsl::kernels {
 
@@ -279,32 +280,6 @@ inline void col2im_rows_in_lines(const float* cols, std::size_t first, std::size
 /// patches of at most 32 (the 28×28 maps of Fashion-MNIST with 5×5 windows are the case it is for).
 template <window G>
 inline constexpr bool col2im_transposed = G.c == 1 && G.stride == 1 && G.w <= 32 && G.patch() <= 32;
-
-/// out[c·ld_out + r] = in[r·ld_in + c] for r, c < 8: an 8 × 8 block of floats transposed in registers.
-inline void transpose_8x8(const float* in, std::size_t ld_in, float* out, std::size_t ld_out)
-{
-    __m256 r[8], t[8], q[8];
-    for (std::size_t i = 0; i < 8; ++i)
-        r[i] = _mm256_loadu_ps(in + i * ld_in);
-    // pairs of rows interleaved: t[2p] = r2p[0] r2p+1[0] r2p[1] r2p+1[1] | the same of elements 4, 5;
-    // t[2p+1] 2, 3 | 6, 7
-    for (std::size_t p = 0; p < 4; ++p) {
-        t[2 * p] = _mm256_unpacklo_ps(r[2 * p], r[2 * p + 1]);
-        t[2 * p + 1] = _mm256_unpackhi_ps(r[2 * p], r[2 * p + 1]);
-    }
-    // four rows' element c in each half: q[c] of rows 0–3 and q[4 + c] of rows 4–7 hold columns c | c + 4
-    for (std::size_t h = 0; h < 2; ++h) {
-        const __m256* u = t + 4 * h;
-        q[4 * h + 0] = _mm256_shuffle_ps(u[0], u[2], 0x44);
-        q[4 * h + 1] = _mm256_shuffle_ps(u[0], u[2], 0xee);
-        q[4 * h + 2] = _mm256_shuffle_ps(u[1], u[3], 0x44);
-        q[4 * h + 3] = _mm256_shuffle_ps(u[1], u[3], 0xee);
-    }
-    for (std::size_t c = 0; c < 4; ++c) {
-        _mm256_storeu_ps(out + c * ld_out, _mm256_permute2f128_ps(q[c], q[4 + c], 0x20));
-        _mm256_storeu_ps(out + (c + 4) * ld_out, _mm256_permute2f128_ps(q[c], q[4 + c], 0x31));
-    }
-}
 
 /// col2im_rows for such windows, float, AVX / AVX2, where the row-by-row form adds every value to dx on its own (a
 /// scalar read-modify-write; neighbouring positions overlap in dx, so whole vectors would stall on stores that

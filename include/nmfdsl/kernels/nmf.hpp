@@ -15,8 +15,10 @@
 /// padding of I and H costs nothing. The naive twin is nmfdsl::testing::naive_nmf_forward.
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <type_traits>
+#include <vector>
 
 #include <xsimd/xsimd.hpp>
 
@@ -59,6 +61,10 @@ struct nmf_tiling {
     /// the exact backward's dW += duᵀ·q + hᵀ·dr (kernels/nmf_backward_unrolled.hpp): MR rows of dW divide the lanes
     static constexpr std::size_t mr_w = std::min<std::size_t>(wide ? 8 : 4, nmf_layout<T>::lanes), nb_w = 3;
     static constexpr std::size_t row_group = std::max({mr_r, mr_u, mr_fused});
+    /// rows per block solved on the union of their supports, and the largest share of a layer's I columns such a
+    /// union may hold for that to pay (nmf_forward_tiles)
+    static constexpr std::size_t mr_support = 6;
+    static constexpr double support_fraction = 0.9;
     static_assert(nmf_layout<T>::tile_rows % mr_r == 0 && nmf_layout<T>::tile_rows % mr_u == 0 &&
                   nmf_layout<T>::tile_rows % mr_fused == 0 && row_group % mr_r == 0 && row_group % mr_u == 0 &&
                   row_group % mr_fused == 0);
@@ -281,6 +287,11 @@ struct nmf_scratch {
     aligned_vector<T> q, h, hn, x;  ///< x: the tile of x̂ rows when they are produced on the fly
     aligned_vector<T> inv_r0;       ///< 1 / (h⁰W + 1e-20), the first iteration's divisor, shared by every row
     aligned_vector<T> x_lanes;      ///< rows in lanes: a task's x̂ rows, transposed (I × task rows)
+    /// a block of rows solved on the union of their supports (nmf_forward_tiles): the columns kept, the weights,
+    /// x̂ rows and first divisors restricted to them
+    std::vector<std::uint32_t> support;
+    nmf_weights<T> compact;
+    aligned_vector<T> x_compact, inv_r0_compact;
 };
 
 namespace detail {
@@ -325,13 +336,121 @@ inline void first_divisor(const nmf_weights<T>& wts, aligned_vector<T>& inv_r0)
 /// Where row n of the kernel's rows goes in h_out: row out_rows[n], or row n without a map.
 inline std::size_t output_row(const std::size_t* out_rows, std::size_t n) { return out_rows ? out_rows[n] : n; }
 
+/// All T iterations on one block of M rows with the weights `ww` (the layer's, or their restriction to a support):
+/// x̂ rows at x (row stride ww.ip, padding columns zero), inv_r0 = 1 / r⁰ [ww.ip]; h, hn [M × ww.hp] and q [M × ww.ip]
+/// are scratch. Returns the rows of h (row stride ww.hp). The same micro-kernels, in the same order per row, as the
+/// tile loop of nmf_forward_tiles, so each row's result is bit for bit the same.
+template <class T, std::size_t M>
+const T* nmf_block_iterations(const nmf_weights<T>& ww, const T* inv_r0, const T* x, T* h, T* hn, T* q,
+                              std::size_t iterations, const std::optional<T>& eps)
+{
+    using batch = xsimd::batch<T>;
+    using tiles = nmf_tiling<T>;
+    constexpr std::size_t L = batch::size;
+    for (std::size_t r = 0; r < M; ++r)
+        for (std::size_t k = 0; k < ww.hp; ++k)
+            h[r * ww.hp + k] = k < ww.h ? T(1) / T(ww.h) : T(0);
+    for (std::size_t it = 0; it < iterations; ++it) {
+        if (it == 0) {  // q = x̂ ⊘ r⁰
+            for (std::size_t r = 0; r < M; ++r)
+                for (std::size_t c = 0; c < ww.ip; c += L)
+                    (batch::load_unaligned(x + r * ww.ip + c) * batch::load_aligned(inv_r0 + c))
+                        .store_aligned(q + r * ww.ip + c);
+        } else {
+            for_column_blocks<T, M, tiles::nb_r>(ww.ip, [&](auto nb, std::size_t c0) {
+                quotient_block<T, M, decltype(nb)::value>(ww, h, x, q, c0);
+            });
+        }
+        if constexpr (tiles::nb_fused > 0) {
+            if (ww.hp <= tiles::nb_fused * L) {
+                for_column_blocks<T, M, tiles::nb_fused>(ww.hp, [&](auto nb, std::size_t) {
+                    update_normalise_rows<T, M, decltype(nb)::value>(ww, h, q, eps);
+                });
+                continue;
+            }
+        }
+        for_column_blocks<T, M, tiles::nb_u>(ww.hp, [&](auto nb, std::size_t c0) {
+            update_block<T, M, decltype(nb)::value>(ww, h, q, hn, c0, eps);
+        });
+        for (std::size_t r = 0; r < M; ++r)
+            normalise_row(hn + r * ww.hp, ww.hp);
+        std::swap(h, hn);
+    }
+    return h;
+}
+
+/// The columns i < I where at least one of the `count` x̂ rows at x (row stride ip) is non-zero (NaN counts as
+/// non-zero), ascending, into support.
+template <class T>
+void union_support(const T* x, std::size_t count, std::size_t I, std::size_t ip, std::vector<std::uint32_t>& support)
+{
+    support.clear();
+    for (std::size_t i = 0; i < I; ++i)
+        for (std::size_t r = 0; r < count; ++r)
+            if (x[r * ip + i] != T(0)) {
+                support.push_back(static_cast<std::uint32_t>(i));
+                break;
+            }
+}
+
+/// The number of columns i < I where at least one of the `count` x̂ rows at x (row stride ip) is non-zero (NaN counts
+/// as non-zero).
+template <class T>
+std::size_t union_support_size(const T* x, std::size_t count, std::size_t I, std::size_t ip)
+{
+    std::size_t size = 0;
+    for (std::size_t i = 0; i < I; ++i)
+        for (std::size_t r = 0; r < count; ++r)
+            if (x[r * ip + i] != T(0)) {
+                ++size;
+                break;
+            }
+    return size;
+}
+
+/// Restricts the layer's weights, the first divisors and `count` x̂ rows to the columns in `support`: the weights
+/// W[:, S] in both padded layouts (out.w [Hp × pad(|S|)], out.wt [pad(|S|) × Hp]), inv_r0[S] and x̂[:, S] (row
+/// stride pad(|S|)), zero padded.
+template <class T>
+void restrict_to_support(const nmf_weights<T>& wts, const T* inv_r0, const T* x, std::size_t count,
+                         const std::vector<std::uint32_t>& support, nmf_weights<T>& out, aligned_vector<T>& inv_r0_out,
+                         aligned_vector<T>& x_out)
+{
+    const std::size_t u = support.size();
+    out.h = wts.h;
+    out.hp = wts.hp;
+    out.i = u;
+    out.ip = nmf_layout<T>::pad(u);
+    out.ldw = unaliased_stride<T>(out.ip);
+    out.ldwt = wts.ldwt;
+    out.w.resize(out.hp * out.ldw);
+    out.wt.resize(out.ip * out.ldwt);
+    inv_r0_out.resize(out.ip);
+    x_out.resize(count * out.ip);
+    // Wᵀ's rows i ∈ S are whole rows of wts.wt; W[:, S] is their transpose (columns [pad(|S|), ldw) are not read)
+    for (std::size_t t = 0; t < u; ++t)
+        std::copy_n(wts.wt.data() + support[t] * wts.ldwt, wts.ldwt, out.wt.data() + t * out.ldwt);
+    std::fill(out.wt.begin() + std::ptrdiff_t(u * out.ldwt), out.wt.end(), T(0));
+    transpose(out.wt.data(), out.ldwt, out.ip, out.hp, out.w.data(), out.ldw);
+    for (std::size_t t = 0; t < u; ++t)
+        inv_r0_out[t] = inv_r0[support[t]];
+    std::fill(inv_r0_out.begin() + std::ptrdiff_t(u), inv_r0_out.end(), T(0));
+    for (std::size_t r = 0; r < count; ++r) {
+        for (std::size_t t = 0; t < u; ++t)
+            x_out[r * out.ip + t] = x[r * wts.ip + support[t]];
+        std::fill(x_out.begin() + std::ptrdiff_t(r * out.ip + u), x_out.begin() + std::ptrdiff_t((r + 1) * out.ip),
+                  T(0));
+    }
+}
+
 /// Runs all T iterations on the tiles [first, last). tile_rows(t0, valid) gives the tile's x̂ rows starting at row
 /// t0 (tile_rows × Ip; rows ≥ valid are padding and must be zero). Row n's h goes to row output_row(out_rows, n) of
 /// h_out.
 template <class T>
 void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::size_t, std::size_t)> tile_rows,
                        std::size_t rows, std::size_t first_tile, std::size_t last_tile, std::size_t iterations,
-                       const std::optional<T>& eps, T* h_out, const std::size_t* out_rows = nullptr)
+                       const std::optional<T>& eps, T* h_out, const std::size_t* out_rows = nullptr,
+                       double support_fraction = nmf_tiling<T>::support_fraction)
 {
     using lay = nmf_layout<T>;
     using tiles = nmf_tiling<T>;
@@ -388,9 +507,38 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
             std::swap(s.h, s.hn);
         }
     };
+    // a block of rows whose x̂ are zero outside a few columns S is solved with the weights restricted to S: there
+    // q = 0, so those columns add exactly 0 to u, and their r is never needed
+    auto solve_on_support = [&](const T* xt, std::size_t t0, std::size_t valid) {
+        for_balanced_blocks<tiles::mr_support>(valid, [&](auto height, std::size_t r0) {
+            constexpr std::size_t M = decltype(height)::value;
+            const T* x = xt + r0 * wts.ip;
+            union_support(x, M, wts.i, wts.ip, s.support);
+            const bool on_support = double(s.support.size()) <= support_fraction * double(wts.i);
+            if (on_support)
+                restrict_to_support(wts, s.inv_r0.data(), x, M, s.support, s.compact, s.inv_r0_compact, s.x_compact);
+            const nmf_weights<T>& ww = on_support ? s.compact : wts;
+            s.q.resize(std::max(s.q.size(), M * ww.ip));
+            const T* h = nmf_block_iterations<T, M>(ww, on_support ? s.inv_r0_compact.data() : s.inv_r0.data(),
+                                                    on_support ? s.x_compact.data() : x, s.h.data(), s.hn.data(),
+                                                    s.q.data(), iterations, eps);
+            for (std::size_t r = 0; r < M; ++r)
+                copy_short_row(h + r * wts.hp, wts.h, h_out + output_row(out_rows, t0 + r0 + r) * wts.h);
+        });
+    };
     for (std::size_t tile = first_tile; tile < last_tile; ++tile) {
         const std::size_t t0 = tile * NT, valid = std::min(NT, rows - t0);
         const T* xt = tile_rows(t0, valid);
+        bool sparse = false;  // some block of the tile is solved on its support
+        if (support_fraction > 0)
+            for_balanced_blocks<tiles::mr_support>(valid, [&](auto height, std::size_t r0) {
+                sparse = sparse || double(union_support_size(xt + r0 * wts.ip, height, wts.i, wts.ip)) <=
+                                       support_fraction * double(wts.i);
+            });
+        if (sparse) {
+            solve_on_support(xt, t0, valid);
+            continue;
+        }
         for (std::size_t r = 0; r < NT; ++r)
             for (std::size_t k = 0; k < wts.hp; ++k)
                 s.h[r * wts.hp + k] = k < wts.h ? h0 : T(0);

@@ -6,6 +6,10 @@
 
 #include <xsimd/xsimd.hpp>
 
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
 namespace nmfdsl::kernels {
 
 /// Architectural vector registers of the compiled instruction set: 32 with AVX-512 (zmm0–31, 64-byte batches) and on
@@ -60,3 +64,55 @@ inline void copy_short_row(const T* src, std::size_t n, T* dst)
 }
 
 } // namespace nmfdsl::kernels
+
+namespace nmfdsl::kernels::detail {
+
+#if defined(__AVX__)
+/// out[c·ld_out + r] = in[r·ld_in + c] for r, c < 8: an 8 × 8 block of floats transposed in registers.
+inline void transpose_8x8(const float* in, std::size_t ld_in, float* out, std::size_t ld_out)
+{
+    __m256 r[8], t[8], q[8];
+    for (std::size_t i = 0; i < 8; ++i)
+        r[i] = _mm256_loadu_ps(in + i * ld_in);
+    // pairs of rows interleaved: t[2p] = r2p[0] r2p+1[0] r2p[1] r2p+1[1] | the same of elements 4, 5;
+    // t[2p+1] 2, 3 | 6, 7
+    for (std::size_t p = 0; p < 4; ++p) {
+        t[2 * p] = _mm256_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+        t[2 * p + 1] = _mm256_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+    }
+    // four rows' element c in each half: q[c] of rows 0–3 and q[4 + c] of rows 4–7 hold columns c | c + 4
+    for (std::size_t h = 0; h < 2; ++h) {
+        const __m256* u = t + 4 * h;
+        q[4 * h + 0] = _mm256_shuffle_ps(u[0], u[2], 0x44);
+        q[4 * h + 1] = _mm256_shuffle_ps(u[0], u[2], 0xee);
+        q[4 * h + 2] = _mm256_shuffle_ps(u[1], u[3], 0x44);
+        q[4 * h + 3] = _mm256_shuffle_ps(u[1], u[3], 0xee);
+    }
+    for (std::size_t c = 0; c < 4; ++c) {
+        _mm256_storeu_ps(out + c * ld_out, _mm256_permute2f128_ps(q[c], q[4 + c], 0x20));
+        _mm256_storeu_ps(out + (c + 4) * ld_out, _mm256_permute2f128_ps(q[c], q[4 + c], 0x31));
+    }
+}
+#endif
+
+/// out[c·ld_out + r] = in[r·ld_in + c] for r < rows, c < cols: by 8 × 8 blocks in registers for float with AVX when
+/// both extents are multiples of 8, element by element otherwise.
+template <class T>
+inline void transpose(const T* in, std::size_t ld_in, std::size_t rows, std::size_t cols, T* out, std::size_t ld_out)
+{
+#if defined(__AVX__)
+    if constexpr (std::is_same_v<T, float>) {
+        if (rows % 8 == 0 && cols % 8 == 0) {
+            for (std::size_t r = 0; r < rows; r += 8)
+                for (std::size_t c = 0; c < cols; c += 8)
+                    transpose_8x8(in + r * ld_in + c, ld_in, out + c * ld_out + r, ld_out);
+            return;
+        }
+    }
+#endif
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t c = 0; c < cols; ++c)
+            out[c * ld_out + r] = in[r * ld_in + c];
+}
+
+} // namespace nmfdsl::kernels::detail
