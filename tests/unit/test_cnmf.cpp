@@ -271,8 +271,8 @@ TEMPLATE_TEST_CASE("rows solved on the union of their supports: the bits of solv
         nd::testing::random_simplex_rows(g, W.data(), H, I, I);
         k::nmf_weights<T> wts;
         wts.assign(W.data(), H, I);
-        // x̂ with a share of non-zero values from 3 % to all, and rows 2 and 3 all zero
-        for (double density : {0.03, 0.3, 0.7, 1.0}) {
+        // x̂ with a share of non-zero values from none (blocks with an empty support) to all, rows 2 and 3 all zero
+        for (double density : {0.0, 0.03, 0.3, 0.7, 1.0}) {
             nd::aligned_vector<T> xp(k::nmf_layout<T>::pad_rows(rows) * wts.ip, T(0));
             for (std::size_t n = 0; n < rows; ++n) {
                 T sum = 0;
@@ -289,14 +289,15 @@ TEMPLATE_TEST_CASE("rows solved on the union of their supports: the bits of solv
                             << (eps ? ", damped" : ""));
                 // support_fraction 0: every column; 1: every block on its support (even a dense one)
                 std::vector<T> every_column(rows * H), on_support(rows * H), by_default(rows * H);
-                auto& scratch = k::detail::thread_scratch<T>();
-                scratch.support.clear();
+                // whether the restricted path ran: it sets the restricted weights' H (this thread's scratch)
+                auto& restricted = k::detail::thread_scratch<T>().compact;
+                restricted.h = 0;
                 k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, tiles, 9, eps, every_column.data(), nullptr,
                                                 0.0);
-                CHECK(scratch.support.empty());
+                CHECK(restricted.h == 0);
                 k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, tiles, 9, eps, on_support.data(), nullptr,
                                                 1.0);
-                CHECK(!scratch.support.empty());  // the restricted path ran
+                CHECK(restricted.h == H);
                 CHECK(on_support == every_column);
                 k::nmf_forward(wts, xp.data(), rows, 9, eps, by_default.data());
                 CHECK(by_default == every_column);
