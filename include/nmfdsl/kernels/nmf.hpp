@@ -4,8 +4,8 @@
 /// x̂_n ∈ R^I and row-normalised weights W ∈ R^{H×I}:
 ///   h⁰ = 1/H;  repeat T times:  r = h W + 1e-20;  u = (x̂ ⊘ r) Wᵀ;  h̃ = h ⊙ u  (or h ⊙ (1 + ε u));
 ///                               h = h̃ / (Σ h̃ + 1e-19)
-/// The kernel is fused: rows are processed in tiles of `tile_rows`, and all T iterations run on one tile before the
-/// next, so the tile of x̂, the quotient x̂ ⊘ r, h and the weights stay in cache. Both products are register-tiled
+/// The kernel is fused: rows are taken in tiles of `tile_rows`, and all T iterations run on one block of a tile's
+/// rows before the next, so the block's x̂, the quotient x̂ ⊘ r, h and the weights stay in cache. Both products are register-tiled
 /// broadcast-FMA micro-kernels over xsimd batches: r = h·W reads W's rows, u = q·Wᵀ reads a transposed copy.
 /// Caller buffers (x̂, h) need no particular alignment; the kernel's own buffers are 64-byte aligned.
 /// Two layouts, chosen from I and H (nmf_rows_in_lanes): with I and H whole numbers of vectors, each row's x̂, q and
@@ -338,8 +338,8 @@ inline std::size_t output_row(const std::size_t* out_rows, std::size_t n) { retu
 
 /// All T iterations on one block of M rows with the weights `ww` (the layer's, or their restriction to a support):
 /// x̂ rows at x (row stride ww.ip, padding columns zero), inv_r0 = 1 / r⁰ [ww.ip]; h, hn [M × ww.hp] and q [M × ww.ip]
-/// are scratch. Returns the rows of h (row stride ww.hp). The same micro-kernels, in the same order per row, as the
-/// tile loop of nmf_forward_tiles, so each row's result is bit for bit the same.
+/// are scratch. Returns the rows of h (row stride ww.hp). Each row gets the same FMA sequence in a block of any
+/// height M, and on a support the same as on every column but for terms q_i·W[k,i] = +0 (x̂_i = 0) left out.
 template <class T, std::size_t M>
 const T* nmf_block_iterations(const nmf_weights<T>& ww, const T* inv_r0, const T* x, T* h, T* hn, T* q,
                               std::size_t iterations, const std::optional<T>& eps)
@@ -393,21 +393,6 @@ void union_support(const T* x, std::size_t count, std::size_t I, std::size_t ip,
             }
 }
 
-/// The number of columns i < I where at least one of the `count` x̂ rows at x (row stride ip) is non-zero (NaN counts
-/// as non-zero).
-template <class T>
-std::size_t union_support_size(const T* x, std::size_t count, std::size_t I, std::size_t ip)
-{
-    std::size_t size = 0;
-    for (std::size_t i = 0; i < I; ++i)
-        for (std::size_t r = 0; r < count; ++r)
-            if (x[r * ip + i] != T(0)) {
-                ++size;
-                break;
-            }
-    return size;
-}
-
 /// Restricts the layer's weights, the first divisors and `count` x̂ rows to the columns in `support`: the weights
 /// W[:, S] in both padded layouts (out.w [Hp × pad(|S|)], out.wt [pad(|S|) × Hp]), inv_r0[S] and x̂[:, S] (row
 /// stride pad(|S|)), zero padded.
@@ -443,9 +428,10 @@ void restrict_to_support(const nmf_weights<T>& wts, const T* inv_r0, const T* x,
     }
 }
 
-/// Runs all T iterations on the tiles [first, last). tile_rows(t0, valid) gives the tile's x̂ rows starting at row
-/// t0 (tile_rows × Ip; rows ≥ valid are padding and must be zero). Row n's h goes to row output_row(out_rows, n) of
-/// h_out.
+/// Runs all T iterations on the tiles [first, last), block of rows by block of rows (nmf_block_iterations).
+/// tile_rows(t0, valid) gives the tile's x̂ rows starting at row t0 (tile_rows × Ip; rows ≥ valid are padding and
+/// must be zero). Row n's h goes to row output_row(out_rows, n) of h_out. A block whose rows' union of non-zero
+/// columns holds at most support_fraction of the I columns is solved on them alone (0: never).
 template <class T>
 void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::size_t, std::size_t)> tile_rows,
                        std::size_t rows, std::size_t first_tile, std::size_t last_tile, std::size_t iterations,
@@ -459,99 +445,42 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
     s.q.resize(NT * wts.ip);
     s.h.resize(NT * wts.hp);
     s.hn.resize(NT * wts.hp);
-    const T h0 = T(1) / T(wts.h);
     first_divisor(wts, s.inv_r0);
-    // one row-block height serves all three products, so a tile's rows split the same way for each
-    static_assert(tiles::mr_r == tiles::mr_u && tiles::mr_u == tiles::mr_fused);
+    // one row-block height serves all three products and the supports, so a tile's rows split the same way for each
+    static_assert(tiles::mr_r == tiles::mr_u && tiles::mr_u == tiles::mr_fused && tiles::mr_support == tiles::mr_r);
     constexpr std::size_t MR = tiles::mr_r;
-    // all T iterations on the rows [0, valid) of the tile; for_blocks(block) calls block(integral_constant<height>,
-    // first row) for each row block
-    auto iterate = [&](const T* xt, std::size_t valid, auto&& for_blocks) {
-        for (std::size_t it = 0; it < iterations; ++it) {
-            if (it == 0) {  // q = x̂ ⊘ r⁰
-                using batch = xsimd::batch<T>;
-                for (std::size_t r = 0; r < valid; ++r)
-                    for (std::size_t c = 0; c < wts.ip; c += lay::lanes)
-                        (batch::load_unaligned(xt + r * wts.ip + c) * batch::load_aligned(s.inv_r0.data() + c))
-                            .store_aligned(s.q.data() + r * wts.ip + c);
-            } else {
-                for_blocks([&](auto height, std::size_t r0) {
-                    constexpr std::size_t M = decltype(height)::value;
-                    for_column_blocks<T, M, tiles::nb_r>(wts.ip, [&](auto nb, std::size_t c0) {
-                        quotient_block<T, M, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, xt + r0 * wts.ip,
-                                                                  s.q.data() + r0 * wts.ip, c0);
-                    });
-                });
-            }
-            if constexpr (tiles::nb_fused > 0) {
-                if (wts.hp <= tiles::nb_fused * lay::lanes) {  // a whole row of h in registers: fused normalisation
-                    for_blocks([&](auto height, std::size_t r0) {
-                        constexpr std::size_t M = decltype(height)::value;
-                        for_column_blocks<T, M, tiles::nb_fused>(wts.hp, [&](auto nb, std::size_t) {
-                            update_normalise_rows<T, M, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp,
-                                                                             s.q.data() + r0 * wts.ip, eps);
-                        });
-                    });
-                    continue;
-                }
-            }
-            for_blocks([&](auto height, std::size_t r0) {
-                constexpr std::size_t M = decltype(height)::value;
-                for_column_blocks<T, M, tiles::nb_u>(wts.hp, [&](auto nb, std::size_t c0) {
-                    update_block<T, M, decltype(nb)::value>(wts, s.h.data() + r0 * wts.hp, s.q.data() + r0 * wts.ip,
-                                                            s.hn.data() + r0 * wts.hp, c0, eps);
-                });
-            });
-            for (std::size_t r = 0; r < valid; ++r)
-                normalise_row(s.hn.data() + r * wts.hp, wts.hp);
-            std::swap(s.h, s.hn);
-        }
-    };
-    // a block of rows whose x̂ are zero outside a few columns S is solved with the weights restricted to S: there
-    // q = 0, so those columns add exactly 0 to u, and their r is never needed
-    auto solve_on_support = [&](const T* xt, std::size_t t0, std::size_t valid) {
-        for_balanced_blocks<tiles::mr_support>(valid, [&](auto height, std::size_t r0) {
-            constexpr std::size_t M = decltype(height)::value;
-            const T* x = xt + r0 * wts.ip;
+    // Each block of rows runs all T iterations on its own. A block whose x̂ are zero outside a few columns S (a
+    // ReLU's output) runs with the weights restricted to S: there q = 0 in every iteration, so those columns add
+    // exactly 0 to u, and their r is never needed.
+    auto solve_block = [&](const T* xt, std::size_t t0, auto height, std::size_t r0) {
+        constexpr std::size_t M = decltype(height)::value;
+        const T* x = xt + r0 * wts.ip;
+        bool on_support = false;
+        if (support_fraction > 0) {
             union_support(x, M, wts.i, wts.ip, s.support);
-            const bool on_support = double(s.support.size()) <= support_fraction * double(wts.i);
-            if (on_support)
-                restrict_to_support(wts, s.inv_r0.data(), x, M, s.support, s.compact, s.inv_r0_compact, s.x_compact);
-            const nmf_weights<T>& ww = on_support ? s.compact : wts;
-            s.q.resize(std::max(s.q.size(), M * ww.ip));
-            const T* h = nmf_block_iterations<T, M>(ww, on_support ? s.inv_r0_compact.data() : s.inv_r0.data(),
-                                                    on_support ? s.x_compact.data() : x, s.h.data(), s.hn.data(),
-                                                    s.q.data(), iterations, eps);
-            for (std::size_t r = 0; r < M; ++r)
-                copy_short_row(h + r * wts.hp, wts.h, h_out + output_row(out_rows, t0 + r0 + r) * wts.h);
-        });
+            on_support = double(s.support.size()) <= support_fraction * double(wts.i);
+        }
+        if (on_support)
+            restrict_to_support(wts, s.inv_r0.data(), x, M, s.support, s.compact, s.inv_r0_compact, s.x_compact);
+        const T* h = nmf_block_iterations<T, M>(on_support ? s.compact : wts,
+                                                on_support ? s.inv_r0_compact.data() : s.inv_r0.data(),
+                                                on_support ? s.x_compact.data() : x, s.h.data(), s.hn.data(),
+                                                s.q.data(), iterations, eps);
+        for (std::size_t r = 0; r < M; ++r)
+            copy_short_row(h + r * wts.hp, wts.h, h_out + output_row(out_rows, t0 + r0 + r) * wts.h);
     };
     for (std::size_t tile = first_tile; tile < last_tile; ++tile) {
         const std::size_t t0 = tile * NT, valid = std::min(NT, rows - t0);
         const T* xt = tile_rows(t0, valid);
-        bool sparse = false;  // some block of the tile is solved on its support
-        if (support_fraction > 0)
-            for_balanced_blocks<tiles::mr_support>(valid, [&](auto height, std::size_t r0) {
-                sparse = sparse || double(union_support_size(xt + r0 * wts.ip, height, wts.i, wts.ip)) <=
-                                       support_fraction * double(wts.i);
-            });
-        if (sparse) {
-            solve_on_support(xt, t0, valid);
-            continue;
-        }
-        for (std::size_t r = 0; r < NT; ++r)
-            for (std::size_t k = 0; k < wts.hp; ++k)
-                s.h[r * wts.hp + k] = k < wts.h ? h0 : T(0);
+        auto block = [&](auto height, std::size_t r0) { solve_block(xt, t0, height, r0); };
         // Only real rows are computed: a short last tile (32 rows are tiles of 12, 12 and 8; one image through a
         // 1×1 layer is a single row) splits into blocks of nearly equal height (8 rows: 4 + 4, not 6 + 6 with four
         // of padding), and one or two rows run on their own. Each row's arithmetic is the same in a block of any
         // height, so the result does not depend on the split.
         if (valid <= 2)
-            iterate(xt, valid, [&](auto&& block) { for_balanced_blocks<1>(valid, block); });
+            for_balanced_blocks<1>(valid, block);
         else
-            iterate(xt, valid, [&](auto&& block) { for_balanced_blocks<MR>(valid, block); });
-        for (std::size_t r = 0; r < valid; ++r)
-            copy_short_row(s.h.data() + r * wts.hp, wts.h, h_out + output_row(out_rows, t0 + r) * wts.h);
+            for_balanced_blocks<MR>(valid, block);
     }
 }
 
