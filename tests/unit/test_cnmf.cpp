@@ -282,6 +282,13 @@ TEMPLATE_TEST_CASE("rows solved on the union of their supports: the bits of solv
                 for (std::size_t i = 0; i < I; ++i)
                     xp[n * wts.ip + i] /= sum > 0 ? sum : T(1);
             }
+            // the vector count of a block's union agrees with the list of its columns
+            for (std::size_t m = 1; m <= std::min<std::size_t>(rows, 6); ++m) {
+                std::vector<std::uint32_t> support;
+                k::detail::union_support(xp.data(), m, I, wts.ip, support);
+                CHECK(k::detail::union_support_size(xp.data(), m, wts.ip) == support.size());
+                CHECK(std::is_sorted(support.begin(), support.end()));
+            }
             auto tile_rows = [&](std::size_t t0, std::size_t) { return static_cast<const T*>(xp.data() + t0 * wts.ip); };
             const std::size_t tiles = k::nmf_layout<T>::pad_rows(rows) / k::nmf_layout<T>::tile_rows;
             for (std::optional<T> eps : {std::optional<T>{}, std::optional<T>(T(0.3))}) {

@@ -393,6 +393,23 @@ void union_support(const T* x, std::size_t count, std::size_t I, std::size_t ip,
             }
 }
 
+/// |S|, the number of columns where at least one of the `count` x̂ rows at x (row stride ip, padding columns zero)
+/// is non-zero (NaN counts as non-zero): a vector pass, so that a dense block pays little for the question.
+template <class T>
+std::size_t union_support_size(const T* x, std::size_t count, std::size_t ip)
+{
+    using batch = xsimd::batch<T>;
+    const batch zero(T(0)), one(T(1));
+    batch columns(T(0));
+    for (std::size_t c = 0; c < ip; c += batch::size) {
+        auto any = batch::load_unaligned(x + c) != zero;
+        for (std::size_t r = 1; r < count; ++r)
+            any = any | (batch::load_unaligned(x + r * ip + c) != zero);
+        columns += xsimd::select(any, one, zero);
+    }
+    return static_cast<std::size_t>(horizontal_sum(columns));
+}
+
 /// Restricts the layer's weights, the first divisors and `count` x̂ rows to the columns in `support`: the weights
 /// W[:, S] in both padded layouts (out.w [Hp × pad(|S|)], out.wt [pad(|S|) × Hp]), inv_r0[S] and x̂[:, S] (row
 /// stride pad(|S|)), zero padded.
@@ -455,13 +472,12 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
     auto solve_block = [&](const T* xt, std::size_t t0, auto height, std::size_t r0) {
         constexpr std::size_t M = decltype(height)::value;
         const T* x = xt + r0 * wts.ip;
-        bool on_support = false;
-        if (support_fraction > 0) {
+        const bool on_support =
+            support_fraction > 0 && double(union_support_size(x, M, wts.ip)) <= support_fraction * double(wts.i);
+        if (on_support) {
             union_support(x, M, wts.i, wts.ip, s.support);
-            on_support = double(s.support.size()) <= support_fraction * double(wts.i);
-        }
-        if (on_support)
             restrict_to_support(wts, s.inv_r0.data(), x, M, s.support, s.compact, s.inv_r0_compact, s.x_compact);
+        }
         const T* h = nmf_block_iterations<T, M>(on_support ? s.compact : wts,
                                                 on_support ? s.inv_r0_compact.data() : s.inv_r0.data(),
                                                 on_support ? s.x_compact.data() : x, s.h.data(), s.hn.data(),
