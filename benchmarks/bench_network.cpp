@@ -11,6 +11,7 @@
 // memory held in library buffers at once from building the model to the end (parameters, gradients, Adam state,
 // activations, saved state, scratch: nmfdsl::memory); rss_peak_MB, the process's resident high-water mark over
 // the same span (Linux; reset through /proc/self/clear_refs, so it includes the binary and the input batch).
+#include <algorithm>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -101,6 +102,32 @@ void fashion_step(benchmark::State& state, bool train)
     nmfdsl_bench::run_steps(state, model, x, labels, nd::loss::PaperLoss{}, adam, train);
 }
 
+/// `batch` images of 1×28×28 into x: Fashion-MNIST's first training images, or uniform random values. False (and
+/// the benchmark skipped with the reader's message) when the data set is missing.
+bool images_1x28x28(benchmark::State& state, std::size_t batch, bool fashion, xt::xtensor<float, 4>& x)
+{
+    x = xt::xtensor<float, 4>::from_shape({batch, 1, 28, 28});
+    if (fashion) {
+        std::vector<std::size_t> labels;
+        return fashion_batch(state, batch, x, labels);
+    }
+    nd::rng g(nd::seed{1});
+    for (auto& v : x)
+        v = g.uniform01<float>();
+    return true;
+}
+
+/// Times model.forward(x) (one untimed call first touches every buffer); counter GFLOPS: `flops` per call.
+template <class M, class X>
+void time_forward(benchmark::State& state, M& model, const X& x, double flops)
+{
+    typename M::workspace ws;
+    benchmark::DoNotOptimize(model.forward(x, ws).data());
+    for (auto _ : state)
+        benchmark::DoNotOptimize(model.forward(x, ws).data());
+    state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 /// cnmf_layer/L1/<fashion|random>/50: the first NMF layer of CNMF+1×1 alone (CNMFCore<32, 5> on 1×28×28, T = 20,
 /// approximate mode), forward only, on Fashion-MNIST's first 50 training images or on uniform random input. Counter
 /// GFLOPS: the arithmetic of solving every row, 4·P·I·H·T per image (P = 576, I = 25, H = 32), per second — on
@@ -110,23 +137,11 @@ void cnmf_layer_l1(benchmark::State& state, bool fashion)
     constexpr std::size_t batch = 50;
     using In = nd::Shape<1, 28, 28>;
     using L = nd::CNMFCore<32, 5>;
-    xt::xtensor<float, 4> x = xt::xtensor<float, 4>::from_shape({batch, 1, 28, 28});
-    std::vector<std::size_t> labels;
-    if (fashion) {
-        if (!fashion_batch(state, batch, x, labels))
-            return;
-    } else {
-        nd::rng g(nd::seed{1});
-        for (auto& v : x)
-            v = g.uniform01<float>();
-    }
+    xt::xtensor<float, 4> x;
+    if (!images_1x28x28(state, batch, fashion, x))
+        return;
     nd::Model<L, In> model{nd::seed{21}};
-    typename nd::Model<L, In>::workspace ws;
-    benchmark::DoNotOptimize(model.forward(x, ws).data());  // untimed: first touches every buffer
-    for (auto _ : state)
-        benchmark::DoNotOptimize(model.forward(x, ws).data());
-    const double flops = 4.0 * 576 * 25 * 32 * 20 * batch;
-    state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+    time_forward(state, model, x, 4.0 * 576 * 25 * 32 * 20 * batch);
 }
 
 /// cnmf_layer/L2/<fashion|random>/50: the second NMF layer of CNMF+1×1 alone (CNMFCore<64, 5> on 32×12×12, T = 20,
@@ -141,27 +156,14 @@ void cnmf_layer_l2(benchmark::State& state, bool fashion)
     using Front = nd::Seq<paper::NmfMixBlock<32, 5>, nd::AvgPool<2>, nd::ReLU>;
     using L2In = nd::output_shape_t<Front, In>;
     using L = nd::CNMFCore<64, 5>;
-    xt::xtensor<float, 4> x = xt::xtensor<float, 4>::from_shape({batch, 1, 28, 28});
-    std::vector<std::size_t> labels;
-    if (fashion) {
-        if (!fashion_batch(state, batch, x, labels))
-            return;
-    } else {
-        nd::rng g(nd::seed{1});
-        for (auto& v : x)
-            v = g.uniform01<float>();
-    }
+    xt::xtensor<float, 4> x;
+    if (!images_1x28x28(state, batch, fashion, x))
+        return;
     nd::Model<Front, In> front{nd::seed{21}};
     const auto y = front.forward(x);
     nd::Model<L, L2In> model{nd::seed{22}};
-    typename nd::Model<L, L2In>::workspace ws;
-    benchmark::DoNotOptimize(model.forward(y, ws).data());  // untimed: first touches every buffer
-    for (auto _ : state)
-        benchmark::DoNotOptimize(model.forward(y, ws).data());
-    const double zeros = double(std::count(y.begin(), y.end(), 0.0f)) / double(y.size());
-    const double flops = 4.0 * 64 * 800 * 64 * 20 * batch;
-    state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-    state.counters["zero_inputs"] = zeros;
+    time_forward(state, model, y, 4.0 * 64 * 800 * 64 * 20 * batch);
+    state.counters["zero_inputs"] = double(std::count(y.begin(), y.end(), 0.0f)) / double(y.size());
 }
 
 template <class Net>
