@@ -6,15 +6,18 @@
 //                                          images (Debian's dataset-fashion-mnist): real images have all-zero patches,
 //                                          which the NMF layers do not solve (uniform random input has none)
 //   cnmf_layer/L1/<fashion|random>/50      the network's first NMF layer alone, forward, on those images or random
+//   cnmf_layer/L2/<fashion|random>/50      its second NMF layer alone, fed by the first block, pooling and ReLU
 // channels 3 or 1 means 3×28×28 or 1×28×28 input; batch 1, 50 and 128. The thread count comes from
 // NMFDSL_THREADS (default 1 in this binary). Counters: images per second of wall-clock time; peak_MB, the most
 // memory held in library buffers at once from building the model to the end (parameters, gradients, Adam state,
 // activations, saved state, scratch: nmfdsl::memory); rss_peak_MB, the process's resident high-water mark over
 // the same span (Linux; reset through /proc/self/clear_refs, so it includes the binary and the input batch).
 #include <algorithm>
+#include <array>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 
@@ -144,11 +147,47 @@ void cnmf_layer_l1(benchmark::State& state, bool fashion)
     time_forward(state, model, x, 4.0 * 576 * 25 * 32 * 20 * batch);
 }
 
+/// The mean share of a k×k layer's I = C·k·k patch columns (valid positions, raster order per image) in the union of
+/// non-zero columns of m consecutive patches, for m = 1, 2 and 6 (one row, a pair, a block of the NMF kernel; the
+/// all-zero patches, which the layer does not solve, left out first).
+std::array<double, 3> support_shares(const xt::xtensor<float, 4>& y, std::size_t k)
+{
+    const std::size_t n_img = y.shape(0), c_in = y.shape(1), side = y.shape(2), out = side - k + 1, I = c_in * k * k;
+    std::vector<std::vector<bool>> patches;
+    for (std::size_t n = 0; n < n_img; ++n)
+        for (std::size_t oy = 0; oy < out; ++oy)
+            for (std::size_t ox = 0; ox < out; ++ox) {
+                std::vector<bool> nonzero(I);
+                for (std::size_t c = 0; c < c_in; ++c)
+                    for (std::size_t dy = 0; dy < k; ++dy)
+                        for (std::size_t dx = 0; dx < k; ++dx)
+                            nonzero[(c * k + dy) * k + dx] = y(n, c, oy + dy, ox + dx) != 0.0f;
+                if (std::find(nonzero.begin(), nonzero.end(), true) != nonzero.end())
+                    patches.push_back(std::move(nonzero));
+            }
+    std::array<double, 3> shares{};
+    const std::size_t heights[3] = {1, 2, 6};
+    for (std::size_t j = 0; j < 3; ++j) {
+        const std::size_t m = heights[j], blocks = patches.size() / m;
+        std::size_t columns = 0;
+        for (std::size_t b = 0; b < blocks; ++b)
+            for (std::size_t i = 0; i < I; ++i)
+                for (std::size_t r = 0; r < m; ++r)
+                    if (patches[b * m + r][i]) {
+                        ++columns;
+                        break;
+                    }
+        shares[j] = blocks ? double(columns) / double(blocks * I) : 0.0;
+    }
+    return shares;
+}
+
 /// cnmf_layer/L2/<fashion|random>/50: the second NMF layer of CNMF+1×1 alone (CNMFCore<64, 5> on 32×12×12, T = 20,
 /// approximate mode), forward only, on what the network feeds it: the first block, pooling and ReLU (initial
 /// weights) applied to Fashion-MNIST's first 50 training images or to uniform random input. Counter GFLOPS: the
 /// arithmetic of solving every row on all of I, 4·P·I·H·T per image (P = 64, I = 800, H = 64), per second — rows
 /// whose x̂ are mostly zero are solved on their support, so it can pass what the FMA peak alone would reach.
+/// Counters zero_inputs (the share of the layer's input values that are zero) and support_1|2|6 (support_shares).
 void cnmf_layer_l2(benchmark::State& state, bool fashion)
 {
     constexpr std::size_t batch = 50;
@@ -164,6 +203,10 @@ void cnmf_layer_l2(benchmark::State& state, bool fashion)
     nd::Model<L, L2In> model{nd::seed{22}};
     time_forward(state, model, y, 4.0 * 64 * 800 * 64 * 20 * batch);
     state.counters["zero_inputs"] = double(std::count(y.begin(), y.end(), 0.0f)) / double(y.size());
+    const auto shares = support_shares(y, 5);
+    state.counters["support_1"] = shares[0];
+    state.counters["support_2"] = shares[1];
+    state.counters["support_6"] = shares[2];
 }
 
 template <class Net>

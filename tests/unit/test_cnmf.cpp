@@ -262,8 +262,9 @@ TEMPLATE_TEST_CASE("rows solved on the union of their supports: the bits of solv
     using T = TestType;
     nd::rng g(nd::seed{12});
     // the row layout (I and H whole vectors for 2 to 16 lanes): the fused update (H ≤ 64 with AVX-512) and the
-    // separate one (96 × 96); 29 and 61 rows end in a short tile, 1 row is a block of its own
-    const std::size_t shapes[][3] = {{64, 16, 29}, {800, 64, 61}, {96, 96, 29}, {32, 48, 1}};
+    // separate one (96 × 96); 29 and 61 rows end in a short tile, 1 row is a block of its own, 24 rows are full
+    // blocks only
+    const std::size_t shapes[][3] = {{64, 16, 29}, {800, 64, 61}, {96, 96, 29}, {32, 48, 1}, {64, 32, 24}};
     for (const auto& sh : shapes) {
         const std::size_t I = sh[0], H = sh[1], rows = sh[2];
         REQUIRE(!k::nmf_rows_in_lanes<T>(I, H));
@@ -282,14 +283,29 @@ TEMPLATE_TEST_CASE("rows solved on the union of their supports: the bits of solv
                 for (std::size_t i = 0; i < I; ++i)
                     xp[n * wts.ip + i] /= sum > 0 ? sum : T(1);
             }
-            // the vector count of a block's union agrees with the list of its columns
+            // the vector counts of a block's unions agree with the lists of their columns
+            std::vector<std::uint32_t> support;
             for (std::size_t m = 1; m <= std::min<std::size_t>(rows, 6); ++m) {
-                std::vector<std::uint32_t> support;
                 k::detail::union_support(xp.data(), m, I, wts.ip, support);
                 CHECK(k::detail::union_support_size(xp.data(), m, wts.ip) == support.size());
                 CHECK(std::is_sorted(support.begin(), support.end()));
             }
-            auto tile_rows = [&](std::size_t t0, std::size_t) { return static_cast<const T*>(xp.data() + t0 * wts.ip); };
+            if (rows >= 6) {
+                const auto counts = k::detail::count_supports<T, 6>(xp.data(), wts.ip);
+                k::detail::union_support(xp.data(), 6, I, wts.ip, support);
+                CHECK(counts.all == support.size());
+                for (std::size_t r = 0; r < 6; ++r) {
+                    k::detail::union_support(xp.data() + r * wts.ip, 1, I, wts.ip, support);
+                    CHECK(counts.row[r] == support.size());
+                }
+                for (std::size_t p = 0; p < 3; ++p) {
+                    k::detail::union_support(xp.data() + 2 * p * wts.ip, 2, I, wts.ip, support);
+                    CHECK(counts.pair[p] == support.size());
+                }
+            }
+            auto tile_rows = [&](std::size_t t0, std::size_t) {
+                return static_cast<const T*>(xp.data() + t0 * wts.ip);
+            };
             const std::size_t tiles = k::nmf_layout<T>::pad_rows(rows) / k::nmf_layout<T>::tile_rows;
             for (std::optional<T> eps : {std::optional<T>{}, std::optional<T>(T(0.3))}) {
                 INFO("I = " << I << ", H = " << H << ", rows = " << rows << ", density " << density
@@ -308,6 +324,22 @@ TEMPLATE_TEST_CASE("rows solved on the union of their supports: the bits of solv
                 CHECK(on_support == every_column);
                 k::nmf_forward(wts, xp.data(), rows, 9, eps, by_default.data());
                 CHECK(by_default == every_column);
+                // full blocks solved whole, in pairs of rows or row by row, each part on its own support or on
+                // every column: the same bits. With full blocks only, the last restriction shows the split.
+                using split = k::detail::block_split;
+                for (split how : {split::whole, split::pairs, split::rows})
+                    for (double fraction : {0.0, 1.0}) {
+                        INFO("split " << int(how) << ", support fraction " << fraction);
+                        std::vector<T> parts(rows * H);
+                        restricted.h = 0;
+                        k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, tiles, 9, eps, parts.data(),
+                                                        nullptr, fraction, how);
+                        CHECK(parts == every_column);
+                        CHECK(restricted.h == (fraction > 0 ? H : 0));
+                        const std::size_t rows_per_part = how == split::rows ? 1 : how == split::pairs ? 2 : 6;
+                        if (fraction > 0 && rows % 12 == 0)
+                            CHECK(k::detail::thread_scratch<T>().x_compact.size() == rows_per_part * restricted.ip);
+                    }
                 // all-zero rows stay all zero (undamped) or keep h⁰ up to the normalisation's rounding (damped:
                 // h ⊙ (1 + ε·0))
                 for (std::size_t c = 0; c < H && rows > 3; ++c) {
@@ -319,6 +351,40 @@ TEMPLATE_TEST_CASE("rows solved on the union of their supports: the bits of solv
             }
         }
     }
+}
+
+TEMPLATE_TEST_CASE("a full block of sparse rows splits where their supports overlap little", "[cnmf][kernels]",
+                   float, double)
+{
+    using T = TestType;
+    nd::rng g(nd::seed{13});
+    const std::size_t I = 480, H = 32, rows = 12;
+    std::vector<T> W(H * I);
+    nd::testing::random_simplex_rows(g, W.data(), H, I, I);
+    k::nmf_weights<T> wts;
+    wts.assign(W.data(), H, I);
+    auto& scratch = k::detail::thread_scratch<T>();
+    // each row of a block non-zero on `width` columns from column first(row), zero elsewhere
+    auto solve = [&](std::size_t width, auto first) {
+        nd::aligned_vector<T> xp(rows * wts.ip, T(0));
+        for (std::size_t n = 0; n < rows; ++n)
+            for (std::size_t i = first(n % 6); i < first(n % 6) + width; ++i)
+                xp[n * wts.ip + i] = T(g.uniform(0.01, 1.0)) / T(width);
+        auto tile_rows = [&](std::size_t t0, std::size_t) { return static_cast<const T*>(xp.data() + t0 * wts.ip); };
+        std::vector<T> h(rows * H), every_column(rows * H);
+        k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, 1, 5, std::nullopt, every_column.data(), nullptr,
+                                        0.0);
+        k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, 1, 5, std::nullopt, h.data());
+        CHECK(h == every_column);
+        // the rows of the last restriction (the second block's last part)
+        return scratch.x_compact.size() / scratch.compact.ip;
+    };
+    // the same 48 columns in every row: one union of 48 columns, the whole block
+    CHECK(solve(48, [](std::size_t) { return std::size_t(0); }) == 6);
+    // disjoint 48 columns per row: a union of 288, pairs of 96, rows of 48 — row by row
+    CHECK(solve(48, [](std::size_t r) { return 48 * r; }) == 1);
+    // the rows of a pair share their columns, the pairs do not: unions of 48 per pair against 144 — in pairs
+    CHECK(solve(48, [](std::size_t r) { return 48 * (r / 2); }) == 2);
 }
 
 TEMPLATE_TEST_CASE("transpose: by 8 x 8 blocks and element by element", "[kernels]", float, double)

@@ -5,8 +5,9 @@
 ///   h⁰ = 1/H;  repeat T times:  r = h W + 1e-20;  u = (x̂ ⊘ r) Wᵀ;  h̃ = h ⊙ u  (or h ⊙ (1 + ε u));
 ///                               h = h̃ / (Σ h̃ + 1e-19)
 /// The kernel is fused: rows are taken in tiles of `tile_rows`, and all T iterations run on one block of a tile's
-/// rows before the next, so the block's x̂, the quotient x̂ ⊘ r, h and the weights stay in cache. Both products are register-tiled
-/// broadcast-FMA micro-kernels over xsimd batches: r = h·W reads W's rows, u = q·Wᵀ reads a transposed copy.
+/// rows before the next, so the block's x̂, the quotient x̂ ⊘ r, h and the weights stay in cache. Both products are
+/// register-tiled broadcast-FMA micro-kernels over xsimd batches: r = h·W reads W's rows, u = q·Wᵀ reads a
+/// transposed copy.
 /// Caller buffers (x̂, h) need no particular alignment; the kernel's own buffers are 64-byte aligned.
 /// Two layouts, chosen from I and H (nmf_rows_in_lanes): with I and H whole numbers of vectors, each row's x̂, q and
 /// h lie along the vectors (the row layout; every extent is padded to the SIMD width with zeros, I → Ip, H → Hp,
@@ -61,10 +62,20 @@ struct nmf_tiling {
     /// the exact backward's dW += duᵀ·q + hᵀ·dr (kernels/nmf_backward_unrolled.hpp): MR rows of dW divide the lanes
     static constexpr std::size_t mr_w = std::min<std::size_t>(wide ? 8 : 4, nmf_layout<T>::lanes), nb_w = 3;
     static constexpr std::size_t row_group = std::max({mr_r, mr_u, mr_fused});
+    /// Column vectors per tile of the two products for a block of M rows: a block of one or two rows (a sparse block
+    /// split up, a short tile) widens its tiles to at least 8 accumulators, so that the FMA latency stays hidden.
+    /// Each output still has one accumulator summed in the same order, so the width does not change a bit.
+    static constexpr std::size_t nb_for(std::size_t M, std::size_t nb) { return std::max(nb, (8 + M - 1) / M); }
     /// rows per block solved on the union of their supports, and the largest share of a layer's I columns such a
     /// union may hold for that to pay (nmf_forward_tiles)
     static constexpr std::size_t mr_support = 6;
     static constexpr double support_fraction = 0.9;
+    /// Time per row and support column of a pair of rows, and of a row alone, each solved on its own support,
+    /// relative to a whole block of mr_support rows on theirs (wider unions, but weights shared by 6 rows instead
+    /// of 2 or 1). Measured on AMD Zen 4, one thread, with AVX-512 and AVX2 alike: a pair runs at 0.66–0.73 of the
+    /// block's speed per column, a lone row (its restriction of the weights included) at 0.44–0.47
+    /// (cnmf_layer/L2/<fashion|random>/50 with every block split the same way; docs/cnmf.md).
+    static constexpr double pair_cost = 1.45, single_cost = 2.3;
     static_assert(nmf_layout<T>::tile_rows % mr_r == 0 && nmf_layout<T>::tile_rows % mr_u == 0 &&
                   nmf_layout<T>::tile_rows % mr_fused == 0 && row_group % mr_r == 0 && row_group % mr_u == 0 &&
                   row_group % mr_fused == 0);
@@ -357,7 +368,7 @@ const T* nmf_block_iterations(const nmf_weights<T>& ww, const T* inv_r0, const T
                     (batch::load_unaligned(x + r * ww.ip + c) * batch::load_aligned(inv_r0 + c))
                         .store_aligned(q + r * ww.ip + c);
         } else {
-            for_column_blocks<T, M, tiles::nb_r>(ww.ip, [&](auto nb, std::size_t c0) {
+            for_column_blocks<T, M, tiles::nb_for(M, tiles::nb_r)>(ww.ip, [&](auto nb, std::size_t c0) {
                 quotient_block<T, M, decltype(nb)::value>(ww, h, x, q, c0);
             });
         }
@@ -369,7 +380,7 @@ const T* nmf_block_iterations(const nmf_weights<T>& ww, const T* inv_r0, const T
                 continue;
             }
         }
-        for_column_blocks<T, M, tiles::nb_u>(ww.hp, [&](auto nb, std::size_t c0) {
+        for_column_blocks<T, M, tiles::nb_for(M, tiles::nb_u)>(ww.hp, [&](auto nb, std::size_t c0) {
             update_block<T, M, decltype(nb)::value>(ww, h, q, hn, c0, eps);
         });
         for (std::size_t r = 0; r < M; ++r)
@@ -410,6 +421,47 @@ std::size_t union_support_size(const T* x, std::size_t count, std::size_t ip)
     return static_cast<std::size_t>(horizontal_sum(columns));
 }
 
+/// The number of non-zero columns (NaN counts as non-zero) of a block of M rows at x (row stride ip, padding columns
+/// zero), counted in one vector pass: of each row, of each pair of rows (2p, 2p + 1) and of the whole block.
+template <std::size_t M>
+struct support_counts {
+    std::size_t row[M], pair[M / 2], all;
+};
+
+template <class T, std::size_t M>
+support_counts<M> count_supports(const T* x, std::size_t ip)
+{
+    using batch = xsimd::batch<T>;
+    const batch zero(T(0)), one(T(1));
+    batch row[M], pair[M / 2], all(T(0));
+    std::fill(row, row + M, zero);
+    std::fill(pair, pair + M / 2, zero);
+    for (std::size_t c = 0; c < ip; c += batch::size) {
+        typename batch::batch_bool_type nonzero[M];
+        for (std::size_t r = 0; r < M; ++r) {
+            nonzero[r] = batch::load_unaligned(x + r * ip + c) != zero;
+            row[r] += xsimd::select(nonzero[r], one, zero);
+        }
+        auto any = nonzero[0];
+        for (std::size_t r = 1; r < M; ++r)
+            any = any | nonzero[r];
+        all += xsimd::select(any, one, zero);
+        for (std::size_t p = 0; p < M / 2; ++p)
+            pair[p] += xsimd::select(nonzero[2 * p] | nonzero[2 * p + 1], one, zero);
+    }
+    support_counts<M> n;
+    for (std::size_t r = 0; r < M; ++r)
+        n.row[r] = static_cast<std::size_t>(horizontal_sum(row[r]));
+    for (std::size_t p = 0; p < M / 2; ++p)
+        n.pair[p] = static_cast<std::size_t>(horizontal_sum(pair[p]));
+    n.all = static_cast<std::size_t>(horizontal_sum(all));
+    return n;
+}
+
+/// How nmf_forward_tiles divides a full block of mr_support rows whose x̂ are sparse: as the cost model of
+/// nmf_tiling says (automatic), or always whole, in pairs or row by row (for tests and measurements).
+enum class block_split { automatic, whole, pairs, rows };
+
 /// Restricts the layer's weights, the first divisors and `count` x̂ rows to the columns in `support`: the weights
 /// W[:, S] in both padded layouts (out.w [Hp × pad(|S|)], out.wt [pad(|S|) × Hp]), inv_r0[S] and x̂[:, S] (row
 /// stride pad(|S|)), zero padded.
@@ -448,12 +500,14 @@ void restrict_to_support(const nmf_weights<T>& wts, const T* inv_r0, const T* x,
 /// Runs all T iterations on the tiles [first, last), block of rows by block of rows (nmf_block_iterations).
 /// tile_rows(t0, valid) gives the tile's x̂ rows starting at row t0 (tile_rows × Ip; rows ≥ valid are padding and
 /// must be zero). Row n's h goes to row output_row(out_rows, n) of h_out. A block whose rows' union of non-zero
-/// columns holds at most support_fraction of the I columns is solved on them alone (0: never).
+/// columns holds at most support_fraction of the I columns is solved on them alone (0: never); a full block may be
+/// solved in pairs of rows or row by row instead, each on its own support (`split`).
 template <class T>
 void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::size_t, std::size_t)> tile_rows,
                        std::size_t rows, std::size_t first_tile, std::size_t last_tile, std::size_t iterations,
                        const std::optional<T>& eps, T* h_out, const std::size_t* out_rows = nullptr,
-                       double support_fraction = nmf_tiling<T>::support_fraction)
+                       double support_fraction = nmf_tiling<T>::support_fraction,
+                       block_split split = block_split::automatic)
 {
     using lay = nmf_layout<T>;
     using tiles = nmf_tiling<T>;
@@ -466,14 +520,15 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
     // one row-block height serves all three products and the supports, so a tile's rows split the same way for each
     static_assert(tiles::mr_r == tiles::mr_u && tiles::mr_u == tiles::mr_fused && tiles::mr_support == tiles::mr_r);
     constexpr std::size_t MR = tiles::mr_r;
+    static_assert(MR % 2 == 0, "a full block splits into pairs of rows");
     // Each block of rows runs all T iterations on its own. A block whose x̂ are zero outside a few columns S (a
     // ReLU's output) runs with the weights restricted to S: there q = 0 in every iteration, so those columns add
     // exactly 0 to u, and their r is never needed.
-    auto solve_block = [&](const T* xt, std::size_t t0, auto height, std::size_t r0) {
+    // M rows from row r0 of the tile, whose union of non-zero columns has `support` columns
+    auto solve_rows = [&](const T* xt, std::size_t t0, auto height, std::size_t r0, std::size_t support) {
         constexpr std::size_t M = decltype(height)::value;
         const T* x = xt + r0 * wts.ip;
-        const bool on_support =
-            support_fraction > 0 && double(union_support_size(x, M, wts.ip)) <= support_fraction * double(wts.i);
+        const bool on_support = support_fraction > 0 && double(support) <= support_fraction * double(wts.i);
         if (on_support) {
             union_support(x, M, wts.i, wts.ip, s.support);
             restrict_to_support(wts, s.inv_r0.data(), x, M, s.support, s.compact, s.inv_r0_compact, s.x_compact);
@@ -484,6 +539,43 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
                                                 s.q.data(), iterations, eps);
         for (std::size_t r = 0; r < M; ++r)
             copy_short_row(h + r * wts.hp, wts.h, h_out + output_row(out_rows, t0 + r0 + r) * wts.h);
+    };
+    using one_row = std::integral_constant<std::size_t, 1>;
+    using two_rows = std::integral_constant<std::size_t, 2>;
+    // A full block splits when its rows' supports overlap little: the pairs (or rows) then compute fewer columns,
+    // though each at a lower speed per column (nmf_tiling::pair_cost, single_cost). Per pair, the cheaper of the
+    // pair and its two rows; the block splits if the pairs' sum beats the whole block.
+    auto solve_full_block = [&](const T* xt, std::size_t t0, std::size_t r0) {
+        const support_counts<MR> n = count_supports<T, MR>(xt + r0 * wts.ip, wts.ip);
+        const bool restricted = support_fraction > 0;
+        double whole = double(MR) * double(restricted ? std::min(n.all, wts.i) : wts.i), in_pairs = 0;
+        bool pair_whole[MR / 2];
+        for (std::size_t p = 0; p < MR / 2; ++p) {
+            const double pair = 2 * tiles::pair_cost * double(n.pair[p]);
+            const double alone = tiles::single_cost * double(n.row[2 * p] + n.row[2 * p + 1]);
+            pair_whole[p] = split == block_split::pairs || (split == block_split::automatic && pair <= alone);
+            in_pairs += std::min(pair, alone);
+        }
+        if (split == block_split::whole || (split == block_split::automatic && (!restricted || whole <= in_pairs))) {
+            solve_rows(xt, t0, std::integral_constant<std::size_t, MR>{}, r0, n.all);
+            return;
+        }
+        for (std::size_t p = 0; p < MR / 2; ++p) {
+            const std::size_t r = r0 + 2 * p;
+            if (pair_whole[p]) {
+                solve_rows(xt, t0, two_rows{}, r, n.pair[p]);
+            } else {
+                solve_rows(xt, t0, one_row{}, r, n.row[2 * p]);
+                solve_rows(xt, t0, one_row{}, r + 1, n.row[2 * p + 1]);
+            }
+        }
+    };
+    auto solve_block = [&](const T* xt, std::size_t t0, auto height, std::size_t r0) {
+        constexpr std::size_t M = decltype(height)::value;
+        if constexpr (M == MR)
+            solve_full_block(xt, t0, r0);
+        else
+            solve_rows(xt, t0, height, r0, union_support_size(xt + r0 * wts.ip, M, wts.ip));
     };
     for (std::size_t tile = first_tile; tile < last_tile; ++tile) {
         const std::size_t t0 = tile * NT, valid = std::min(NT, rows - t0);
