@@ -364,11 +364,11 @@ TEMPLATE_TEST_CASE("a full block of sparse rows splits where their supports over
     k::nmf_weights<T> wts;
     wts.assign(W.data(), H, I);
     auto& scratch = k::detail::thread_scratch<T>();
-    // each row of a block non-zero on `width` columns from column first(row), zero elsewhere
+    // row n non-zero on `width` columns from column first(n), zero elsewhere (the grouping keeps these rows' order)
     auto solve = [&](std::size_t width, auto first) {
         nd::aligned_vector<T> xp(rows * wts.ip, T(0));
         for (std::size_t n = 0; n < rows; ++n)
-            for (std::size_t i = first(n % 6); i < first(n % 6) + width; ++i)
+            for (std::size_t i = first(n); i < first(n) + width; ++i)
                 xp[n * wts.ip + i] = T(g.uniform(0.01, 1.0)) / T(width);
         auto tile_rows = [&](std::size_t t0, std::size_t) { return static_cast<const T*>(xp.data() + t0 * wts.ip); };
         std::vector<T> h(rows * H), every_column(rows * H);
@@ -379,12 +379,28 @@ TEMPLATE_TEST_CASE("a full block of sparse rows splits where their supports over
         // the rows of the last restriction (the second block's last part)
         return scratch.x_compact.size() / scratch.compact.ip;
     };
-    // the same 48 columns in every row: one union of 48 columns, the whole block
-    CHECK(solve(48, [](std::size_t) { return std::size_t(0); }) == 6);
-    // disjoint 48 columns per row: a union of 288, pairs of 96, rows of 48 — row by row
-    CHECK(solve(48, [](std::size_t r) { return 48 * r; }) == 1);
-    // the rows of a pair share their columns, the pairs do not: unions of 48 per pair against 144 — in pairs
-    CHECK(solve(48, [](std::size_t r) { return 48 * (r / 2); }) == 2);
+    // the same 32 columns in every row: one union of 32 columns, the whole block
+    CHECK(solve(32, [](std::size_t) { return std::size_t(0); }) == 6);
+    // disjoint 32 columns per row: a union of 192, pairs of 64, rows of 32 — row by row
+    CHECK(solve(32, [](std::size_t n) { return 32 * n; }) == 1);
+    // the rows of a pair share their columns, the pairs do not: unions of 32 per pair against 96 — in pairs
+    CHECK(solve(32, [](std::size_t n) { return 32 * (n / 2); }) == 2);
+}
+
+TEST_CASE("rows grouped by support: each group adds the row with the fewest new columns", "[cnmf][kernels]")
+{
+    // 13 rows of 2 words: rows n and n + 6 (n < 6) share their columns, the six pairs are disjoint, row 12 is empty
+    const std::size_t n = 13, words = 2;
+    std::vector<std::uint64_t> bits(n * words, 0);
+    for (std::size_t r = 0; r < 12; ++r)
+        bits[r * words + (r % 6) / 3] = std::uint64_t(0xFF) << (8 * ((r % 6) % 3));
+    std::vector<std::size_t> order(n);
+    std::vector<std::uint64_t> scratch;
+    k::detail::group_by_support(bits.data(), words, n, 6, order.data(), scratch);
+    // a row adding no column is taken first (the first of them: row 0's twin 6, then the empty row 12); otherwise
+    // the first row left (all add 8 columns), then its twin; a full group closes with row 2, whose twin 8 is left
+    // over and comes last
+    CHECK(order == std::vector<std::size_t>{0, 6, 12, 1, 7, 2, 3, 9, 4, 10, 5, 11, 8});
 }
 
 TEMPLATE_TEST_CASE("transpose: by 8 x 8 blocks and element by element", "[kernels]", float, double)

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -303,6 +304,11 @@ struct nmf_scratch {
     std::vector<std::uint32_t> support;
     nmf_weights<T> compact;
     aligned_vector<T> x_compact, inv_r0_compact;
+    /// a task's x̂ rows in the order they are solved (grouped by support), their kernel row numbers, and the
+    /// non-zero bits of each row (nmf_forward_tiles)
+    aligned_vector<T> x_task, x_block;
+    std::vector<std::size_t> row_ids;
+    std::vector<std::uint64_t> bits, union_bits;
 };
 
 namespace detail {
@@ -458,6 +464,41 @@ support_counts<M> count_supports(const T* x, std::size_t ip)
     return n;
 }
 
+/// Orders n rows into groups of `group` whose unions of non-zero columns are narrow, greedily: each group starts
+/// with the first row left and adds, one at a time, the row that brings the fewest new columns (the first such row
+/// on a tie); the n mod group rows left over come last, in their order. bits: each row's non-zero bits, `words` per
+/// row. Writes the permutation to order[0, n).
+inline void group_by_support(const std::uint64_t* bits, std::size_t words, std::size_t n, std::size_t group,
+                             std::size_t* order, std::vector<std::uint64_t>& union_bits)
+{
+    std::size_t left = n;  // order[n - left, n) are the rows not yet placed, in their original order
+    for (std::size_t r = 0; r < n; ++r)
+        order[r] = r;
+    union_bits.resize(words);
+    while (left >= group) {
+        std::size_t* g = order + (n - left);  // the group being built: g[0, taken)
+        std::copy_n(bits + g[0] * words, words, union_bits.data());
+        for (std::size_t taken = 1; taken < group; ++taken) {
+            std::size_t best = taken, best_new = std::numeric_limits<std::size_t>::max();
+            for (std::size_t c = taken; c < left && best_new > 0; ++c) {
+                const std::uint64_t* row = bits + g[c] * words;
+                std::size_t added = 0;
+                for (std::size_t w = 0; w < words; ++w)
+                    added += static_cast<std::size_t>(__builtin_popcountll(row[w] & ~union_bits[w]));
+                if (added < best_new) {
+                    best_new = added;
+                    best = c;
+                }
+            }
+            // move the chosen row to position `taken`, keeping the others in their order
+            std::rotate(g + taken, g + best, g + best + 1);
+            for (std::size_t w = 0; w < words; ++w)
+                union_bits[w] |= bits[g[taken] * words + w];
+        }
+        left -= group;
+    }
+}
+
 /// How nmf_forward_tiles divides a full block of mr_support rows whose x̂ are sparse: as the cost model of
 /// nmf_tiling says (automatic), or always whole, in pairs or row by row (for tests and measurements).
 enum class block_split { automatic, whole, pairs, rows };
@@ -499,9 +540,11 @@ void restrict_to_support(const nmf_weights<T>& wts, const T* inv_r0, const T* x,
 
 /// Runs all T iterations on the tiles [first, last), block of rows by block of rows (nmf_block_iterations).
 /// tile_rows(t0, valid) gives the tile's x̂ rows starting at row t0 (tile_rows × Ip; rows ≥ valid are padding and
-/// must be zero). Row n's h goes to row output_row(out_rows, n) of h_out. A block whose rows' union of non-zero
-/// columns holds at most support_fraction of the I columns is solved on them alone (0: never); a full block may be
-/// solved in pairs of rows or row by row instead, each on its own support (`split`).
+/// must be zero). Row n's h goes to row output_row(out_rows, n) of h_out. The rows of each run of
+/// nmf_tiles_per_task tiles are grouped into blocks of narrow union of non-zero columns (group_by_support); a block
+/// whose union holds at most support_fraction of the I columns is solved on them alone (0: never, and the rows keep
+/// their order); a full block may be solved in pairs of rows or row by row instead, each on its own support
+/// (`split`). Each row's result is the same in any block, so none of this changes a bit.
 template <class T>
 void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::size_t, std::size_t)> tile_rows,
                        std::size_t rows, std::size_t first_tile, std::size_t last_tile, std::size_t iterations,
@@ -517,17 +560,16 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
     s.h.resize(NT * wts.hp);
     s.hn.resize(NT * wts.hp);
     first_divisor(wts, s.inv_r0);
-    // one row-block height serves all three products and the supports, so a tile's rows split the same way for each
+    // one row-block height serves all three products and the supports
     static_assert(tiles::mr_r == tiles::mr_u && tiles::mr_u == tiles::mr_fused && tiles::mr_support == tiles::mr_r);
     constexpr std::size_t MR = tiles::mr_r;
     static_assert(MR % 2 == 0, "a full block splits into pairs of rows");
     // Each block of rows runs all T iterations on its own. A block whose x̂ are zero outside a few columns S (a
     // ReLU's output) runs with the weights restricted to S: there q = 0 in every iteration, so those columns add
     // exactly 0 to u, and their r is never needed.
-    // M rows from row r0 of the tile, whose union of non-zero columns has `support` columns
-    auto solve_rows = [&](const T* xt, std::size_t t0, auto height, std::size_t r0, std::size_t support) {
+    // M rows at x (row stride Ip) whose union of non-zero columns has `support` columns; ids: their row numbers
+    auto solve_rows = [&](const T* x, const std::size_t* ids, auto height, std::size_t support) {
         constexpr std::size_t M = decltype(height)::value;
-        const T* x = xt + r0 * wts.ip;
         const bool on_support = support_fraction > 0 && double(support) <= support_fraction * double(wts.i);
         if (on_support) {
             union_support(x, M, wts.i, wts.ip, s.support);
@@ -538,15 +580,15 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
                                                 on_support ? s.x_compact.data() : x, s.h.data(), s.hn.data(),
                                                 s.q.data(), iterations, eps);
         for (std::size_t r = 0; r < M; ++r)
-            copy_short_row(h + r * wts.hp, wts.h, h_out + output_row(out_rows, t0 + r0 + r) * wts.h);
+            copy_short_row(h + r * wts.hp, wts.h, h_out + output_row(out_rows, ids[r]) * wts.h);
     };
     using one_row = std::integral_constant<std::size_t, 1>;
     using two_rows = std::integral_constant<std::size_t, 2>;
     // A full block splits when its rows' supports overlap little: the pairs (or rows) then compute fewer columns,
     // though each at a lower speed per column (nmf_tiling::pair_cost, single_cost). Per pair, the cheaper of the
     // pair and its two rows; the block splits if the pairs' sum beats the whole block.
-    auto solve_full_block = [&](const T* xt, std::size_t t0, std::size_t r0) {
-        const support_counts<MR> n = count_supports<T, MR>(xt + r0 * wts.ip, wts.ip);
+    auto solve_full_block = [&](const T* x, const std::size_t* ids) {
+        const support_counts<MR> n = count_supports<T, MR>(x, wts.ip);
         const bool restricted = support_fraction > 0;
         double whole = double(MR) * double(restricted ? std::min(n.all, wts.i) : wts.i), in_pairs = 0;
         bool pair_whole[MR / 2];
@@ -557,38 +599,70 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
             in_pairs += std::min(pair, alone);
         }
         if (split == block_split::whole || (split == block_split::automatic && (!restricted || whole <= in_pairs))) {
-            solve_rows(xt, t0, std::integral_constant<std::size_t, MR>{}, r0, n.all);
+            solve_rows(x, ids, std::integral_constant<std::size_t, MR>{}, n.all);
             return;
         }
         for (std::size_t p = 0; p < MR / 2; ++p) {
-            const std::size_t r = r0 + 2 * p;
+            const T* xp = x + 2 * p * wts.ip;
             if (pair_whole[p]) {
-                solve_rows(xt, t0, two_rows{}, r, n.pair[p]);
+                solve_rows(xp, ids + 2 * p, two_rows{}, n.pair[p]);
             } else {
-                solve_rows(xt, t0, one_row{}, r, n.row[2 * p]);
-                solve_rows(xt, t0, one_row{}, r + 1, n.row[2 * p + 1]);
+                solve_rows(xp, ids + 2 * p, one_row{}, n.row[2 * p]);
+                solve_rows(xp + wts.ip, ids + 2 * p + 1, one_row{}, n.row[2 * p + 1]);
             }
         }
     };
-    auto solve_block = [&](const T* xt, std::size_t t0, auto height, std::size_t r0) {
-        constexpr std::size_t M = decltype(height)::value;
-        if constexpr (M == MR)
-            solve_full_block(xt, t0, r0);
+    const std::size_t words = (wts.ip + 63) / 64;
+    for (std::size_t run = first_tile; run < last_tile && run * NT < rows; run += nmf_tiles_per_task) {
+        // the run's rows, in their order, and their non-zero bits
+        const std::size_t r0 = run * NT, n = std::min(rows, std::min(last_tile, run + nmf_tiles_per_task) * NT) - r0;
+        s.x_task.resize(n * wts.ip);
+        for (std::size_t t0 = 0; t0 < n; t0 += NT) {
+            const std::size_t valid = std::min(NT, n - t0);
+            std::copy_n(tile_rows(r0 + t0, valid), valid * wts.ip, s.x_task.data() + t0 * wts.ip);
+        }
+        s.row_ids.resize(n);
+        for (std::size_t r = 0; r < n; ++r)
+            s.row_ids[r] = r;
+        // rows whose own support is too wide to be restricted are solved in their order: grouping cannot help them
+        bool some_sparse = false;
+        if (support_fraction > 0 && n > MR) {
+            s.bits.resize(n * words);
+            for (std::size_t r = 0; r < n; ++r) {
+                nonzero_bits(s.x_task.data() + r * wts.ip, wts.ip, s.bits.data() + r * words);
+                std::size_t count = 0;
+                for (std::size_t w = 0; w < words; ++w)
+                    count += static_cast<std::size_t>(__builtin_popcountll(s.bits[r * words + w]));
+                some_sparse = some_sparse || double(count) <= support_fraction * double(wts.i);
+            }
+        }
+        if (some_sparse)
+            group_by_support(s.bits.data(), words, n, MR, s.row_ids.data(), s.union_bits);
+        // blocks in that order, gathered: full ones, then the rest (one block of 3 to 5 rows, or 1 or 2 rows alone)
+        s.x_block.resize(MR * wts.ip);
+        std::size_t ids[MR];
+        auto gather = [&](std::size_t k0, std::size_t m) {
+            for (std::size_t k = 0; k < m; ++k) {
+                ids[k] = r0 + s.row_ids[k0 + k];
+                std::copy_n(s.x_task.data() + s.row_ids[k0 + k] * wts.ip, wts.ip, s.x_block.data() + k * wts.ip);
+            }
+            return static_cast<const T*>(s.x_block.data());
+        };
+        std::size_t k0 = 0;
+        for (; k0 + MR <= n; k0 += MR)
+            solve_full_block(gather(k0, MR), ids);
+        const std::size_t rest = n - k0;
+        if (rest == 0)
+            continue;
+        const T* x = gather(k0, rest);
+        auto block = [&](auto height, std::size_t first) {
+            solve_rows(x + first * wts.ip, ids + first, height,
+                       union_support_size(x + first * wts.ip, decltype(height)::value, wts.ip));
+        };
+        if (rest <= 2)
+            for_balanced_blocks<1>(rest, block);
         else
-            solve_rows(xt, t0, height, r0, union_support_size(xt + r0 * wts.ip, M, wts.ip));
-    };
-    for (std::size_t tile = first_tile; tile < last_tile; ++tile) {
-        const std::size_t t0 = tile * NT, valid = std::min(NT, rows - t0);
-        const T* xt = tile_rows(t0, valid);
-        auto block = [&](auto height, std::size_t r0) { solve_block(xt, t0, height, r0); };
-        // Only real rows are computed: a short last tile (32 rows are tiles of 12, 12 and 8; one image through a
-        // 1×1 layer is a single row) splits into blocks of nearly equal height (8 rows: 4 + 4, not 6 + 6 with four
-        // of padding), and one or two rows run on their own. Each row's arithmetic is the same in a block of any
-        // height, so the result does not depend on the split.
-        if (valid <= 2)
-            for_balanced_blocks<1>(valid, block);
-        else
-            for_balanced_blocks<MR>(valid, block);
+            for_balanced_blocks<MR>(rest, block);
     }
 }
 

@@ -2,6 +2,7 @@
 /// @file simd.hpp
 /// Facts about the instruction set the kernels are compiled for, from which they choose their register tiles.
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include <xsimd/xsimd.hpp>
@@ -113,6 +114,32 @@ inline void transpose(const T* in, std::size_t ld_in, std::size_t rows, std::siz
     for (std::size_t r = 0; r < rows; ++r)
         for (std::size_t c = 0; c < cols; ++c)
             out[c * ld_out + r] = in[r * ld_in + c];
+}
+
+/// Bit j of word w: x[64·w + j] != 0 (NaN counts as non-zero), for the n values at x; words = ⌈n / 64⌉.
+template <class T>
+inline void nonzero_bits(const T* x, std::size_t n, std::uint64_t* words)
+{
+    std::size_t j = 0;
+#if defined(__AVX__)
+    if constexpr (std::is_same_v<T, float>) {
+        const __m256 zero = _mm256_setzero_ps();
+        for (; j + 64 <= n; j += 64) {
+            std::uint64_t w = 0;
+            for (std::size_t b = 0; b < 64; b += 8) {
+                const __m256 v = _mm256_loadu_ps(x + j + b);
+                w |= std::uint64_t(unsigned(_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ)))) << b;
+            }
+            words[j / 64] = w;
+        }
+    }
+#endif
+    for (; j < n; j += 64) {
+        std::uint64_t w = 0;
+        for (std::size_t b = 0; b < 64 && j + b < n; ++b)
+            w |= std::uint64_t(!(x[j + b] == T(0))) << b;
+        words[j / 64] = w;
+    }
 }
 
 } // namespace nmfdsl::kernels::detail
