@@ -14,6 +14,7 @@
 // the same span (Linux; reset through /proc/self/clear_refs, so it includes the binary and the input batch).
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -149,8 +150,9 @@ void cnmf_layer_l1(benchmark::State& state, bool fashion)
 
 /// The mean share of a k×k layer's I = C·k·k patch columns (valid positions, raster order per image) in the union of
 /// non-zero columns of m consecutive patches, for m = 1, 2 and 6 (one row, a pair, a block of the NMF kernel; the
-/// all-zero patches, which the layer does not solve, left out first).
-std::array<double, 3> support_shares(const xt::xtensor<float, 4>& y, std::size_t k)
+/// all-zero patches, which the layer does not solve, left out first), and of blocks of 6 grouped as the kernel groups
+/// them (kernels::detail::group_by_support over runs of 48 rows).
+std::array<double, 4> support_shares(const xt::xtensor<float, 4>& y, std::size_t k)
 {
     const std::size_t n_img = y.shape(0), c_in = y.shape(1), side = y.shape(2), out = side - k + 1, I = c_in * k * k;
     std::vector<std::vector<bool>> patches;
@@ -165,7 +167,7 @@ std::array<double, 3> support_shares(const xt::xtensor<float, 4>& y, std::size_t
                 if (std::find(nonzero.begin(), nonzero.end(), true) != nonzero.end())
                     patches.push_back(std::move(nonzero));
             }
-    std::array<double, 3> shares{};
+    std::array<double, 4> shares{};
     const std::size_t heights[3] = {1, 2, 6};
     for (std::size_t j = 0; j < 3; ++j) {
         const std::size_t m = heights[j], blocks = patches.size() / m;
@@ -179,6 +181,24 @@ std::array<double, 3> support_shares(const xt::xtensor<float, 4>& y, std::size_t
                     }
         shares[j] = blocks ? double(columns) / double(blocks * I) : 0.0;
     }
+    const std::size_t words = (I + 63) / 64, run = 48;
+    std::vector<std::uint64_t> bits(patches.size() * words, 0), scratch;
+    for (std::size_t r = 0; r < patches.size(); ++r)
+        for (std::size_t i = 0; i < I; ++i)
+            bits[r * words + i / 64] |= std::uint64_t(patches[r][i]) << (i % 64);
+    std::size_t columns = 0, blocks = 0;
+    std::vector<std::size_t> order(run);
+    for (std::size_t r0 = 0; r0 + run <= patches.size(); r0 += run) {
+        nd::kernels::detail::group_by_support(bits.data() + r0 * words, words, run, 6, order.data(), scratch);
+        for (std::size_t b = 0; b < run / 6; ++b, ++blocks)
+            for (std::size_t w = 0; w < words; ++w) {
+                std::uint64_t any = 0;
+                for (std::size_t r = 0; r < 6; ++r)
+                    any |= bits[(r0 + order[6 * b + r]) * words + w];
+                columns += static_cast<std::size_t>(__builtin_popcountll(any));
+            }
+    }
+    shares[3] = blocks ? double(columns) / double(blocks * I) : 0.0;
     return shares;
 }
 
@@ -187,7 +207,8 @@ std::array<double, 3> support_shares(const xt::xtensor<float, 4>& y, std::size_t
 /// weights) applied to Fashion-MNIST's first 50 training images or to uniform random input. Counter GFLOPS: the
 /// arithmetic of solving every row on all of I, 4·P·I·H·T per image (P = 64, I = 800, H = 64), per second — rows
 /// whose x̂ are mostly zero are solved on their support, so it can pass what the FMA peak alone would reach.
-/// Counters zero_inputs (the share of the layer's input values that are zero) and support_1|2|6 (support_shares).
+/// Counters zero_inputs (the share of the layer's input values that are zero), support_1|2|6 and support_6_grouped
+/// (support_shares).
 void cnmf_layer_l2(benchmark::State& state, bool fashion)
 {
     constexpr std::size_t batch = 50;
@@ -207,6 +228,7 @@ void cnmf_layer_l2(benchmark::State& state, bool fashion)
     state.counters["support_1"] = shares[0];
     state.counters["support_2"] = shares[1];
     state.counters["support_6"] = shares[2];
+    state.counters["support_6_grouped"] = shares[3];
 }
 
 template <class Net>
