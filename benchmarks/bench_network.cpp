@@ -14,6 +14,7 @@
 // the same span (Linux; reset through /proc/self/clear_refs, so it includes the binary and the input batch).
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <fstream>
 #include <optional>
@@ -195,7 +196,7 @@ std::array<double, 4> support_shares(const xt::xtensor<float, 4>& y, std::size_t
                 std::uint64_t any = 0;
                 for (std::size_t r = 0; r < 6; ++r)
                     any |= bits[(r0 + order[6 * b + r]) * words + w];
-                columns += static_cast<std::size_t>(__builtin_popcountll(any));
+                columns += static_cast<std::size_t>(std::popcount(any));
             }
     }
     shares[3] = blocks ? double(columns) / double(blocks * I) : 0.0;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <limits>
+#include <numeric>
 #include <cstdint>
 #include <cmath>
 #include <vector>
@@ -401,6 +402,11 @@ TEST_CASE("rows grouped by support: each group adds the row with the fewest new 
     // the first row left (all add 8 columns), then its twin; a full group closes with row 2, whose twin 8 is left
     // over and comes last
     CHECK(order == std::vector<std::size_t>{0, 6, 12, 1, 7, 2, 3, 9, 4, 10, 5, 11, 8});
+    // the blocks' unions: 3 pairs' columns each (24 + 24) against 6 pairs' in the rows' own order (48 + 48)
+    CHECK(k::detail::grouped_union_columns(bits.data(), words, n, 6, order.data()) == 48);
+    std::vector<std::size_t> in_order(n);
+    std::iota(in_order.begin(), in_order.end(), std::size_t(0));
+    CHECK(k::detail::grouped_union_columns(bits.data(), words, n, 6, in_order.data()) == 96);
 }
 
 TEMPLATE_TEST_CASE("transpose: by 8 x 8 blocks and element by element", "[kernels]", float, double)

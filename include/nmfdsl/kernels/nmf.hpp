@@ -15,6 +15,7 @@
 /// stay 0); otherwise a group of rows is transposed so that the vectors run across rows (rows in lanes), and the
 /// padding of I and H costs nothing. The naive twin is nmfdsl::testing::naive_nmf_forward.
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -77,6 +78,11 @@ struct nmf_tiling {
     /// block's speed per column, a lone row (its restriction of the weights included) at 0.44–0.47
     /// (cnmf_layer/L2/<fashion|random>/50 with every block split the same way; docs/cnmf.md).
     static constexpr double pair_cost = 1.45, single_cost = 2.3;
+    /// A task's rows are regrouped by support only if that narrows its blocks' unions to at most this share of
+    /// their width in the rows' own order: on Fashion-MNIST's second layer grouping narrows them to 0.83 and saves
+    /// 9–10 % of the layer's time; on random input to 0.97, and the regrouped blocks ran 5 % slower (AMD Zen 4,
+    /// AVX2; docs/cnmf.md).
+    static constexpr double regroup_gain = 0.9;
     static_assert(nmf_layout<T>::tile_rows % mr_r == 0 && nmf_layout<T>::tile_rows % mr_u == 0 &&
                   nmf_layout<T>::tile_rows % mr_fused == 0 && row_group % mr_r == 0 && row_group % mr_u == 0 &&
                   row_group % mr_fused == 0);
@@ -304,8 +310,8 @@ struct nmf_scratch {
     std::vector<std::uint32_t> support;
     nmf_weights<T> compact;
     aligned_vector<T> x_compact, inv_r0_compact;
-    /// a task's x̂ rows in the order they are solved (grouped by support), their kernel row numbers, and the
-    /// non-zero bits of each row (nmf_forward_tiles)
+    /// the row layout's grouping of a task's rows (nmf_forward_tiles): their x̂ rows as they come, the order they
+    /// are solved in (group_by_support), each row's non-zero bits, and one block's x̂ rows gathered in that order
     aligned_vector<T> x_task, x_block;
     std::vector<std::size_t> row_ids;
     std::vector<std::uint64_t> bits, union_bits;
@@ -484,7 +490,7 @@ inline void group_by_support(const std::uint64_t* bits, std::size_t words, std::
                 const std::uint64_t* row = bits + g[c] * words;
                 std::size_t added = 0;
                 for (std::size_t w = 0; w < words; ++w)
-                    added += static_cast<std::size_t>(__builtin_popcountll(row[w] & ~union_bits[w]));
+                    added += static_cast<std::size_t>(std::popcount(row[w] & ~union_bits[w]));
                 if (added < best_new) {
                     best_new = added;
                     best = c;
@@ -497,6 +503,22 @@ inline void group_by_support(const std::uint64_t* bits, std::size_t words, std::
         }
         left -= group;
     }
+}
+
+/// Σ over the n / group full groups of `order` (consecutive runs of `group` rows) of the number of columns in the
+/// group's union: the columns its block would be solved on.
+inline std::size_t grouped_union_columns(const std::uint64_t* bits, std::size_t words, std::size_t n,
+                                         std::size_t group, const std::size_t* order)
+{
+    std::size_t columns = 0;
+    for (std::size_t g = 0; g + group <= n; g += group)
+        for (std::size_t w = 0; w < words; ++w) {
+            std::uint64_t any = 0;
+            for (std::size_t r = 0; r < group; ++r)
+                any |= bits[order[g + r] * words + w];
+            columns += static_cast<std::size_t>(std::popcount(any));
+        }
+    return columns;
 }
 
 /// How nmf_forward_tiles divides a full block of mr_support rows whose x̂ are sparse: as the cost model of
@@ -590,7 +612,9 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
     auto solve_full_block = [&](const T* x, const std::size_t* ids) {
         const support_counts<MR> n = count_supports<T, MR>(x, wts.ip);
         const bool restricted = support_fraction > 0;
-        double whole = double(MR) * double(restricted ? std::min(n.all, wts.i) : wts.i), in_pairs = 0;
+        // a union wider than support_fraction of I is solved on every column
+        const bool whole_on_support = restricted && double(n.all) <= support_fraction * double(wts.i);
+        double whole = double(MR) * double(whole_on_support ? n.all : wts.i), in_pairs = 0;
         bool pair_whole[MR / 2];
         for (std::size_t p = 0; p < MR / 2; ++p) {
             const double pair = 2 * tiles::pair_cost * double(n.pair[p]);
@@ -632,28 +656,43 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
                 nonzero_bits(s.x_task.data() + r * wts.ip, wts.ip, s.bits.data() + r * words);
                 std::size_t count = 0;
                 for (std::size_t w = 0; w < words; ++w)
-                    count += static_cast<std::size_t>(__builtin_popcountll(s.bits[r * words + w]));
+                    count += static_cast<std::size_t>(std::popcount(s.bits[r * words + w]));
                 some_sparse = some_sparse || double(count) <= support_fraction * double(wts.i);
             }
         }
-        if (some_sparse)
+        bool grouped = false;
+        if (some_sparse) {
+            const std::size_t in_order = grouped_union_columns(s.bits.data(), words, n, MR, s.row_ids.data());
             group_by_support(s.bits.data(), words, n, MR, s.row_ids.data(), s.union_bits);
-        // blocks in that order, gathered: full ones, then the rest (one block of 3 to 5 rows, or 1 or 2 rows alone)
+            grouped = double(grouped_union_columns(s.bits.data(), words, n, MR, s.row_ids.data())) <=
+                      tiles::regroup_gain * double(in_order);
+            if (!grouped)
+                for (std::size_t r = 0; r < n; ++r)
+                    s.row_ids[r] = r;
+        }
+        // blocks in that order, gathered if grouped: full ones, then the rest (one block of 3 to 5 rows, or 1 or 2
+        // rows alone)
         s.x_block.resize(MR * wts.ip);
-        std::size_t ids[MR];
+        std::size_t ids[2 * MR];
         auto gather = [&](std::size_t k0, std::size_t m) {
-            for (std::size_t k = 0; k < m; ++k) {
+            for (std::size_t k = 0; k < m; ++k)
                 ids[k] = r0 + s.row_ids[k0 + k];
+            if (!grouped)  // in their order
+                return static_cast<const T*>(s.x_task.data() + k0 * wts.ip);
+            for (std::size_t k = 0; k < m; ++k)
                 std::copy_n(s.x_task.data() + s.row_ids[k0 + k] * wts.ip, wts.ip, s.x_block.data() + k * wts.ip);
-            }
             return static_cast<const T*>(s.x_block.data());
         };
+        // one or two rows left over join the last full block in two balanced blocks (8 rows: 4 + 4, not 6 + 1 + 1):
+        // a lone dense row runs at half the speed of a block
+        const std::size_t full = (n % MR == 1 || n % MR == 2) && n > MR ? n / MR - 1 : n / MR;
         std::size_t k0 = 0;
-        for (; k0 + MR <= n; k0 += MR)
+        for (; k0 < full * MR; k0 += MR)
             solve_full_block(gather(k0, MR), ids);
         const std::size_t rest = n - k0;
         if (rest == 0)
             continue;
+        s.x_block.resize(rest * wts.ip);
         const T* x = gather(k0, rest);
         auto block = [&](auto height, std::size_t first) {
             solve_rows(x + first * wts.ip, ids + first, height,
