@@ -4,8 +4,8 @@
 /// x̂_n ∈ R^I and row-normalised weights W ∈ R^{H×I}:
 ///   h⁰ = 1/H;  repeat T times:  r = h W + 1e-20;  u = (x̂ ⊘ r) Wᵀ;  h̃ = h ⊙ u  (or h ⊙ (1 + ε u));
 ///                               h = h̃ / (Σ h̃ + 1e-19)
-/// The kernel is fused: rows are taken in tiles of `tile_rows`, and all T iterations run on one block of a tile's
-/// rows before the next, so the block's x̂, the quotient x̂ ⊘ r, h and the weights stay in cache. Both products are
+/// The kernel is fused: rows are taken in tiles of `tile_rows`, and all T iterations run on one block of rows before
+/// the next, so the block's x̂, the quotient x̂ ⊘ r, h and the weights stay in cache. Both products are
 /// register-tiled broadcast-FMA micro-kernels over xsimd batches: r = h·W reads W's rows, u = q·Wᵀ reads a
 /// transposed copy.
 /// Caller buffers (x̂, h) need no particular alignment; the kernel's own buffers are 64-byte aligned.
