@@ -481,6 +481,8 @@ inline void group_by_support(const std::uint64_t* bits, std::size_t words, std::
     for (std::size_t r = 0; r < n; ++r)
         order[r] = r;
     union_bits.resize(words);
+    if (group == 0)  // no groups: the rows keep their order
+        return;
     while (left >= group) {
         std::size_t* g = order + (n - left);  // the group being built: g[0, taken)
         std::copy_n(bits + g[0] * words, words, union_bits.data());
