@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -648,8 +649,7 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
             std::copy_n(tile_rows(r0 + t0, valid), valid * wts.ip, s.x_task.data() + t0 * wts.ip);
         }
         s.row_ids.resize(n);
-        for (std::size_t r = 0; r < n; ++r)
-            s.row_ids[r] = r;
+        std::iota(s.row_ids.begin(), s.row_ids.end(), std::size_t(0));
         // rows whose own support is too wide to be restricted are solved in their order: grouping cannot help them
         bool some_sparse = false;
         if (support_fraction > 0 && n > MR) {
@@ -669,12 +669,11 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
             grouped = double(grouped_union_columns(s.bits.data(), words, n, MR, s.row_ids.data())) <=
                       tiles::regroup_gain * double(in_order);
             if (!grouped)
-                for (std::size_t r = 0; r < n; ++r)
-                    s.row_ids[r] = r;
+                std::iota(s.row_ids.begin(), s.row_ids.end(), std::size_t(0));
         }
-        // blocks in that order, gathered if grouped: full ones, then the rest (one block of 3 to 5 rows, or 1 or 2
-        // rows alone)
-        s.x_block.resize(MR * wts.ip);
+        // blocks in that order (gathered if regrouped): full ones, then the rest — 3 to 5 rows in one block, 7 or 8
+        // in two, or 1 or 2 rows of a run that short alone
+        s.x_block.resize((MR + 2) * wts.ip);
         std::size_t ids[2 * MR];
         auto gather = [&](std::size_t k0, std::size_t m) {
             for (std::size_t k = 0; k < m; ++k)
@@ -694,7 +693,6 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
         const std::size_t rest = n - k0;
         if (rest == 0)
             continue;
-        s.x_block.resize(rest * wts.ip);
         const T* x = gather(k0, rest);
         auto block = [&](auto height, std::size_t first) {
             solve_rows(x + first * wts.ip, ids + first, height,
