@@ -257,15 +257,17 @@ TEMPLATE_TEST_CASE("the fused NMF kernel matches its naive twin on odd sizes", "
     }
 }
 
-TEMPLATE_TEST_CASE("rows solved on the union of their supports: the bits of solving them on every column",
+TEMPLATE_TEST_CASE("rows solved on their supports: blocks give the bits of every column, lone rows within rounding",
                    "[cnmf][kernels]", float, double)
 {
     using T = TestType;
     nd::rng g(nd::seed{12});
     // the row layout (I and H whole vectors for 2 to 16 lanes): the fused update (H ≤ 64 with AVX-512) and the
-    // separate one (96 × 96); 29 and 61 rows end in a short tile, 1 row is a block of its own, 24 rows are full
-    // blocks only
-    const std::size_t shapes[][3] = {{64, 16, 29}, {800, 64, 61}, {96, 96, 29}, {32, 48, 1}, {64, 32, 24}};
+    // separate one (96 × 96); a lone row by columns of Wᵀ for H of 1 to 8 vectors, and with the restricted weights
+    // beyond (H = 144); 29, 61 and 13 rows end in a short tile, 1 row is a block of its own, 24 rows are full blocks
+    // only
+    const std::size_t shapes[][3] = {{64, 16, 29}, {800, 64, 61}, {96, 96, 29}, {32, 48, 1}, {64, 32, 24},
+                                     {64, 144, 13}};
     for (const auto& sh : shapes) {
         const std::size_t I = sh[0], H = sh[1], rows = sh[2];
         REQUIRE(!k::nmf_rows_in_lanes<T>(I, H));
@@ -308,39 +310,72 @@ TEMPLATE_TEST_CASE("rows solved on the union of their supports: the bits of solv
                 return static_cast<const T*>(xp.data() + t0 * wts.ip);
             };
             const std::size_t tiles = k::nmf_layout<T>::pad_rows(rows) / k::nmf_layout<T>::tile_rows;
+            // the unpadded x̂ for the naive twin
+            std::vector<T> x(rows * I);
+            for (std::size_t n = 0; n < rows; ++n)
+                std::copy_n(xp.data() + n * wts.ip, I, x.data() + n * I);
+            const double tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-13;
+            auto worst_difference = [](const std::vector<T>& a, const std::vector<T>& b) {
+                double worst = 0;
+                for (std::size_t i = 0; i < a.size(); ++i)
+                    worst = std::max(worst, std::abs(double(a[i]) - double(b[i])));
+                return worst;
+            };
             for (std::optional<T> eps : {std::optional<T>{}, std::optional<T>(T(0.3))}) {
                 INFO("I = " << I << ", H = " << H << ", rows = " << rows << ", density " << density
                             << (eps ? ", damped" : ""));
                 // support_fraction 0: every column; 1: every block on its support (even a dense one)
-                std::vector<T> every_column(rows * H), on_support(rows * H), by_default(rows * H);
-                // whether the restricted path ran: it sets the restricted weights' H (this thread's scratch)
-                auto& restricted = k::detail::thread_scratch<T>().compact;
-                restricted.h = 0;
-                k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, tiles, 9, eps, every_column.data(), nullptr,
-                                                0.0);
-                CHECK(restricted.h == 0);
-                k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, tiles, 9, eps, on_support.data(), nullptr,
-                                                1.0);
-                CHECK(restricted.h == H);
-                CHECK(on_support == every_column);
-                k::nmf_forward(wts, xp.data(), rows, 9, eps, by_default.data());
-                CHECK(by_default == every_column);
-                // full blocks solved whole, in pairs of rows or row by row, each part on its own support or on
-                // every column: the same bits. With full blocks only, the last restriction shows the split.
+                std::vector<T> every_column(rows * H), on_support(rows * H), by_default(rows * H), naive(rows * H);
+                nd::testing::naive_nmf_forward(x.data(), W.data(), rows, I, H, 9, eps ? &*eps : nullptr,
+                                               naive.data());
+                // whether a part ran on its support, and of how many rows the last was (this thread's scratch)
+                auto& scratch = k::detail::thread_scratch<T>();
                 using split = k::detail::block_split;
+                auto solve = [&](std::vector<T>& out, double fraction, split how, double alone) {
+                    scratch.support_rows = 0;
+                    k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, tiles, 9, eps, out.data(), nullptr,
+                                                    fraction, how, alone);
+                    return scratch.support_rows;
+                };
+                CHECK(solve(every_column, 0.0, split::automatic, 0.0) == 0);
+                CHECK(worst_difference(every_column, naive) < tolerance);
+                CHECK(solve(on_support, 1.0, split::automatic, 0.0) > 0);
+                CHECK(on_support == every_column);
+                // full blocks solved whole, in pairs of rows or row by row, each part on its own support or on
+                // every column: the same bits. With full blocks only, the last part shows the split.
                 for (split how : {split::whole, split::pairs, split::rows})
                     for (double fraction : {0.0, 1.0}) {
                         INFO("split " << int(how) << ", support fraction " << fraction);
                         std::vector<T> parts(rows * H);
-                        restricted.h = 0;
-                        k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, tiles, 9, eps, parts.data(),
-                                                        nullptr, fraction, how);
+                        const std::size_t last_part = solve(parts, fraction, how, 0.0);
                         CHECK(parts == every_column);
-                        CHECK(restricted.h == (fraction > 0 ? H : 0));
+                        CHECK((last_part > 0) == (fraction > 0));
                         const std::size_t rows_per_part = how == split::rows ? 1 : how == split::pairs ? 2 : 6;
                         if (fraction > 0 && rows % 12 == 0)
-                            CHECK(k::detail::thread_scratch<T>().x_compact.size() == rows_per_part * restricted.ip);
+                            CHECK(last_part == rows_per_part);
                     }
+                // every row alone, by columns of Wᵀ (r summed in another order): within rounding; an h wider than
+                // the kernel is compiled for goes in blocks instead
+                const bool by_columns = wts.hp <= k::detail::nmf_by_columns_max_vectors * k::nmf_layout<T>::lanes;
+                std::vector<T> alone(rows * H);
+                CHECK(solve(alone, 0.0, split::automatic, 1.0) == (by_columns ? 1 : 0));
+                CHECK(worst_difference(alone, every_column) < tolerance);
+                // by default, rows narrow enough alone and the others in blocks
+                k::nmf_forward(wts, xp.data(), rows, 9, eps, by_default.data());
+                CHECK(worst_difference(by_default, every_column) < tolerance);
+                // whether a row is solved alone depends on the row only, and every block gives a row the same bits:
+                // the rows in reverse order (other neighbours, other blocks), each row's result bit for bit
+                nd::aligned_vector<T> reversed(xp.size(), T(0));
+                for (std::size_t n = 0; n < rows; ++n)
+                    std::copy_n(xp.data() + n * wts.ip, wts.ip, reversed.data() + (rows - 1 - n) * wts.ip);
+                std::vector<T> by_default_reversed(rows * H);
+                k::nmf_forward(wts, reversed.data(), rows, 9, eps, by_default_reversed.data());
+                bool same_bits = true;
+                for (std::size_t n = 0; n < rows; ++n)
+                    same_bits = same_bits && std::equal(by_default.begin() + std::ptrdiff_t(n * H),
+                                                        by_default.begin() + std::ptrdiff_t((n + 1) * H),
+                                                        by_default_reversed.begin() + std::ptrdiff_t((rows - 1 - n) * H));
+                CHECK(same_bits);
                 // all-zero rows stay all zero (undamped) or keep h⁰ up to the normalisation's rounding (damped:
                 // h ⊙ (1 + ε·0))
                 for (std::size_t c = 0; c < H && rows > 3; ++c) {
@@ -374,11 +409,13 @@ TEMPLATE_TEST_CASE("a full block of sparse rows splits where their supports over
         auto tile_rows = [&](std::size_t t0, std::size_t) { return static_cast<const T*>(xp.data() + t0 * wts.ip); };
         std::vector<T> h(rows * H), every_column(rows * H);
         k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, 1, 5, std::nullopt, every_column.data(), nullptr,
-                                        0.0);
-        k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, 1, 5, std::nullopt, h.data());
+                                        0.0, k::detail::block_split::automatic, 0.0);
+        scratch.support_rows = 0;
+        k::detail::nmf_forward_tiles<T>(wts, tile_rows, rows, 0, 1, 5, std::nullopt, h.data(), nullptr,
+                                        k::nmf_tiling<T>::support_fraction, k::detail::block_split::automatic, 0.0);
         CHECK(h == every_column);
-        // the rows of the last restriction (the second block's last part)
-        return scratch.x_compact.size() / scratch.compact.ip;
+        // the rows of the last part solved on a support (the second block's last part)
+        return scratch.support_rows;
     };
     // the same 32 columns in every row: one union of 32 columns, the whole block
     CHECK(solve(32, [](std::size_t) { return std::size_t(0); }) == 6);
@@ -430,6 +467,27 @@ TEMPLATE_TEST_CASE("transpose: by 8 x 8 blocks and element by element", "[kernel
         INFO(rows << " x " << cols);
         CHECK(same);
         CHECK(gaps_untouched);
+    }
+}
+
+TEMPLATE_TEST_CASE("sums across lanes: lane i holds the sum of vector i", "[kernels]", float, double)
+{
+    using T = TestType;
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t L = batch::size;
+    // distinct sums, exact in T: vector i holds i + 1 in lane 0, and 2^j·(i + 1) in lane j
+    alignas(64) T values[L][L];
+    batch v[L];
+    for (std::size_t i = 0; i < L; ++i) {
+        for (std::size_t j = 0; j < L; ++j)
+            values[i][j] = T(i + 1) * T(std::size_t(1) << j);
+        v[i] = batch::load_aligned(values[i]);
+    }
+    alignas(64) T sums[L];
+    k::detail::sums_across_lanes(v).store_aligned(sums);
+    for (std::size_t i = 0; i < L; ++i) {
+        INFO("lane " << i << " of " << L);
+        CHECK(sums[i] == T(i + 1) * T((std::size_t(1) << L) - 1));
     }
 }
 

@@ -79,6 +79,9 @@ struct nmf_tiling {
     /// block's speed per column, a lone row (its restriction of the weights included) at 0.44–0.47
     /// (cnmf_layer/L2/<fashion|random>/50 with every block split the same way; docs/cnmf.md).
     static constexpr double pair_cost = 1.45, single_cost = 2.3;
+    /// A row whose non-zero columns are at most this share of I is solved alone, by columns of Wᵀ
+    /// (nmf_row_by_columns), outside any block.
+    static constexpr double alone_fraction = 0.6;
     /// A task's rows are regrouped by support only if that narrows its blocks' unions to at most this share of
     /// their width in the rows' own order: on Fashion-MNIST's second layer grouping narrows them to 0.83 and saves
     /// 9–10 % of the layer's time; on random input to 0.97, and the regrouped blocks ran 5 % slower (AMD Zen 4,
@@ -314,8 +317,10 @@ struct nmf_scratch {
     /// the row layout's grouping of a task's rows (nmf_forward_tiles): their x̂ rows as they come, the order they
     /// are solved in (group_by_support), each row's non-zero bits, and one block's x̂ rows gathered in that order
     aligned_vector<T> x_task, x_block;
-    std::vector<std::size_t> row_ids;
+    std::vector<std::size_t> row_ids, order, order_ids;
     std::vector<std::uint64_t> bits, union_bits;
+    /// the rows of the last block solved on its support (1: a row by columns of Wᵀ), for tests of the split
+    std::size_t support_rows = 0;
 };
 
 namespace detail {
@@ -403,18 +408,122 @@ const T* nmf_block_iterations(const nmf_weights<T>& ww, const T* inv_r0, const T
     return h;
 }
 
+/// All T iterations on one row over the columns S of its support, reading the layer's Wᵀ rows i ∈ S in place, a
+/// chunk of L columns at a time:
+///   r_i = Σ_k h_k·Wᵀ[i,k] + 1e-20  (a dot product along H: partial sums in the lanes, then sums_across_lanes),
+///   q_i = x̂_i / r_i,  u += q_i·Wᵀ[i,:]  (with the rows just read, still in L1),
+/// so each weight on S comes from L2 once per iteration and serves both products, where nmf_block_iterations reads
+/// W[:,S] for r and Wᵀ[S,:] for u, one FMA per weight each, from restricted copies of both. r sums in another order
+/// than there, so a row solved here differs from the same row in a block in the last bits. HV = Hp / L vectors.
+/// wt_rows[t] = S_t·ldwt for t < n (n a multiple of L; padding entries repeat a column of S), xs [n] the row's x̂ on
+/// S (zero in the padding), inv_r0s [n] the first divisors on S. h [Hp] receives the result.
+template <class T, std::size_t HV>
+void nmf_row_by_columns(const nmf_weights<T>& wts, const std::uint32_t* wt_rows, std::size_t n, const T* xs,
+                        const T* inv_r0s, T* h, std::size_t iterations, const std::optional<T>& eps)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t L = batch::size;
+    // u's accumulators: with few vectors, two sets alternate over the columns, so that enough FMA chains are in flight
+    constexpr std::size_t sets = HV < 8 ? 2 : 1;
+    const T* wt = wts.wt.data();
+    batch hv[HV], u[HV];
+#pragma GCC unroll 16
+    for (std::size_t v = 0; v < HV; ++v) {
+        alignas(64) T h0[L];
+        for (std::size_t k = 0; k < L; ++k)
+            h0[k] = v * L + k < wts.h ? T(1) / T(wts.h) : T(0);
+        hv[v] = batch::load_aligned(h0);
+    }
+    alignas(64) T q[2][L];  // the chunk's quotients and the next chunk's
+    const batch tiny(T(1e-20));
+    for (std::size_t it = 0; it < iterations; ++it) {
+        // q on the chunk of columns t0 (x̂ ⊘ r⁰ in the first iteration)
+        auto quotients = [&](std::size_t t0, T* out) {
+            const batch x = batch::load_unaligned(xs + t0);
+            if (it == 0) {
+                (x * batch::load_unaligned(inv_r0s + t0)).store_aligned(out);
+                return;
+            }
+            batch dot[L];
+#pragma GCC unroll 16
+            for (std::size_t c = 0; c < L; ++c) {
+                const T* w = wt + wt_rows[t0 + c];
+                dot[c] = hv[0] * batch::load_aligned(w);
+#pragma GCC unroll 16
+                for (std::size_t v = 1; v < HV; ++v)
+                    dot[c] = xsimd::fma(hv[v], batch::load_aligned(w + v * L), dot[c]);
+            }
+            (x * refined_reciprocal(sums_across_lanes(dot) + tiny)).store_aligned(out);
+        };
+#pragma GCC unroll 16
+        for (std::size_t v = 0; v < HV; ++v)
+            u[v] = batch(T(0));
+        if (n > 0)
+            quotients(0, q[0]);
+        for (std::size_t t0 = 0, k = 0; t0 < n; t0 += L, k ^= 1) {
+            // the next chunk's dot products first: their sums across lanes wait on the FMAs' latency, and this
+            // chunk's update, independent of them, fills the wait
+            if (t0 + L < n)
+                quotients(t0 + L, q[k ^ 1]);
+            batch acc[sets][HV];
+#pragma GCC unroll 16
+            for (std::size_t v = 0; v < HV; ++v) {
+                acc[0][v] = u[v];
+                if constexpr (sets == 2)
+                    acc[1][v] = batch(T(0));
+            }
+#pragma GCC unroll 16
+            for (std::size_t c = 0; c < L; ++c) {
+                const T* w = wt + wt_rows[t0 + c];
+                const batch qc(q[k][c]);
+#pragma GCC unroll 16
+                for (std::size_t v = 0; v < HV; ++v)
+                    acc[c % sets][v] = xsimd::fma(qc, batch::load_aligned(w + v * L), acc[c % sets][v]);
+            }
+#pragma GCC unroll 16
+            for (std::size_t v = 0; v < HV; ++v) {
+                u[v] = acc[0][v];
+                if constexpr (sets == 2)
+                    u[v] += acc[1][v];
+            }
+        }
+        // h ← normalise(h ⊙ u), or of h ⊙ (1 + ε u)
+        batch sum(T(0));
+#pragma GCC unroll 16
+        for (std::size_t v = 0; v < HV; ++v) {
+            hv[v] = eps ? hv[v] * xsimd::fma(batch(*eps), u[v], batch(T(1))) : hv[v] * u[v];
+            sum += hv[v];
+        }
+        const batch inv(T(1) / (horizontal_sum(sum) + T(1e-19)));
+#pragma GCC unroll 16
+        for (std::size_t v = 0; v < HV; ++v)
+            hv[v] *= inv;
+    }
+#pragma GCC unroll 16
+    for (std::size_t v = 0; v < HV; ++v)
+        hv[v].store_aligned(h + v * L);
+}
+
+/// The widest h (in vectors) nmf_row_by_columns is compiled for; wider layers take the restricted weights.
+inline constexpr std::size_t nmf_by_columns_max_vectors = 8;
+
 /// The columns i < I where at least one of the `count` x̂ rows at x (row stride ip) is non-zero (NaN counts as
 /// non-zero), ascending, into support.
 template <class T>
 void union_support(const T* x, std::size_t count, std::size_t I, std::size_t ip, std::vector<std::uint32_t>& support)
 {
     support.clear();
-    for (std::size_t i = 0; i < I; ++i)
-        for (std::size_t r = 0; r < count; ++r)
-            if (x[r * ip + i] != T(0)) {
-                support.push_back(static_cast<std::uint32_t>(i));
-                break;
-            }
+    for (std::size_t i0 = 0; i0 < I; i0 += 64) {  // 64 columns at a time, as the bits of a word
+        const std::size_t width = std::min<std::size_t>(64, I - i0);
+        std::uint64_t any = 0;
+        for (std::size_t r = 0; r < count; ++r) {
+            std::uint64_t bits = 0;
+            nonzero_bits(x + r * ip + i0, width, &bits);
+            any |= bits;
+        }
+        for (; any != 0; any &= any - 1)
+            support.push_back(static_cast<std::uint32_t>(i0 + static_cast<std::size_t>(std::countr_zero(any))));
+    }
 }
 
 /// |S|, the number of columns where at least one of the `count` x̂ rows at x (row stride ip, padding columns zero)
@@ -565,17 +674,20 @@ void restrict_to_support(const nmf_weights<T>& wts, const T* inv_r0, const T* x,
 
 /// Runs all T iterations on the tiles [first, last), block of rows by block of rows (nmf_block_iterations).
 /// tile_rows(t0, valid) gives the tile's x̂ rows starting at row t0 (tile_rows × Ip; rows ≥ valid are padding and
-/// must be zero). Row n's h goes to row output_row(out_rows, n) of h_out. The rows of each run of
-/// nmf_tiles_per_task tiles are grouped into blocks of narrow union of non-zero columns (group_by_support); a block
-/// whose union holds at most support_fraction of the I columns is solved on them alone (0: never, and the rows keep
-/// their order); a full block may be solved in pairs of rows or row by row instead, each on its own support
-/// (`split`). Each row's result is the same in any block, so none of this changes a bit.
+/// must be zero). Row n's h goes to row output_row(out_rows, n) of h_out. A row whose non-zero columns are at most
+/// alone_fraction of I (0: none) is solved alone by columns of Wᵀ (nmf_row_by_columns; to rounding the result of a
+/// block). The other rows of each run of nmf_tiles_per_task tiles are grouped into blocks of narrow union of
+/// non-zero columns (group_by_support); a block whose union holds at most support_fraction of the I columns is
+/// solved on them alone (0: never, and the rows keep their order); a full block may be solved in pairs of rows or
+/// row by row instead, each on its own support (`split`). A row's result is the same in any block, and whether it
+/// is solved alone depends on the row only, so a row's result never depends on the other rows.
 template <class T>
 void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::size_t, std::size_t)> tile_rows,
                        std::size_t rows, std::size_t first_tile, std::size_t last_tile, std::size_t iterations,
                        const std::optional<T>& eps, T* h_out, const std::size_t* out_rows = nullptr,
                        double support_fraction = nmf_tiling<T>::support_fraction,
-                       block_split split = block_split::automatic)
+                       block_split split = block_split::automatic,
+                       double alone_fraction = nmf_tiling<T>::alone_fraction)
 {
     using lay = nmf_layout<T>;
     using tiles = nmf_tiling<T>;
@@ -596,6 +708,8 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
     auto solve_rows = [&](const T* x, const std::size_t* ids, auto height, std::size_t support) {
         constexpr std::size_t M = decltype(height)::value;
         const bool on_support = support_fraction > 0 && double(support) <= support_fraction * double(wts.i);
+        if (on_support)
+            s.support_rows = M;
         if (on_support) {
             union_support(x, M, wts.i, wts.ip, s.support);
             restrict_to_support(wts, s.inv_r0.data(), x, M, s.support, s.compact, s.inv_r0_compact, s.x_compact);
@@ -606,6 +720,32 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
                                                 s.q.data(), iterations, eps);
         for (std::size_t r = 0; r < M; ++r)
             copy_short_row(h + r * wts.hp, wts.h, h_out + output_row(out_rows, ids[r]) * wts.h);
+    };
+    // A row whose own support is narrow enough is solved alone, by columns of Wᵀ read in place (nmf_row_by_columns).
+    // Whether it is depends on the row alone, so no row's result depends on the rows beside it.
+    const bool alone = alone_fraction > 0 && wts.hp <= nmf_by_columns_max_vectors * lay::lanes;
+    auto solve_alone = [&](const T* x, std::size_t id) {
+        s.support_rows = 1;
+        union_support(x, 1, wts.i, wts.ip, s.support);
+        const std::size_t u = s.support.size(), n = lay::pad(u);
+        s.x_compact.resize(n);
+        s.inv_r0_compact.resize(n);
+        s.support.resize(n, u > 0 ? s.support[u - 1] : 0);  // the padding repeats a column, with x̂ = 0
+        for (std::size_t t = 0; t < n; ++t) {
+            const std::size_t i = s.support[t];
+            s.x_compact[t] = t < u ? x[i] : T(0);
+            s.inv_r0_compact[t] = t < u ? s.inv_r0[i] : T(0);
+            s.support[t] = static_cast<std::uint32_t>(i * wts.ldwt);
+        }
+        [&]<std::size_t... V>(std::index_sequence<V...>) {
+            ((wts.hp == (V + 1) * lay::lanes
+                  ? (nmf_row_by_columns<T, V + 1>(wts, s.support.data(), n, s.x_compact.data(),
+                                                  s.inv_r0_compact.data(), s.h.data(), iterations, eps),
+                     0)
+                  : 0),
+             ...);
+        }(std::make_index_sequence<nmf_by_columns_max_vectors>{});
+        copy_short_row(s.h.data(), wts.h, h_out + output_row(out_rows, id) * wts.h);
     };
     using one_row = std::integral_constant<std::size_t, 1>;
     using two_rows = std::integral_constant<std::size_t, 2>;
@@ -648,37 +788,53 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
             const std::size_t valid = std::min(NT, n - t0);
             std::copy_n(tile_rows(r0 + t0, valid), valid * wts.ip, s.x_task.data() + t0 * wts.ip);
         }
+        // the rows sparse enough are solved alone; the others, row_ids[0, kept) in their order (with their bits
+        // moved to the front), go in blocks
         s.row_ids.resize(n);
         std::iota(s.row_ids.begin(), s.row_ids.end(), std::size_t(0));
-        // rows whose own support is too wide to be restricted are solved in their order: grouping cannot help them
-        bool some_sparse = false;
-        if (support_fraction > 0 && n > MR) {
+        std::size_t kept = n;
+        bool some_sparse = false;  // a kept row narrow enough to be restricted: grouping may narrow its block
+        if (support_fraction > 0 || alone) {
             s.bits.resize(n * words);
+            kept = 0;
             for (std::size_t r = 0; r < n; ++r) {
-                nonzero_bits(s.x_task.data() + r * wts.ip, wts.ip, s.bits.data() + r * words);
+                std::uint64_t* bits = s.bits.data() + kept * words;
+                nonzero_bits(s.x_task.data() + r * wts.ip, wts.ip, bits);
                 std::size_t count = 0;
                 for (std::size_t w = 0; w < words; ++w)
-                    count += static_cast<std::size_t>(std::popcount(s.bits[r * words + w]));
+                    count += static_cast<std::size_t>(std::popcount(bits[w]));
+                if (alone && double(count) <= alone_fraction * double(wts.i)) {
+                    solve_alone(s.x_task.data() + r * wts.ip, r0 + r);
+                    continue;
+                }
                 some_sparse = some_sparse || double(count) <= support_fraction * double(wts.i);
+                s.row_ids[kept++] = r;
             }
         }
         bool grouped = false;
-        if (some_sparse) {
-            const std::size_t in_order = grouped_union_columns(s.bits.data(), words, n, MR, s.row_ids.data());
-            group_by_support(s.bits.data(), words, n, MR, s.row_ids.data(), s.union_bits);
-            grouped = double(grouped_union_columns(s.bits.data(), words, n, MR, s.row_ids.data())) <=
+        if (some_sparse && kept > MR) {
+            s.order.resize(kept);
+            std::iota(s.order.begin(), s.order.end(), std::size_t(0));
+            const std::size_t in_order = grouped_union_columns(s.bits.data(), words, kept, MR, s.order.data());
+            group_by_support(s.bits.data(), words, kept, MR, s.order.data(), s.union_bits);
+            grouped = double(grouped_union_columns(s.bits.data(), words, kept, MR, s.order.data())) <=
                       tiles::regroup_gain * double(in_order);
-            if (!grouped)
-                std::iota(s.row_ids.begin(), s.row_ids.end(), std::size_t(0));
+            if (grouped) {
+                s.order_ids.resize(kept);
+                for (std::size_t k = 0; k < kept; ++k)
+                    s.order_ids[k] = s.row_ids[s.order[k]];
+                std::copy_n(s.order_ids.begin(), kept, s.row_ids.begin());
+            }
         }
-        // blocks in that order (gathered if regrouped): full ones, then the rest — 3 to 5 rows in one block, 7 or 8
-        // in two, or 1 or 2 rows of a run that short alone
+        // blocks in that order (gathered unless they are the run's rows as they came): full ones, then the rest —
+        // 3 to 5 rows in one block, 7 or 8 in two, or 1 or 2 rows of a run that short alone
+        const bool as_they_came = kept == n && !grouped;
         s.x_block.resize((MR + 2) * wts.ip);
         std::size_t ids[2 * MR];
         auto gather = [&](std::size_t k0, std::size_t m) {
             for (std::size_t k = 0; k < m; ++k)
                 ids[k] = r0 + s.row_ids[k0 + k];
-            if (!grouped)  // in their order
+            if (as_they_came)
                 return static_cast<const T*>(s.x_task.data() + k0 * wts.ip);
             for (std::size_t k = 0; k < m; ++k)
                 std::copy_n(s.x_task.data() + s.row_ids[k0 + k] * wts.ip, wts.ip, s.x_block.data() + k * wts.ip);
@@ -686,11 +842,11 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
         };
         // one or two rows left over join the last full block in two balanced blocks (8 rows: 4 + 4, not 6 + 1 + 1):
         // a lone dense row runs at half the speed of a block
-        const std::size_t full = (n % MR == 1 || n % MR == 2) && n > MR ? n / MR - 1 : n / MR;
+        const std::size_t full = (kept % MR == 1 || kept % MR == 2) && kept > MR ? kept / MR - 1 : kept / MR;
         std::size_t k0 = 0;
         for (; k0 < full * MR; k0 += MR)
             solve_full_block(gather(k0, MR), ids);
-        const std::size_t rest = n - k0;
+        const std::size_t rest = kept - k0;
         if (rest == 0)
             continue;
         const T* x = gather(k0, rest);

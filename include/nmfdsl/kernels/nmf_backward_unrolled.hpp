@@ -10,8 +10,9 @@
 /// scratch — a few hundred kilobytes, in cache — and runs the chain above on the same tile straight away, with the
 /// forward's register-tiled broadcast-FMA micro-kernels. Memory therefore does not grow with T; the arithmetic is
 /// the forward's twice over (three times with dW). The recomputed states are bit-identical to nmf_forward's (same
-/// FMA sequences) when I and H are whole numbers of vectors; otherwise the forward runs with the rows in the SIMD
-/// lanes and the two agree to rounding (the normalising sum is added in another order). The naive twin is
+/// FMA sequences) when I and H are whole numbers of vectors, except for the sparse rows nmf_forward solves alone by
+/// columns of Wᵀ (r summed in another order); otherwise the forward runs with the rows in the SIMD lanes; in both
+/// exceptions the two agree to rounding. The naive twin is
 /// nmfdsl::testing::naive_nmf_backward_unrolled.
 #include <algorithm>
 #include <cstddef>

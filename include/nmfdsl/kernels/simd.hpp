@@ -116,6 +116,33 @@ inline void transpose(const T* in, std::size_t ld_in, std::size_t rows, std::siz
             out[c * ld_out + r] = in[r * ld_in + c];
 }
 
+/// out[i] = Σ_j v[i][j], the sums of L vectors of L lanes as one vector. xsimd::haddp does this, but xsimd 8.1's
+/// AVX-512 float version returns lanes 2–5 and 10–13 in the wrong order, so AVX-512 float has its own tree here:
+/// 128-bit halves added pairwise (16 → 8 → 4 vectors, each source's lanes folded into one 128-bit block), then a
+/// 4 × 4 transpose-and-add within the blocks; the inputs enter transposed (index 4c + j as 4j + c) so that the sum
+/// of v[i] lands in lane i. 30 shuffles and 15 additions.
+template <class T, class A>
+inline xsimd::batch<T, A> sums_across_lanes(const xsimd::batch<T, A>* v)
+{
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float> && sizeof(xsimd::batch<T, A>) == 64) {
+        auto in = [&](std::size_t m) -> __m512 { return v[4 * (m % 4) + m / 4]; };
+        __m512 w[8], y[4];
+        for (std::size_t j = 0; j < 8; ++j)  // blocks 0 + 2, 1 + 3 of inputs 2j and 2j + 1
+            w[j] = _mm512_add_ps(_mm512_shuffle_f32x4(in(2 * j), in(2 * j + 1), 0x44),
+                                 _mm512_shuffle_f32x4(in(2 * j), in(2 * j + 1), 0xEE));
+        for (std::size_t j = 0; j < 4; ++j)  // block c of y[j]: input 4j + c folded to 4 lanes
+            y[j] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * j], w[2 * j + 1], 0x88),
+                                 _mm512_shuffle_f32x4(w[2 * j], w[2 * j + 1], 0xDD));
+        const __m512 p = _mm512_add_ps(_mm512_unpacklo_ps(y[0], y[1]), _mm512_unpackhi_ps(y[0], y[1]));
+        const __m512 q = _mm512_add_ps(_mm512_unpacklo_ps(y[2], y[3]), _mm512_unpackhi_ps(y[2], y[3]));
+        // lane 4c + j: the sum of input 4j + c, which is v[4c + j]
+        return _mm512_add_ps(_mm512_shuffle_ps(p, q, 0x44), _mm512_shuffle_ps(p, q, 0xEE));
+    }
+#endif
+    return xsimd::haddp(v);
+}
+
 /// Bit j of word w: x[64·w + j] != 0 (NaN counts as non-zero), for the n values at x; words = ⌈n / 64⌉.
 template <class T>
 inline void nonzero_bits(const T* x, std::size_t n, std::uint64_t* words)
