@@ -371,10 +371,11 @@ TEMPLATE_TEST_CASE("rows solved on their supports: blocks give the bits of every
                 std::vector<T> by_default_reversed(rows * H);
                 k::nmf_forward(wts, reversed.data(), rows, 9, eps, by_default_reversed.data());
                 bool same_bits = true;
-                for (std::size_t n = 0; n < rows; ++n)
-                    same_bits = same_bits && std::equal(by_default.begin() + std::ptrdiff_t(n * H),
-                                                        by_default.begin() + std::ptrdiff_t((n + 1) * H),
-                                                        by_default_reversed.begin() + std::ptrdiff_t((rows - 1 - n) * H));
+                for (std::size_t n = 0; n < rows; ++n) {
+                    const auto row = by_default.begin() + std::ptrdiff_t(n * H);
+                    const auto row_reversed = by_default_reversed.begin() + std::ptrdiff_t((rows - 1 - n) * H);
+                    same_bits = same_bits && std::equal(row, row + std::ptrdiff_t(H), row_reversed);
+                }
                 CHECK(same_bits);
                 // all-zero rows stay all zero (undamped) or keep h⁰ up to the normalisation's rounding (damped:
                 // h ⊙ (1 + ε·0))
