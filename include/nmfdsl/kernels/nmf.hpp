@@ -317,7 +317,7 @@ struct nmf_scratch {
     /// the row layout's grouping of a task's rows (nmf_forward_tiles): their x̂ rows as they come, the order they
     /// are solved in (group_by_support), each row's non-zero bits, and one block's x̂ rows gathered in that order
     aligned_vector<T> x_task, x_block;
-    std::vector<std::size_t> row_ids, order, order_ids;
+    std::vector<std::size_t> row_ids, order;
     std::vector<std::uint64_t> bits, union_bits;
     /// the rows of the last block solved on its support (1: a row by columns of Wᵀ), for tests of the split
     std::size_t support_rows = 0;
@@ -708,9 +708,8 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
     auto solve_rows = [&](const T* x, const std::size_t* ids, auto height, std::size_t support) {
         constexpr std::size_t M = decltype(height)::value;
         const bool on_support = support_fraction > 0 && double(support) <= support_fraction * double(wts.i);
-        if (on_support)
-            s.support_rows = M;
         if (on_support) {
+            s.support_rows = M;
             union_support(x, M, wts.i, wts.ip, s.support);
             restrict_to_support(wts, s.inv_r0.data(), x, M, s.support, s.compact, s.inv_r0_compact, s.x_compact);
         }
@@ -724,9 +723,12 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
     // A row whose own support is narrow enough is solved alone, by columns of Wᵀ read in place (nmf_row_by_columns).
     // Whether it is depends on the row alone, so no row's result depends on the rows beside it.
     const bool alone = alone_fraction > 0 && wts.hp <= nmf_by_columns_max_vectors * lay::lanes;
-    auto solve_alone = [&](const T* x, std::size_t id) {
+    auto solve_alone = [&](const T* x, const std::uint64_t* bits, std::size_t id) {
         s.support_rows = 1;
-        union_support(x, 1, wts.i, wts.ip, s.support);
+        s.support.clear();  // the row's non-zero columns, ascending, from its bits (padding columns are zero)
+        for (std::size_t w = 0; w < (wts.ip + 63) / 64; ++w)
+            for (std::uint64_t b = bits[w]; b != 0; b &= b - 1)
+                s.support.push_back(static_cast<std::uint32_t>(64 * w + std::size_t(std::countr_zero(b))));
         const std::size_t u = s.support.size(), n = lay::pad(u);
         s.x_compact.resize(n);
         s.inv_r0_compact.resize(n);
@@ -804,7 +806,7 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
                 for (std::size_t w = 0; w < words; ++w)
                     count += static_cast<std::size_t>(std::popcount(bits[w]));
                 if (alone && double(count) <= alone_fraction * double(wts.i)) {
-                    solve_alone(s.x_task.data() + r * wts.ip, r0 + r);
+                    solve_alone(s.x_task.data() + r * wts.ip, bits, r0 + r);
                     continue;
                 }
                 some_sparse = some_sparse || double(count) <= support_fraction * double(wts.i);
@@ -819,11 +821,10 @@ void nmf_forward_tiles(const nmf_weights<T>& wts, function_ref<const T*(std::siz
             group_by_support(s.bits.data(), words, kept, MR, s.order.data(), s.union_bits);
             grouped = double(grouped_union_columns(s.bits.data(), words, kept, MR, s.order.data())) <=
                       tiles::regroup_gain * double(in_order);
-            if (grouped) {
-                s.order_ids.resize(kept);
+            if (grouped) {  // the kept rows' numbers in the grouped order
                 for (std::size_t k = 0; k < kept; ++k)
-                    s.order_ids[k] = s.row_ids[s.order[k]];
-                std::copy_n(s.order_ids.begin(), kept, s.row_ids.begin());
+                    s.order[k] = s.row_ids[s.order[k]];
+                std::copy_n(s.order.begin(), kept, s.row_ids.begin());
             }
         }
         // blocks in that order (gathered unless they are the run's rows as they came): full ones, then the rest —
