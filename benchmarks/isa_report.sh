@@ -24,10 +24,17 @@ if [[ ! -x $build/benchmarks/nmfdsl_bench || ! -x $build/examples/nmfdsl-train ]
   cmake --build "$build" -j2 --target nmfdsl_bench nmfdsl-train >/dev/null
 fi
 {
-  echo "# isa_report: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo "# isa_report: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git describe --always --dirty 2>/dev/null || echo '?')"
   echo "# CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores;" \
     "AVX-512F: $(grep -q avx512f /proc/cpuinfo && echo yes || echo no)," \
     "AVX2: $(grep -q avx2 /proc/cpuinfo && echo yes || echo no), FMA: $(grep -q ' fma' /proc/cpuinfo && echo yes || echo no)"
+  # the -march the build was compiled for (and what native means here: GCC's tuning for it changes the code)
+  arch=$(sed -n 's/^NMFDSL_ARCH:STRING=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
+  native=$(sed -n 's/^NMFDSL_NATIVE:BOOL=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
+  cxx=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
+  [[ -z $arch && $native == ON ]] && arch=native
+  echo "# build: $build, -march=${arch:-(compiler default)}; -march=native here is" \
+    "$("${cxx:-g++}" -march=native -Q --help=target 2>/dev/null | awk '$1 == "-march=" { print $2; exit }')"
   echo
   echo "## 1. kernels against peak_fma (benchmarks/peak_fractions.sh $build $rounds)"
   bash benchmarks/peak_fractions.sh "$build" "$rounds"

@@ -492,6 +492,23 @@ TEMPLATE_TEST_CASE("sums across lanes: lane i holds the sum of vector i", "[kern
     }
 }
 
+TEMPLATE_TEST_CASE("keep_in_register leaves every lane as it was", "[kernels]", float, double)
+{
+    using T = TestType;
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t L = batch::size;
+    alignas(64) T in[L], out[L];
+    for (std::size_t j = 0; j < L; ++j)
+        in[j] = T(0.5) + T(j) * T(-1.25);
+    batch v = batch::load_aligned(in);
+    k::keep_in_register(v);
+    (v * batch(T(2))).store_aligned(out);
+    for (std::size_t j = 0; j < L; ++j) {
+        INFO("lane " << j << " of " << L);
+        CHECK(out[j] == 2 * in[j]);
+    }
+}
+
 namespace {
 /// Random NMF weights (rows of W on the simplex) and `rows` random x̂ rows on the simplex, padded as the kernels
 /// take them (row stride ip, zero padding columns and rows).

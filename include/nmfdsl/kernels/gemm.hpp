@@ -13,6 +13,7 @@
 
 #include "../core/parallel.hpp"
 #include "../core/params.hpp"
+#include "simd.hpp"
 
 namespace nmfdsl::kernels {
 
@@ -122,8 +123,10 @@ void micro_kernel(std::size_t kc, const T* ap, const T* bp, T* c, std::size_t ld
     for (std::size_t k = 0; k < kc; ++k) {
         batch b[NB];
 #pragma GCC unroll 4
-        for (std::size_t j = 0; j < NB; ++j)
+        for (std::size_t j = 0; j < NB; ++j) {
             b[j] = batch::load_aligned(bp + k * NR + j * L);
+            keep_in_register(b[j]);  // loaded once, used MR times
+        }
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < MR; ++r) {
             const batch a(ap[k * MR + r]);

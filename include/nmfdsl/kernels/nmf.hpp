@@ -182,8 +182,10 @@ inline void bcast_tile(std::size_t K, const T* A, std::size_t lda, const T* B, s
     for (std::size_t k = 0; k < K; ++k) {
         batch b[NB];
 #pragma GCC unroll 8
-        for (std::size_t j = 0; j < NB; ++j)
+        for (std::size_t j = 0; j < NB; ++j) {
             b[j] = batch::load_aligned(B + k * ldb + j * L);
+            keep_in_register(b[j]);  // loaded once, used MR times
+        }
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < MR; ++r) {
             const batch a(A[r * lda + k * ak]);

@@ -102,8 +102,10 @@ inline void backward_rows(const nmf_weights<T>& wts, const T* hp, const T* hgp, 
     for (std::size_t k = 0; k < wts.h; ++k) {
         batch b[NB];
 #pragma GCC unroll 8
-        for (std::size_t j = 0; j < NB; ++j)
+        for (std::size_t j = 0; j < NB; ++j) {
             b[j] = batch::load_aligned(wts.w.data() + k * wts.ldw + c0 + j * L);
+            keep_in_register(b[j]);  // loaded once, used 2·MR times
+        }
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < MR; ++r) {
             const batch hv(hp[r * Hp + k]), gv(hgp[r * Hp + k]);

@@ -37,6 +37,22 @@ inline xsimd::batch<T, A> refined_reciprocal(const xsimd::batch<T, A>& d)
     }
 }
 
+/// Pins v in a vector register: from here on the compiler cannot re-read v from memory as the operand of each
+/// instruction that uses it. A register tile loads a vector once and uses it in several FMAs; GCC's tuning for AMD
+/// Zen (-mtune=znver3, which -march=native picks on Zen 2, 3 and 4 with g++ 12) instead folds the load into every
+/// FMA, one load per FMA, and an AVX2 tile of 16 registers becomes bound by the load ports (cnmf_forward/L1/32 ran
+/// at 0.66 of peak_fma instead of 0.85). An empty asm statement: no instruction is emitted. Only with 16 registers
+/// (x86 below AVX-512): AVX-512 tiles kept their speed unpinned and lost 6 % in the backward pinned, and aarch64
+/// has no memory operands to fold.
+template <class T, class A>
+inline void keep_in_register([[maybe_unused]] xsimd::batch<T, A>& v)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if constexpr (sizeof(xsimd::batch<T, A>) < 64)
+        asm("" : "+x"(v.data));
+#endif
+}
+
 /// For short rows (a few vectors): f(k, batch) for every whole vector of [0, n) at offset k, then f_tail(k) for each of
 /// the last n mod L elements, in a fully unrolled loop. The point is what it is not: a plain element loop that copies
 /// is turned by g++ into a call to memmove, whose fixed cost at these lengths is that of the copy itself (it was a
