@@ -48,7 +48,8 @@ test-arch: deps
 # build 196 s against 460 s at -O1, the run 124 s against 116 s), -O1 under TSan (its run took 344 s at -Og).
 SAN_ARCH ?= native
 SAN_ISA = $(if $(filter native,$(SAN_ARCH)),-DNMFDSL_NATIVE=ON,-DNMFDSL_ARCH=$(SAN_ARCH))
-SANITIZE_FLAGS = -DCMAKE_BUILD_TYPE=Release -DNMFDSL_CHECKED=ON -DNMFDSL_BUILD_EXAMPLES=OFF -DNMFDSL_BUILD_BENCHMARKS=OFF
+SANITIZE_FLAGS = -DCMAKE_BUILD_TYPE=Release -DNMFDSL_CHECKED=ON -DNMFDSL_BUILD_EXAMPLES=OFF \
+  -DNMFDSL_BUILD_BENCHMARKS=OFF
 test-sanitize: deps
 	cmake -S . -B build/asan-$(SAN_ARCH) $(SANITIZE_FLAGS) "-DCMAKE_CXX_FLAGS_RELEASE=-Og -g1 -fno-omit-frame-pointer" \
 	  $(SAN_ISA) "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined \
