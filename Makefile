@@ -44,8 +44,9 @@ test-arch: deps
 # The unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, and under ThreadSanitizer (the thread pool and
 # every parallel kernel), with line tables. SAN_ARCH picks the instruction set of the sanitizer build: native
 # (default) or a -march value, e.g. `make test-sanitize SAN_ARCH=x86-64-v3` (AVX2 + FMA) on an AVX-512 machine,
-# which is how CI tests the AVX2 kernel paths there. Optimisation: -Og under ASan + UBSan (measured on 2 cores: the
-# build 196 s against 460 s at -O1, the run 124 s against 116 s), -O1 under TSan (its run took 344 s at -Og).
+# which is how CI tests the AVX2 kernel paths there. Optimisation: -Og under ASan + UBSan (its CI stage, build and run
+# on 2 cores, took 356 s against 576 s at -O1; the run alone 124 s against 116 s), -O1 under TSan (its run took
+# 344 s at -Og).
 SAN_ARCH ?= native
 SAN_ISA = $(if $(filter native,$(SAN_ARCH)),-DNMFDSL_NATIVE=ON,-DNMFDSL_ARCH=$(SAN_ARCH))
 SANITIZE_FLAGS = -DCMAKE_BUILD_TYPE=Release -DNMFDSL_CHECKED=ON -DNMFDSL_BUILD_EXAMPLES=OFF \

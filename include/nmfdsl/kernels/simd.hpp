@@ -48,7 +48,7 @@ template <class T, class A>
 inline void keep_in_register([[maybe_unused]] xsimd::batch<T, A>& v)
 {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    if constexpr (sizeof(xsimd::batch<T, A>) < 64)
+    if constexpr (vector_registers<T> == 16)
         asm("" : "+x"(v.data));
 #endif
 }
