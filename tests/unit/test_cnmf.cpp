@@ -8,6 +8,9 @@
 #include <numeric>
 #include <cstdint>
 #include <cmath>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include <nmfdsl/nmfdsl.hpp>
@@ -1303,5 +1306,52 @@ TEST_CASE("memory accounting: an impossible allocation throws and leaves the cou
     CHECK(reinterpret_cast<std::uintptr_t>(p) % 64 == 0);
     CHECK(nd::memory::current_bytes() == before + 100 * sizeof(float));
     alloc.deallocate(p, 100);
+    CHECK(nd::memory::current_bytes() == before);
+}
+
+namespace {
+/// The VmFlags line of /proc/self/smaps for the mapping holding address p ("" if none is found).
+std::string mapping_flags(const void* p)
+{
+    std::ifstream smaps("/proc/self/smaps");
+    const auto at = reinterpret_cast<std::uintptr_t>(p);
+    bool inside = false;
+    for (std::string line; std::getline(smaps, line);) {
+        std::uintptr_t lo = 0, hi = 0;
+        char dash = 0;
+        std::istringstream head(line);
+        if (head >> std::hex >> lo >> dash >> hi && dash == '-' && line.find(':') > line.find(' '))
+            inside = lo <= at && at < hi;
+        else if (inside && line.rfind("VmFlags:", 0) == 0)
+            return line;
+    }
+    return "";
+}
+} // namespace
+
+TEST_CASE("memory accounting: buffers from 2 MiB up are mapped on 2 MiB boundaries for huge pages", "[memory]")
+{
+    nd::memory::counting_allocator<float> alloc;
+    const std::size_t before = nd::memory::current_bytes();
+    // one float under, at and over the threshold, and a length that is no whole number of pages
+    for (const std::size_t n : {nd::memory::huge_buffer_bytes / 4 - 1, nd::memory::huge_buffer_bytes / 4,
+                                std::size_t(3'000'001)}) {
+        CAPTURE(n);
+        float* p = alloc.allocate(n);
+        const bool mapped = nd::memory::maps_huge_buffers && n * sizeof(float) >= nd::memory::huge_buffer_bytes;
+        CHECK(reinterpret_cast<std::uintptr_t>(p) % (mapped ? nd::memory::huge_buffer_bytes : 64) == 0);
+        CHECK(nd::memory::current_bytes() == before + n * sizeof(float));  // what was asked for, not the pages
+        std::fill(p, p + n, 1.5f);  // all of it writable
+        CHECK(std::count(p, p + n, 1.5f) == static_cast<std::ptrdiff_t>(n));
+#if defined(__linux__) && defined(__x86_64__)
+        // marked for huge pages ("hg"), where the kernel has them (qemu-user, which runs the ARM tests, ignores it)
+        if (mapped && std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled"))
+            CHECK(mapping_flags(p).find(" hg") != std::string::npos);
+#endif
+        alloc.deallocate(p, n);
+        CHECK(nd::memory::current_bytes() == before);
+    }
+    // a mapping the system cannot give is bad_alloc, counters untouched
+    CHECK_THROWS_AS(alloc.allocate(std::numeric_limits<std::size_t>::max() / 8), std::bad_alloc);
     CHECK(nd::memory::current_bytes() == before);
 }
