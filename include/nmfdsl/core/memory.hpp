@@ -15,7 +15,7 @@
 /// marked for transparent huge pages (madvise(MADV_HUGEPAGE); Debian's default THP mode honours only marked memory).
 /// The kernels stream activations of several MiB (h and its gradient at batch 128); with 4 KiB pages that is a TLB
 /// miss every 4 KiB, dearer still under a hypervisor's nested paging. The mark is a hint: where THP is off the buffer
-/// keeps 4 KiB pages. Smaller buffers come from the C heap, 64-byte aligned.
+/// keeps 4 KiB pages. Smaller buffers, and all under AddressSanitizer, come from the C heap, 64-byte aligned.
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -51,8 +51,21 @@ inline void on_allocate(std::size_t bytes)
 inline void on_free(std::size_t bytes) { current_counter().fetch_sub(bytes, std::memory_order_relaxed); }
 } // namespace detail
 
-/// Whether buffers of at least huge_buffer_bytes are mapped on their own for huge pages (see the file comment).
-#if defined(__linux__)
+// Under AddressSanitizer every buffer stays on the heap, where ASan checks accesses past its ends.
+#if defined(__SANITIZE_ADDRESS__)
+#define NMFDSL_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NMFDSL_UNDER_ASAN 1
+#endif
+#endif
+#if defined(__linux__) && !defined(NMFDSL_UNDER_ASAN)
+#define NMFDSL_MAP_HUGE_BUFFERS 1
+#endif
+
+/// Whether buffers of at least huge_buffer_bytes are mapped on their own for huge pages (see the file comment): on
+/// Linux, except under AddressSanitizer.
+#if defined(NMFDSL_MAP_HUGE_BUFFERS)
 inline constexpr bool maps_huge_buffers = true;
 #else
 inline constexpr bool maps_huge_buffers = false;
@@ -61,7 +74,7 @@ inline constexpr bool maps_huge_buffers = false;
 inline constexpr std::size_t huge_buffer_bytes = std::size_t(2) << 20;
 
 namespace detail {
-#if defined(__linux__)
+#if defined(NMFDSL_MAP_HUGE_BUFFERS)
 /// bytes rounded up to whole pages of the system's page size
 inline std::size_t whole_pages(std::size_t bytes)
 {
@@ -99,7 +112,7 @@ inline void unmap_huge_buffer(void* p, std::size_t bytes) noexcept { munmap(p, w
 /// up where maps_huge_buffers, else from the C heap. nullptr if none is to be had. Freed by release_bytes(p, bytes).
 inline void* acquire_bytes(std::size_t bytes, std::size_t align)
 {
-#if defined(__linux__)
+#if defined(NMFDSL_MAP_HUGE_BUFFERS)
     if (bytes >= huge_buffer_bytes)
         return map_huge_buffer(bytes);
 #endif
@@ -108,7 +121,7 @@ inline void* acquire_bytes(std::size_t bytes, std::size_t align)
 
 inline void release_bytes(void* p, std::size_t bytes) noexcept
 {
-#if defined(__linux__)
+#if defined(NMFDSL_MAP_HUGE_BUFFERS)
     if (bytes >= huge_buffer_bytes) {
         unmap_huge_buffer(p, bytes);
         return;
